@@ -1,0 +1,179 @@
+"""Build a run exactly as LLaMA-Factory's `tuner._training_function` + `run_sft`/`run_pt` do.
+
+The order matters for bit-exact parity with `llamafactory-cli train`: `get_train_args` seeds the RNG before
+`load_model`, and the Trainer's constructor seeds it again. Nothing here patches LLaMA-Factory; we only call its
+public loaders and construct its own trainer class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+
+
+@dataclass
+class Run:
+    model_args: Any
+    data_args: Any
+    training_args: Any
+    finetuning_args: Any
+    generating_args: Any
+    stage: str
+    tokenizer: Any
+    trainer: Any
+    train_dataset: Any
+    eval_dataset: Any
+    collator: Any
+    # filled by the step loop
+    loop: Any = None
+    extra: dict = field(default_factory=dict)
+
+
+def _ensure_torchaudio() -> None:
+    # LLaMA-Factory imports torchaudio unconditionally; the setup installs a stub package when the real one is
+    # absent. This guard only turns a confusing ImportError deep in transformers into a clear message.
+    try:
+        import torchaudio  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ConfigError(
+            "torchaudio is not importable; run `npm run setup` (installs a stub) or `pip install torchaudio`"
+        ) from exc
+
+
+_SUPPORTED_STAGES = ("sft", "pt")
+
+
+def build_run(config: dict[str, Any]) -> Run:
+    _ensure_torchaudio()
+    from llamafactory.hparams import get_train_args
+    from llamafactory.train.callbacks import LogCallback, ReporterCallback
+    from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
+    from llamafactory.model import load_model, load_tokenizer
+
+    try:
+        model_args, data_args, training_args, finetuning_args, generating_args = get_train_args(dict(config))
+    except (ValueError, TypeError, OSError, FileNotFoundError) as exc:
+        raise ConfigError(_clean(exc)) from exc
+    except SystemExit as exc:  # HfArgumentParser exits on some bad values
+        raise ConfigError(f"invalid LLaMA-Factory arguments ({exc})") from exc
+
+    stage = finetuning_args.stage
+    if stage not in _SUPPORTED_STAGES:
+        raise ConfigError(f"stage: '{stage}' is not supported by the DataFlex executor (supported: sft, pt)")
+    if not training_args.do_train:
+        raise ConfigError("do_train: must be true for `dataflex train`")
+    if training_args.resume_from_checkpoint:
+        raise ConfigError(
+            f"output_dir: '{training_args.output_dir}' holds a checkpoint and resuming is not supported yet; "
+            "set overwrite_output_dir: true or choose a new output_dir"
+        )
+    if training_args.world_size != 1 or training_args.deepspeed:
+        raise ConfigError("multi-process / DeepSpeed runs are not supported by this executor version yet")
+
+    # Same callback list, same order, as tuner._training_function (ReporterCallback last).
+    callbacks: list[Any] = [LogCallback()]
+    if finetuning_args.early_stopping_steps is not None:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=finetuning_args.early_stopping_steps))
+    callbacks.append(ReporterCallback(model_args, data_args, finetuning_args, generating_args))
+
+    try:
+        tokenizer_module = load_tokenizer(model_args)
+        tokenizer = tokenizer_module["tokenizer"]
+        template = get_template_and_fix_tokenizer(tokenizer, data_args)
+        dataset_module = get_dataset(template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
+        model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
+    except (ValueError, OSError, FileNotFoundError, KeyError) as exc:
+        raise ConfigError(_clean(exc)) from exc
+
+    if stage == "sft":
+        trainer, collator = _sft_trainer(
+            model, tokenizer_module, template, dataset_module, model_args, data_args, training_args,
+            finetuning_args, generating_args, callbacks,
+        )
+    else:
+        trainer, collator = _pt_trainer(model, tokenizer_module, dataset_module, training_args, finetuning_args, callbacks)
+
+    train_dataset = dataset_module.get("train_dataset")
+    if train_dataset is None or len(train_dataset) == 0:
+        raise ConfigError("dataset: the training set is empty after preprocessing (check `dataset` and `cutoff_len`)")
+    return Run(
+        model_args=model_args,
+        data_args=data_args,
+        training_args=training_args,
+        finetuning_args=finetuning_args,
+        generating_args=generating_args,
+        stage=stage,
+        tokenizer=tokenizer,
+        trainer=trainer,
+        train_dataset=train_dataset,
+        eval_dataset=dataset_module.get("eval_dataset"),
+        collator=collator,
+    )
+
+
+def _sft_trainer(model, tokenizer_module, template, dataset_module, model_args, data_args, training_args,
+                 finetuning_args, generating_args, callbacks):
+    from llamafactory.data import SFTDataCollatorWith4DAttentionMask
+    from llamafactory.extras.constants import IGNORE_INDEX
+    from llamafactory.train.sft.metric import ComputeAccuracy, ComputeSimilarity, eval_logit_processor
+    from llamafactory.train.sft.trainer import CustomSeq2SeqTrainer
+
+    tokenizer = tokenizer_module["tokenizer"]
+    collator = SFTDataCollatorWith4DAttentionMask(
+        template=template,
+        model=model if not training_args.predict_with_generate else None,
+        pad_to_multiple_of=8 if training_args.do_train else None,
+        label_pad_token_id=IGNORE_INDEX if data_args.ignore_pad_token_for_loss else tokenizer.pad_token_id,
+        block_diag_attn=model_args.block_diag_attn,
+        neat_packing=data_args.neat_packing,
+        attn_implementation=getattr(model.config, "_attn_implementation", None),
+        compute_dtype=model_args.compute_dtype,
+        **tokenizer_module,
+    )
+    metric_module: dict[str, Any] = {}
+    if training_args.predict_with_generate:
+        metric_module["compute_metrics"] = ComputeSimilarity(tokenizer=tokenizer)
+    elif finetuning_args.compute_accuracy:
+        metric_module["compute_metrics"] = ComputeAccuracy()
+        metric_module["preprocess_logits_for_metrics"] = eval_logit_processor
+    gen_kwargs = generating_args.to_dict(obey_generation_config=True)
+    gen_kwargs["eos_token_id"] = [tokenizer.eos_token_id] + tokenizer.additional_special_tokens_ids
+    gen_kwargs["pad_token_id"] = tokenizer.pad_token_id
+    trainer = CustomSeq2SeqTrainer(
+        model=model,
+        args=training_args,
+        finetuning_args=finetuning_args,
+        data_collator=collator,
+        callbacks=callbacks,
+        gen_kwargs=gen_kwargs,
+        **dataset_module,
+        **tokenizer_module,
+        **metric_module,
+    )
+    return trainer, collator
+
+
+def _pt_trainer(model, tokenizer_module, dataset_module, training_args, finetuning_args, callbacks):
+    from transformers import DataCollatorForLanguageModeling
+    from llamafactory.train.pt.trainer import CustomTrainer
+
+    collator = DataCollatorForLanguageModeling(tokenizer=tokenizer_module["tokenizer"], mlm=False)
+    trainer = CustomTrainer(
+        model=model,
+        args=training_args,
+        finetuning_args=finetuning_args,
+        data_collator=collator,
+        callbacks=callbacks,
+        **dataset_module,
+        **tokenizer_module,
+    )
+    return trainer, collator
+
+
+def _clean(exc: BaseException) -> str:
+    msg = str(exc).strip() or type(exc).__name__
+    return msg.splitlines()[0] if len(msg) > 600 else msg
