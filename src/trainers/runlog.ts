@@ -1,0 +1,59 @@
+import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
+
+/** One line of `dataflex/decisions.jsonl`: every decision the run made, enough to replay it. */
+export interface Decision {
+  step: number
+  kind: 'plan' | 'select' | 'mix' | 'weight'
+  strategy: string
+  [key: string]: unknown
+}
+
+/** One line of `dataflex/metrics.jsonl`: unrounded per-step values as the executor measured them. */
+export interface StepRecord {
+  step: number
+  epoch: number
+  loss: number
+  grad_norm: number | null
+  lr: number
+  tokens: number
+  eval_loss?: number
+}
+
+/**
+ * Append-only run artefacts under `<output_dir>/dataflex/`. Lines are appended whole (one write each), so a crash
+ * leaves complete lines; summary files are written atomically (temp file + rename).
+ */
+export class RunLog {
+  readonly dir: string
+
+  constructor(outputDir: string) {
+    this.dir = join(outputDir, 'dataflex')
+  }
+
+  open(): void {
+    mkdirSync(this.dir, { recursive: true })
+    // A fresh run starts fresh logs; LLaMA-Factory's overwrite_output_dir semantics apply to the rest.
+    for (const name of ['decisions.jsonl', 'metrics.jsonl']) writeFileSync(join(this.dir, name), '')
+  }
+
+  decision(d: Decision): void {
+    appendFileSync(join(this.dir, 'decisions.jsonl'), JSON.stringify({ ...d, time: new Date().toISOString() }) + '\n')
+  }
+
+  steps(records: StepRecord[]): void {
+    if (records.length === 0) return
+    appendFileSync(join(this.dir, 'metrics.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n')
+  }
+
+  writeJson(name: string, value: unknown): void {
+    writeJsonAtomic(join(this.dir, name), value)
+  }
+}
+
+export function writeJsonAtomic(path: string, value: unknown): void {
+  mkdirSync(dirname(path), { recursive: true })
+  const tmp = `${path}.tmp-${process.pid}`
+  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n')
+  renameSync(tmp, path)
+}
