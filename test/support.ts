@@ -1,0 +1,75 @@
+/** Shared fixtures for the integration tests: the repo's Python, the tiny local model, temp run folders. */
+import { execFile } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import { stringify } from 'yaml'
+import { REPO_ROOT, resolvePython, sidecarEnv } from '../src/bridge/index.ts'
+
+export const PYTHON = resolvePython().executable
+export const TINY_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2')
+export const DEMO_DATA = join(REPO_ROOT, 'data', 'demo')
+
+export function tempDir(prefix: string): string {
+  return mkdtempSync(join(tmpdir(), `dfx-${prefix}-`))
+}
+
+/** A small but complete LoRA SFT config on the tiny model (GA, warmup + cosine, clipping, dropout, eval). */
+export function tinyConfig(outputDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    model_name_or_path: TINY_MODEL,
+    stage: 'sft',
+    do_train: true,
+    finetuning_type: 'lora',
+    lora_rank: 4,
+    lora_alpha: 8,
+    lora_target: 'all',
+    lora_dropout: 0.1,
+    disable_gradient_checkpointing: true,
+    dataset_dir: DEMO_DATA,
+    dataset: 'arith_clean,facts',
+    template: 'qwen',
+    cutoff_len: 128,
+    max_samples: 26,
+    overwrite_cache: true,
+    preprocessing_num_workers: 1,
+    dataloader_num_workers: 0,
+    output_dir: outputDir,
+    logging_steps: 1,
+    save_steps: 8,
+    overwrite_output_dir: true,
+    report_to: 'none',
+    plot_loss: false,
+    per_device_train_batch_size: 4,
+    gradient_accumulation_steps: 2,
+    learning_rate: 5.0e-3,
+    num_train_epochs: 3.0,
+    lr_scheduler_type: 'cosine',
+    warmup_ratio: 0.1,
+    max_grad_norm: 0.5,
+    bf16: false,
+    seed: 42,
+    eval_dataset: 'demo_eval',
+    eval_strategy: 'steps',
+    eval_steps: 5,
+    per_device_eval_batch_size: 8,
+    ...extra,
+  }
+}
+
+export function writeConfig(dir: string, name: string, cfg: Record<string, unknown>): string {
+  const path = join(dir, name)
+  writeFileSync(path, stringify(cfg))
+  return path
+}
+
+/** Run a Python script with the sidecar's environment (bridge on PYTHONPATH, offline Hugging Face). */
+export async function runPython(args: string[], timeoutMs = 300_000): Promise<{ stdout: string; stderr: string }> {
+  return promisify(execFile)(PYTHON, args, {
+    cwd: REPO_ROOT,
+    env: sidecarEnv(process.env),
+    timeout: timeoutMs,
+    maxBuffer: 64 * 1024 * 1024,
+  })
+}
