@@ -44,6 +44,10 @@ const StepResultSchema = z.object({
   lr: f64,
   tokens: z.instanceof(BigInt64Array),
   eval_loss: f64,
+  /** Executor time of each step (forward/backward/optimizer, plus its log/eval/save). */
+  seconds: f64,
+  /** Executor time of the whole op, for the bridge-overhead measurement. */
+  op_seconds: z.number(),
   should_training_stop: z.boolean(),
 })
 export type StepResult = z.output<typeof StepResultSchema>

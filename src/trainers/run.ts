@@ -126,6 +126,8 @@ async function runStatic(
   await exec.begin(total)
   let lastLoss: number | undefined
   let lastEval: number | null = null
+  let overheadMs = 0
+  let stepsDone = 0
   const unsubscribe = bridge.on('step', (d) => {
     const step = Number(d.step)
     lastLoss = Number(d.loss)
@@ -153,7 +155,10 @@ async function runStatic(
         flags.evaluate[k] = ev.evaluate ? 1 : 0
         flags.save[k] = ev.save ? 1 : 0
       })
+      const t0 = performance.now()
       const r = await exec.trainSteps(n, flags)
+      overheadMs += performance.now() - t0 - r.op_seconds * 1000
+      stepsDone += r.done
       const records: StepRecord[] = []
       for (let k = 0; k < r.done; k++) {
         const s = pass.steps[k]!
@@ -187,6 +192,8 @@ async function runStatic(
     evalLoss: fin.eval_loss ?? lastEval,
     meanTrainLoss: fin.train_loss,
     stepSecondsMedian: fin.step_seconds_median,
+    // Round trip + (de)serialisation + per-step progress events, amortised per optimizer step.
+    bridgeOverheadUsPerStep: stepsDone > 0 ? (overheadMs * 1000) / stepsDone : null,
   }
   runlog.writeJson('summary.json', { ...summary, trainable_params: info.trainable_params, stage: info.stage })
   return { steps: summary.steps, trainLoss: summary.trainLoss, evalLoss: summary.evalLoss }

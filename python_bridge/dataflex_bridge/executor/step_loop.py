@@ -177,6 +177,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     out_lr = np.zeros(count, dtype=np.float64)
     out_tokens = np.zeros(count, dtype=np.int64)
     out_eval = np.full(count, np.nan, dtype=np.float64)
+    out_sec = np.zeros(count, dtype=np.float64)
+    op_start = time.perf_counter()
     stop = False
     done = 0
     for k in range(count):
@@ -236,7 +238,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
         out_tokens[k] = int(num_items.item() if isinstance(num_items, torch.Tensor) else (num_items or 0))
         if metrics and "eval_loss" in metrics:
             out_eval[k] = float(metrics["eval_loss"])
-        loop.step_seconds.append(time.perf_counter() - t0)
+        out_sec[k] = time.perf_counter() - t0
+        loop.step_seconds.append(out_sec[k])
         if on_step is not None:
             on_step({
                 "step": trainer.state.global_step, "loss": out_loss[k], "lr": out_lr[k],
@@ -254,6 +257,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
         "lr": out_lr[:done],
         "tokens": out_tokens[:done],
         "eval_loss": out_eval[:done],
+        "seconds": out_sec[:done],
+        "op_seconds": time.perf_counter() - op_start,
         "should_training_stop": stop,
     }
 
