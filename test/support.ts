@@ -60,7 +60,8 @@ export function tinyConfig(outputDir: string, extra: Record<string, unknown> = {
 
 export function writeConfig(dir: string, name: string, cfg: Record<string, unknown>): string {
   const path = join(dir, name)
-  writeFileSync(path, stringify(cfg))
+  // Quote strings: YAML 1.1 readers (LLaMA-Factory's OmegaConf, ours) take a bare `no` for false.
+  writeFileSync(path, stringify(cfg, { defaultStringType: 'QUOTE_DOUBLE', defaultKeyType: 'PLAIN' }))
   return path
 }
 
