@@ -1,0 +1,117 @@
+/**
+ * The contract between trainers and strategies. A strategy is a typed object with a zod params schema and pure
+ * functions over typed arrays; everything it needs from the model it asks through `ModelOps`, so it can be unit-
+ * tested against saved losses/gradients and driven by the real executor alike.
+ */
+import type { z } from 'zod'
+import type { Rng } from '../math/rng.ts'
+
+export type Split = 'train' | 'eval'
+
+/** A dense row-major matrix. */
+export interface Matrix {
+  readonly data: Float32Array
+  readonly rows: number
+  readonly cols: number
+}
+
+export interface GradientOptions {
+  /** Projection dimension d (the output has d columns). */
+  readonly projDim: number
+  /** Projector seed: the same seed gives the same projection on any machine, CPU or GPU. */
+  readonly seed: number
+  /** `adam`: LESS's Adam-preconditioned gradient from the live optimizer moments (the run's betas/eps). */
+  readonly precondition: 'sgd' | 'adam'
+  /** L2-normalise each projected row. */
+  readonly normalize: boolean
+}
+
+export type Pooling = 'mask_mean' | 'position_weighted' | 'last_token'
+
+export interface EmbeddingOptions {
+  /** Hidden-state layer (Python indexing: -1 is the last layer). */
+  readonly layer: number
+  readonly pooling: Pooling
+  readonly normalize: boolean
+  /** A separate local model directory to embed with; default: the training model as it is now. */
+  readonly model?: string
+}
+
+export interface GenerateOptions {
+  readonly model: string
+  readonly maxNewTokens: number
+  readonly temperature: number
+  readonly samples: number
+  readonly seed: number
+}
+
+/** What a strategy may ask of the model. Every call is batched on the Python side. */
+export interface ModelOps {
+  readonly numTrain: number
+  readonly numEval: number
+  /** Per-sample mean token loss (training's label mask), eval mode, no grad. */
+  losses(split: Split, indices: Int32Array): Promise<Float32Array>
+  /** Projected per-sample gradients of the trainable parameters, [indices.length × projDim]. */
+  gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix>
+  /** Pooled hidden states, [indices.length × hidden]. */
+  embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix>
+}
+
+/** Everything a selection decision may depend on. Same inputs + same seed → same decision. */
+export interface SelectContext {
+  /** Global optimizer step the decision follows (0: before the first step). */
+  readonly step: number
+  /** How many indices to return (global batch × update_step). */
+  readonly numSamples: number
+  /** 1-based index of this update inside its flex-epoch, and how many there are. */
+  readonly updateIndex: number
+  readonly updateTimes: number
+  /** 0-based flex-epoch. */
+  readonly flexEpoch: number
+  /** Seeded from the run seed and the step: never shared between decisions. */
+  readonly rng: Rng
+  readonly model: ModelOps
+  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
+  readonly cacheDir: string
+  readonly log: (message: string) => void
+}
+
+export interface SelectResult {
+  readonly indices: Int32Array
+  /** Per-selected-index score, logged as a summary. */
+  readonly scores?: Float32Array | Float64Array
+  /** Small extra facts for decisions.jsonl (counts, timings, method). */
+  readonly info?: Readonly<Record<string, unknown>>
+}
+
+export interface SelectorInstance {
+  select(ctx: SelectContext): Promise<SelectResult>
+  /** Serialisable state for checkpoints (delta_loss's initial losses, …). */
+  state?(): unknown
+  restore?(state: unknown): void
+}
+
+export interface SelectorEnv {
+  readonly numTrain: number
+  readonly numEval: number
+  readonly seed: number
+  /** Directory of the config file, for resolving relative paths in params. */
+  readonly baseDir: string
+}
+
+export interface SelectorDefinition<P = unknown> {
+  readonly kind: 'selector'
+  readonly name: string
+  readonly description: string
+  readonly params: z.ZodType<P>
+  create(params: P, env: SelectorEnv): SelectorInstance
+}
+
+export function defineSelector<S extends z.ZodType>(def: {
+  name: string
+  description: string
+  params: S
+  create(params: z.output<S>, env: SelectorEnv): SelectorInstance
+}): SelectorDefinition<z.output<S>> {
+  return { kind: 'selector', ...def } as SelectorDefinition<z.output<S>>
+}
