@@ -148,7 +148,7 @@ function checkOrder(order: Int32Array, n: number, epoch: number): void {
   }
 }
 
-function positiveInt(value: number, name: string): number {
+function nonNegativeInt(value: number, name: string): number {
   if (!Number.isInteger(value) || value < 0) throw new ScheduleError('config_error', `${name} must be an integer >= 0, got ${value}`)
   return value
 }
@@ -162,13 +162,13 @@ function positiveInt(value: number, name: string): number {
  *   max_steps > 0 → passes = ceil(max_steps / num_update_steps_per_epoch) (the loader is re-iterated);
  *   max_steps == 0 → stays 0, passes = ceil(num_train_epochs), and the first step already meets
  *   global_step ≥ max_steps, so HF trains exactly one step. L == 0 (`if len_dataloader:` is falsy) raises
- *   unless max_steps > 0, in which case the first pass yields no step and training stops (trainer.py:2776).
- * - each pass (trainer.py:2569-2585): remainder = L % GA or GA; total_updates = L//GA + (remainder < GA);
+ *   unless max_steps > 0, in which case the first pass yields no step and training stops (trainer.py:2785-2787).
+ * - each pass (trainer.py:2587-2617): remainder = L % GA or GA; total_updates = L//GA + (remainder < GA);
  *   every update takes GA micro-batches except the last of the pass, which takes `remainder` — a short
  *   gradient-accumulation group at the end of every pass, never carried into the next.
- * - after each step (trainer.py:2750-2752): state.epoch = pass + (micro-batches so far in the pass) / L;
+ * - after each step (trainer.py:2753-2754): state.epoch = pass + (micro-batches so far in the pass) / L;
  *   DefaultFlowCallback stops training once global_step ≥ max_steps (trainer_callback.py:603), which
- *   truncates the last pass; on_epoch_end still runs after the truncated pass (trainer.py:2784).
+ *   truncates the last pass; on_epoch_end still runs after the truncated pass (trainer.py:2789).
  */
 export function buildStaticPlan(input: StaticPlanInput): StaticPlan {
   const parsedArgs = PlanArgsSchema.safeParse(input.args)
@@ -178,7 +178,7 @@ export function buildStaticPlan(input: StaticPlanInput): StaticPlan {
     throw new ScheduleError('config_error', `bad value for '${key}': ${issue.message}`, { key, cause: parsedArgs.error })
   }
   const args = parsedArgs.data
-  const n = positiveInt(input.numSamples, 'numSamples')
+  const n = nonNegativeInt(input.numSamples, 'numSamples')
   const worldSize = input.worldSize ?? 1
   const rank = input.rank ?? 0
   if (!Number.isInteger(worldSize) || worldSize < 1) throw new ScheduleError('config_error', `world size must be >= 1, got ${worldSize}`)
@@ -366,7 +366,7 @@ const NONE: FlowEvents = { log: false, evaluate: false, save: false, saveIfBest:
 /**
  * What HF does right after a step: DefaultFlowCallback.on_step_end (trainer_callback.py:579-609), consumed by
  * _maybe_log_save_evaluate in the order log → evaluate → save (trainer.py:3190-3229), then, at the end of a
- * pass, on_epoch_end (trainer_callback.py:611-624) and a second _maybe_log_save_evaluate (trainer.py:2786).
+ * pass, on_epoch_end (trainer_callback.py:611-624) and a second _maybe_log_save_evaluate (trainer.py:2789-2792).
  * - log: global_step == 1 with logging_first_step (whatever the strategy), or strategy steps and
  *   global_step % logging_steps == 0; strategy epoch logs at pass end unless this step already logged
  *   (HF logs only if global_step > the last logged step).

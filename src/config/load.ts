@@ -1,0 +1,245 @@
+/**
+ * `dataflex train cfg.yaml k=v ...` → a validated config: DataFlex keys checked with zod, every other key kept
+ * verbatim for LLaMA-Factory, and the cheap checks LLaMA-Factory would only make after a slow start done up front.
+ */
+import { readFile } from 'node:fs/promises'
+import { homedir } from 'node:os'
+import { resolve } from 'node:path'
+import type { z } from 'zod'
+import { ConfigError } from './errors.ts'
+import { loadLfArgNames } from './lf-args.ts'
+import { checkDatasets, checkModel, checkProportions, type PrecheckContext } from './prechecks.ts'
+import {
+  DATAFLEX_KEYS,
+  DataflexConfigRulesSchema,
+  DataflexConfigSchema,
+  TrainTypeSchema,
+  type DataflexConfig,
+  type TrainType,
+} from './schema.ts'
+import { didYouMean } from './suggest.ts'
+import { YamlSyntaxError, parseOverrideValue, parsePythonYaml } from './yaml.ts'
+
+export interface LoadedConfig {
+  /** Absolute path of the YAML file. */
+  path: string
+  dataflex: DataflexConfig
+  /** Every non-DataFlex key (overrides applied), passed to LLaMA-Factory as-is. */
+  lf: Record<string, unknown>
+  /** Absolute `output_dir` (Hugging Face's default `trainer_output` when unset). */
+  outputDir: string
+}
+
+export interface LoadOptions {
+  /** Base for relative paths, as LLaMA-Factory resolves them; default process.cwd(). */
+  cwd?: string
+  env?: NodeJS.ProcessEnv
+  /** Interpreter for the LLaMA-Factory key check; `false` skips that check. */
+  python?: string | false
+  /** Cache folder for the LLaMA-Factory key list; default <repo>/.cache. */
+  cacheDir?: string
+  onWarning?: (message: string) => void
+}
+
+// The lead lifts this as the dynamic trainers land.
+const SUPPORTED_TRAIN_TYPES: ReadonlySet<TrainType> = new Set(['static'])
+
+type Plain = Record<string, unknown>
+
+function isPlain(value: unknown): value is Plain {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function show(value: unknown): string {
+  const text = typeof value === 'string' ? `'${value}'` : (JSON.stringify(value) ?? String(value))
+  return text.length > 60 ? `${text.slice(0, 57)}...` : text
+}
+
+async function readYaml(path: string, shown: string): Promise<{ value: Plain; keyLines: Map<string, number> }> {
+  let text: string
+  try {
+    text = await readFile(path, 'utf8')
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') throw new ConfigError('file_not_found', `config file not found: ${shown}`, { cause: err })
+    throw new ConfigError('file_not_found', `cannot read config file ${shown}: ${(err as Error).message}`, { cause: err })
+  }
+  let parsed: ReturnType<typeof parsePythonYaml>
+  try {
+    parsed = parsePythonYaml(text)
+  } catch (err) {
+    if (!(err instanceof YamlSyntaxError)) throw err
+    const at = err.position ? `:${err.position.line}:${err.position.col}` : ''
+    throw new ConfigError('yaml_syntax', `malformed YAML in ${shown}${at}: ${err.message}`, {
+      hint: err.position && err.sourceLine !== undefined ? `line ${err.position.line}: ${err.sourceLine.trim()}` : undefined,
+      cause: err,
+    })
+  }
+  if (parsed.value === null || parsed.value === undefined) return { value: {}, keyLines: parsed.keyLines }
+  if (!isPlain(parsed.value)) {
+    throw new ConfigError('bad_value', `${shown} must be a mapping of key: value at the top level`)
+  }
+  return { value: parsed.value, keyLines: parsed.keyLines }
+}
+
+// OmegaConf.update(merge=True) then OmegaConf.merge: mappings merge key by key, anything else replaces.
+function mergeInto(target: Plain, key: string, value: unknown): void {
+  const existing = target[key]
+  if (isPlain(existing) && isPlain(value)) {
+    for (const [k, v] of Object.entries(value)) mergeInto(existing, k, v)
+  } else {
+    target[key] = value
+  }
+}
+
+function applyOverride(config: Plain, raw: string): string {
+  const eq = raw.indexOf('=')
+  if (eq <= 0) {
+    throw new ConfigError('bad_value', `override '${raw}' is not key=value`, { hint: 'write overrides as key=value' })
+  }
+  const path = raw.slice(0, eq).split('.')
+  if (path.some((p) => p === '')) {
+    throw new ConfigError('bad_value', `override '${raw}' has an empty key segment`, { hint: 'write overrides as key=value' })
+  }
+  let value: unknown
+  try {
+    value = parseOverrideValue(raw.slice(eq + 1))
+  } catch (err) {
+    throw new ConfigError('yaml_syntax', `malformed value in override '${raw}': ${(err as Error).message}`, {
+      key: path.join('.'),
+      cause: err,
+    })
+  }
+  let node = config
+  for (const segment of path.slice(0, -1)) {
+    const next = node[segment]
+    if (isPlain(next)) {
+      node = next
+    } else {
+      const created: Plain = {}
+      node[segment] = created
+      node = created
+    }
+  }
+  mergeInto(node, path[path.length - 1]!, value)
+  return path[0]!
+}
+
+// LLaMA-Factory's is_env_enabled
+function envEnabled(value: string | undefined): boolean {
+  return value !== undefined && ['true', 'y', '1'].includes(value.toLowerCase())
+}
+
+function badValue(
+  issue: z.core.$ZodIssue,
+  raw: Plain,
+  where: (key: string) => string,
+): ConfigError {
+  const key = issue.path.map(String).join('.')
+  const top = String(issue.path[0] ?? '')
+  if (issue.code === 'unrecognized_keys') {
+    const bad = issue.keys[0] ?? ''
+    const full = key === '' ? bad : `${key}.${bad}`
+    const allowed = ['name', 'params', 'selectors', 'mixers', 'weighters']
+    return new ConfigError('unknown_key', `unknown key '${full}' (${where(top)})`, {
+      key: full,
+      hint: didYouMean(bad, allowed),
+    })
+  }
+  let value: unknown = raw
+  for (const p of issue.path) value = isPlain(value) || Array.isArray(value) ? (value as Plain)[String(p)] : undefined
+  const field = (DataflexConfigSchema.shape as Record<string, z.ZodType>)[top]
+  const expected = issue.path.length === 1 && issue.code !== 'custom' ? field?.description : undefined
+  const detail = expected !== undefined ? `expected ${expected}` : issue.message
+  let hint: string | undefined
+  if (issue.code === 'invalid_value' && typeof value === 'string') {
+    hint = didYouMean(value, issue.values.map(String))
+  }
+  const message =
+    value === undefined
+      ? `missing '${key}' (${where(top)}): ${detail}`
+      : `bad value for '${key}' (${where(top)}): ${show(value)}; ${detail}`
+  return new ConfigError('bad_value', message, { key, hint })
+}
+
+/**
+ * Reads a DataFlex / LLaMA-Factory YAML, applies `key=value` overrides, validates, and pre-checks paths.
+ * Throws ConfigError for anything the user has to fix. Writes nothing except the key-list cache.
+ */
+export async function loadConfig(path: string, overrides: string[] = [], opts: LoadOptions = {}): Promise<LoadedConfig> {
+  const cwd = opts.cwd ?? process.cwd()
+  const env = opts.env ?? process.env
+  const warn = opts.onWarning ?? ((message: string) => process.stderr.write(`warning: ${message}\n`))
+  const absPath = resolve(cwd, path)
+
+  const { value: config, keyLines } = await readYaml(absPath, path)
+  const overridden = new Map<string, string>()
+  for (const raw of overrides) overridden.set(applyOverride(config, raw), raw)
+  const where = (key: string): string => {
+    const override = overridden.get(key)
+    if (override !== undefined) return `override '${override}'`
+    const line = keyLines.get(key)
+    return line === undefined ? path : `${path}:${line}`
+  }
+
+  const dataflexRaw: Plain = {}
+  const lf: Plain = {}
+  for (const [key, value] of Object.entries(config)) {
+    if (DATAFLEX_KEYS.has(key)) dataflexRaw[key] = value
+    else lf[key] = value
+  }
+
+  // Unknown keys: neither DataFlex's nor an argument of the installed LLaMA-Factory.
+  if (opts.python !== false) {
+    const lfNames = await loadLfArgNames({ python: opts.python, cacheDir: opts.cacheDir, env })
+    if (!lfNames.ok) {
+      warn(`cannot list LLaMA-Factory's arguments (${lfNames.reason}); unknown keys will be reported by LLaMA-Factory`)
+    } else {
+      const unknown = Object.keys(lf).filter((k) => !lfNames.names.has(k))
+      const first = unknown[0]
+      if (first !== undefined && envEnabled(env['ALLOW_EXTRA_ARGS'])) {
+        warn(`ignoring unknown keys because ALLOW_EXTRA_ARGS is set: ${unknown.join(', ')}`)
+      } else if (first !== undefined) {
+        const others = unknown.length > 1 ? ` (also unknown: ${unknown.slice(1).join(', ')})` : ''
+        throw new ConfigError('unknown_key', `unknown key '${first}' (${where(first)})${others}`, {
+          key: first,
+          hint:
+            didYouMean(first, [...DATAFLEX_KEYS, ...lfNames.names]) ??
+            `not a DataFlex key nor a LLaMA-Factory ${lfNames.llamafactory} argument`,
+        })
+      }
+    }
+  }
+
+  // train_type first: an unsupported mode should say so before its other keys are judged.
+  const trainType = TrainTypeSchema.default('static').safeParse(dataflexRaw['train_type'])
+  if (!trainType.success) {
+    const issue = trainType.error.issues[0]!
+    throw badValue({ ...issue, path: ['train_type'] }, dataflexRaw, where)
+  }
+  if (!SUPPORTED_TRAIN_TYPES.has(trainType.data)) {
+    throw new ConfigError(
+      'unsupported',
+      `train_type '${trainType.data}' (${where('train_type')}) is not supported yet; it lands in a later release`,
+      { key: 'train_type', hint: `supported now: ${[...SUPPORTED_TRAIN_TYPES].join(', ')}` },
+    )
+  }
+  const parsed = DataflexConfigRulesSchema.safeParse(dataflexRaw)
+  if (!parsed.success) throw badValue(parsed.error.issues[0]!, dataflexRaw, where)
+  const dataflex = parsed.data
+
+  const ctx: PrecheckContext = { cwd, env, where, warn }
+  checkModel(lf, ctx)
+  checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)
+  checkProportions(lf, dataflex.init_mixture_proportions, ctx)
+
+  const outputDirRaw = lf['output_dir'] ?? 'trainer_output'
+  if (typeof outputDirRaw !== 'string' || outputDirRaw === '') {
+    throw new ConfigError('bad_value', `bad value for 'output_dir' (${where('output_dir')}): ${show(outputDirRaw)}; expected a path`, {
+      key: 'output_dir',
+    })
+  }
+  // TrainingArguments.__post_init__ expands '~' in output_dir.
+  const expanded = outputDirRaw === '~' || outputDirRaw.startsWith('~/') ? homedir() + outputDirRaw.slice(1) : outputDirRaw
+  return { path: absPath, dataflex, lf, outputDir: resolve(cwd, expanded) }
+}
