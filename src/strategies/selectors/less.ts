@@ -1,0 +1,135 @@
+/**
+ * `less` selector (dataflex-algorithms.md §3.6): projected per-sample training gradients (Adam-preconditioned by
+ * default) and SGD eval gradients, both L2-normalised; a training sample scores the mean cosine to the eval
+ * gradients, s_i = ⟨ĝ_i, mean_j ê_j⟩; the top-k are selected.
+ *
+ * Deliberate differences from the Python DataFlex:
+ * - Gradients, projection and the Adam transform are the sidecar's `gradients` op (batched, fp32, the run's
+ *   own betas/eps, a portable seeded projector), not a batch-1 loop in fp16 with hard-coded β/ε.
+ * - Rows are re-normalised here (norm clamped at 1e-12), so scores do not depend on the op's normalisation.
+ * - Top-k ties go to the lower index (torch.topk's order is unspecified); asking for more than N returns N
+ *   (DataFlex's topk would raise), with a log line.
+ * - Gradients are requested in chunks of rows and scored on the fly: memory is O(N + chunk·d), not O(N·d);
+ *   nothing is written to disk. `save_interval` and `cache_dir` are accepted no-ops.
+ */
+import { z } from 'zod'
+import { addRows } from '../../math/linalg.ts'
+import { topK } from '../../math/topk.ts'
+import { defineSelector, type GradientOptions, type Matrix, type ModelOps, type Split } from '../types.ts'
+import { SelectorError, allIndices, cacheDirParam, checkMatrix, since } from './common.ts'
+
+const NAME = 'less'
+
+/** Params shared with cluster_less (which spreads them into its own schema). */
+export const lessParamFields = {
+  cache_dir: cacheDirParam,
+  gradient_type: z.enum(['adam', 'sgd']).default('adam').describe('training-gradient preconditioning (eval gradients are always sgd)'),
+  proj_dim: z.int().positive().default(8192).describe('random-projection dimension d'),
+  seed: z.int().min(0).default(42).describe('projector seed'),
+  save_interval: z
+    .int()
+    .positive()
+    .default(16)
+    .describe('accepted for DataFlex compatibility; no-op (the sidecar batches and chunks gradients itself)'),
+}
+
+export const LessParamsSchema = z.strictObject(lessParamFields)
+export type LessParams = z.output<typeof LessParamsSchema>
+
+/** Gradient rows per request: about 16M floats (64 MiB) per reply whatever proj_dim is. */
+export function gradientChunkRows(projDim: number): number {
+  return Math.max(1, Math.floor(2 ** 24 / projDim))
+}
+
+/** 1 / max(‖row r‖, 1e-12): DataFlex's clamped L2 normalisation, applied without touching the op's buffer. */
+export function inverseRowNorm(m: Matrix, r: number): number {
+  const d = m.cols
+  const off = r * d
+  let s = 0
+  for (let c = 0; c < d; c++) s += m.data[off + c]! ** 2
+  return 1 / Math.max(Math.sqrt(s), 1e-12)
+}
+
+/** Streams the gradients of `indices` in chunks: fn(offset into indices, chunk matrix). */
+export async function forEachGradientChunk(
+  model: ModelOps,
+  selector: string,
+  split: Split,
+  indices: Int32Array,
+  opts: GradientOptions,
+  fn: (offset: number, m: Matrix) => void,
+): Promise<void> {
+  const rows = gradientChunkRows(opts.projDim)
+  for (let off = 0; off < indices.length; off += rows) {
+    const sub = indices.subarray(off, Math.min(indices.length, off + rows))
+    const m = checkMatrix(selector, await model.gradients(split, sub, opts), sub.length, opts.projDim)
+    fn(off, m)
+  }
+}
+
+/** mean_j ê_j over the whole eval set: SGD gradients, each row L2-normalised. */
+export async function meanEvalGradient(model: ModelOps, selector: string, projDim: number, seed: number): Promise<Float64Array> {
+  const ne = model.numEval
+  if (ne === 0) {
+    throw new SelectorError(selector, 'no_eval_data', 'needs an eval set (set eval_dataset or val_size): scores are similarities to eval gradients')
+  }
+  const acc = new Float64Array(projDim)
+  const opts: GradientOptions = { projDim, seed, precondition: 'sgd', normalize: true }
+  await forEachGradientChunk(model, selector, 'eval', allIndices(ne), opts, (_, m) => {
+    const scaled = new Float64Array(m.data.length)
+    for (let r = 0; r < m.rows; r++) {
+      const inv = inverseRowNorm(m, r)
+      for (let c = 0; c < m.cols; c++) scaled[r * m.cols + c] = m.data[r * m.cols + c]! * inv
+    }
+    addRows({ data: scaled, rows: m.rows, cols: m.cols }, acc)
+  })
+  for (let c = 0; c < projDim; c++) acc[c] = acc[c]! / ne
+  return acc
+}
+
+export const lessSelector = defineSelector({
+  name: NAME,
+  description: 'LESS: top-k training samples by mean cosine of their (Adam-preconditioned) gradient to the eval gradients',
+  params: LessParamsSchema,
+  create(params) {
+    return {
+      async select(ctx) {
+        const t0 = performance.now()
+        const n = ctx.model.numTrain
+        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed)
+        const evalMs = since(t0)
+
+        const t1 = performance.now()
+        const scores = new Float64Array(n)
+        const opts: GradientOptions = { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true }
+        await forEachGradientChunk(ctx.model, NAME, 'train', allIndices(n), opts, (off, m) => {
+          const d = m.cols
+          for (let r = 0; r < m.rows; r++) {
+            let s = 0
+            for (let c = 0; c < d; c++) s += m.data[r * d + c]! * evalMean[c]!
+            scores[off + r] = s * inverseRowNorm(m, r)
+          }
+        })
+        const trainMs = since(t1)
+
+        const k = Math.min(ctx.numSamples, n)
+        if (k < ctx.numSamples) ctx.log(`${NAME}: ${ctx.numSamples} samples requested, the training set has ${n}; selecting all`)
+        const indices = topK(scores, k)
+        const selected = new Float64Array(k)
+        for (let i = 0; i < k; i++) selected[i] = scores[indices[i]!]!
+        return {
+          indices,
+          scores: selected,
+          info: {
+            method: 'less',
+            gradient_type: params.gradient_type,
+            proj_dim: params.proj_dim,
+            num_train: n,
+            num_eval: ctx.model.numEval,
+            timing_ms: { eval_gradients: evalMs, train_gradients: trainMs, total: since(t0) },
+          },
+        }
+      },
+    }
+  },
+})

@@ -1,0 +1,366 @@
+/**
+ * src/math: each helper against a plain-loop reference written here from the definition, plus the properties
+ * the selectors rely on (tie order, determinism per seed, exact zeros, chunk-size independence).
+ */
+import { describe, expect, it } from 'vitest'
+import {
+  clusterMembers,
+  distanceToClusterMean,
+  farthestFirst,
+  kmeans,
+  lshPartition,
+  randomPartition,
+  sphericalKmeans,
+} from '../src/math/kmeans.ts'
+import { addRows, cosine, dot, forEachSqDistChunk, matVec, meanRows, pairwiseSqDist, rowDot, type RowMatrix } from '../src/math/linalg.ts'
+import { Rng } from '../src/math/rng.ts'
+import {
+  countPositive,
+  uniformWithReplacement,
+  uniformWithoutReplacement,
+  weightedWithReplacement,
+  weightedWithoutReplacement,
+} from '../src/math/sampling.ts'
+import { l2NormalizeRows, mean, quantile, quantiles, softmax } from '../src/math/stats.ts'
+import { argsortAsc, argsortDesc, topK } from '../src/math/topk.ts'
+
+/** Deterministic test data without the RNG under test: a tiny LCG. */
+function lcg(seed: number): () => number {
+  let s = seed >>> 0
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 4294967296
+  }
+}
+
+function randomMatrix(rows: number, cols: number, seed: number): RowMatrix & { data: Float32Array } {
+  const r = lcg(seed)
+  return { data: Float32Array.from({ length: rows * cols }, () => r() * 2 - 1), rows, cols }
+}
+
+/** Reference ranking: every index, comparing (value desc, index asc), NaN as −∞, by insertion sort. */
+function refRankDesc(values: ArrayLike<number>): number[] {
+  const v = (i: number): number => (Number.isNaN(values[i]!) ? -Infinity : values[i]!)
+  const out: number[] = []
+  for (let i = 0; i < values.length; i++) {
+    let p = out.length
+    while (p > 0 && (v(out[p - 1]!) < v(i) || (v(out[p - 1]!) === v(i) && out[p - 1]! > i))) p--
+    out.splice(p, 0, i)
+  }
+  return out
+}
+
+describe('topk', () => {
+  it('matches the reference ranking, ties by lower index, NaN last, on both code paths', () => {
+    const r = lcg(7)
+    // Few distinct values → many ties.
+    const values = Float64Array.from({ length: 200 }, () => Math.floor(r() * 6))
+    values[17] = NaN
+    values[3] = -Infinity
+    const ref = refRankDesc(values)
+    expect(Array.from(argsortDesc(values))).toEqual(ref)
+    for (const k of [0, 1, 5, 20, 49, 50, 51, 120, 200]) expect(Array.from(topK(values, k))).toEqual(ref.slice(0, k))
+  })
+
+  it('argsortAsc is the ascending order with ties by lower index', () => {
+    const v = [3, 1, 2, 1, NaN, 0]
+    expect(Array.from(argsortAsc(v))).toEqual([5, 1, 3, 2, 0, 4])
+  })
+
+  it('rejects k out of range', () => {
+    expect(() => topK([1, 2], 3)).toThrow(RangeError)
+    expect(() => topK([1, 2], -1)).toThrow(RangeError)
+  })
+})
+
+describe('stats', () => {
+  it('quantile interpolates linearly between order statistics (torch.quantile default)', () => {
+    const x = [4, 1, 3, 2]
+    // pos = q·(n−1): 0.33 → 0.99 → 1 + 0.99·(2−1); 0.66 → 1.98 → 2 + 0.98·(3−2).
+    expect(quantile(x, 0.33)).toBeCloseTo(1.99, 12)
+    expect(quantile(x, 0.66)).toBeCloseTo(2.98, 12)
+    expect(quantile(x, 0)).toBe(1)
+    expect(quantile(x, 1)).toBe(4)
+    expect(quantile([5], 0.5)).toBe(5)
+    const r = lcg(3)
+    const big = Float32Array.from({ length: 101 }, () => r())
+    const sorted = Array.from(big).sort((a, b) => a - b)
+    const qs = quantiles(big, [0.1, 0.5, 0.9])
+    for (const [i, q] of [0.1, 0.5, 0.9].entries()) {
+      const pos = q * 100
+      const lo = Math.floor(pos)
+      const ref = sorted[lo]! + (pos - lo) * (sorted[Math.ceil(pos)]! - sorted[lo]!)
+      expect(qs[i]).toBeCloseTo(ref, 12)
+    }
+    expect(() => quantile([], 0.5)).toThrow(RangeError)
+    expect(() => quantile([1, NaN], 0.5)).toThrow(RangeError)
+    expect(() => quantile([1], 1.5)).toThrow(RangeError)
+  })
+
+  it('mean and softmax (max-subtracted, no overflow)', () => {
+    expect(mean([1, 2, 3, 6])).toBe(3)
+    const x = [1, 2, 3]
+    const s = softmax(x)
+    const z = x.reduce((a, v) => a + Math.exp(v), 0)
+    x.forEach((v, i) => expect(s[i]).toBeCloseTo(Math.exp(v) / z, 14))
+    const big = softmax([1000, 1001], 1)
+    expect(big[1]! / big[0]!).toBeCloseTo(Math.E, 10)
+    const t = softmax([0, 1], 2)
+    expect(t[1]! / t[0]!).toBeCloseTo(Math.exp(0.5), 12)
+  })
+
+  it('l2NormalizeRows leaves zero rows at zero', () => {
+    const m = Float32Array.from([3, 4, 0, 0, 1, 0])
+    const norms = l2NormalizeRows(m, 3, 2)
+    expect(Array.from(norms)).toEqual([5, 0, 1])
+    expect(Array.from(m)).toEqual([Math.fround(0.6), Math.fround(0.8), 0, 0, 1, 0])
+  })
+})
+
+describe('linalg', () => {
+  const a = randomMatrix(13, 7, 1)
+  const b = randomMatrix(5, 7, 2)
+
+  it('dot, cosine, rowDot, matVec, meanRows against loops', () => {
+    const v = Float64Array.from({ length: 7 }, (_, i) => i - 3)
+    const mv = matVec(a, v)
+    for (let r = 0; r < a.rows; r++) {
+      let s = 0
+      for (let c = 0; c < 7; c++) s += a.data[r * 7 + c]! * v[c]!
+      expect(mv[r]).toBeCloseTo(s, 12)
+      expect(rowDot(a, r, v)).toBeCloseTo(s, 12)
+    }
+    const m = meanRows(a)
+    for (let c = 0; c < 7; c++) {
+      let s = 0
+      for (let r = 0; r < a.rows; r++) s += a.data[r * 7 + c]!
+      expect(m[c]).toBeCloseTo(s / a.rows, 12)
+    }
+    const sums = addRows(b, new Float64Array(7))
+    for (let c = 0; c < 7; c++) {
+      let s = 0
+      for (let r = 0; r < b.rows; r++) s += b.data[r * 7 + c]!
+      expect(sums[c]).toBeCloseTo(s, 12)
+    }
+    const x = Float64Array.from([1, 2, 2])
+    const y = Float64Array.from([2, 0, 1])
+    expect(dot(x, y)).toBe(4)
+    expect(cosine(x, y)).toBeCloseTo(4 / (3 * Math.sqrt(5)), 14)
+    expect(cosine(x, new Float64Array(3))).toBe(0)
+  })
+
+  it('pairwise squared distances, identical for every chunk size', () => {
+    const full = pairwiseSqDist(a, b)
+    for (let i = 0; i < a.rows; i++) {
+      for (let j = 0; j < b.rows; j++) {
+        let s = 0
+        for (let c = 0; c < 7; c++) s += (a.data[i * 7 + c]! - b.data[j * 7 + c]!) ** 2
+        expect(full[i * b.rows + j]).toBeCloseTo(s, 12)
+      }
+    }
+    for (const chunk of [1, 3, 4, 13, 100]) {
+      const out = new Float64Array(a.rows * b.rows)
+      const starts: number[] = []
+      forEachSqDistChunk(a, b, chunk, (start, count, dist) => {
+        starts.push(start)
+        expect(dist.length).toBe(count * b.rows)
+        out.set(dist, start * b.rows)
+      })
+      expect(out).toEqual(full)
+      expect(starts.length).toBe(Math.ceil(a.rows / Math.min(chunk, a.rows)))
+    }
+    expect(pairwiseSqDist(a, a)[0]).toBe(0)
+  })
+})
+
+describe('sampling', () => {
+  it('uniform draws are in range, distinct without replacement, and a pure function of the seed', () => {
+    const w = uniformWithoutReplacement(new Rng(1), 50, 50)
+    expect(new Set(w).size).toBe(50)
+    expect(Array.from(uniformWithoutReplacement(new Rng(9), 1000, 10))).toEqual(Array.from(uniformWithoutReplacement(new Rng(9), 1000, 10)))
+    const r = uniformWithReplacement(new Rng(2), 7, 500)
+    expect(r.every((v) => v >= 0 && v < 7)).toBe(true)
+    expect(new Set(r).size).toBe(7)
+    expect(() => uniformWithoutReplacement(new Rng(1), 3, 4)).toThrow(RangeError)
+  })
+
+  const p = [0.5, 0, 0.3, 0.15, 0.05]
+
+  it('weighted with replacement follows p and never draws a zero weight', () => {
+    const draws = weightedWithReplacement(new Rng(3), p, 40000)
+    const freq = new Float64Array(p.length)
+    for (const d of draws) freq[d]!++
+    p.forEach((pi, i) => expect(Math.abs(freq[i]! / 40000 - pi)).toBeLessThan(0.01))
+    expect(freq[1]).toBe(0)
+  })
+
+  it('weighted without replacement: distinct, first pick ~ p, pair inclusion = successive-sampling formula', () => {
+    const trials = 20000
+    const first = new Float64Array(p.length)
+    const incl = new Float64Array(p.length)
+    for (let t = 0; t < trials; t++) {
+      const s = weightedWithoutReplacement(Rng.derive(11, 'w', t), p, 2)
+      expect(s[0]).not.toBe(s[1])
+      first[s[0]!]!++
+      incl[s[0]!]!++
+      incl[s[1]!]!++
+    }
+    for (let i = 0; i < p.length; i++) {
+      // P(i in a 2-sample) = p_i + Σ_{j≠i} p_j · p_i / (1 − p_j).
+      let ref = p[i]!
+      for (let j = 0; j < p.length; j++) if (j !== i) ref += (p[j]! * p[i]!) / (1 - p[j]!)
+      expect(Math.abs(first[i]! / trials - p[i]!)).toBeLessThan(0.015)
+      expect(Math.abs(incl[i]! / trials - ref)).toBeLessThan(0.015)
+    }
+    expect(incl[1]).toBe(0)
+    expect(() => weightedWithoutReplacement(new Rng(1), p, 5)).toThrow(/only 4/)
+    expect(countPositive(p)).toBe(4)
+    expect(() => countPositive([1, -1])).toThrow(RangeError)
+  })
+})
+
+/** Three well-separated Gaussian-ish blobs of 20 points in 4-D; blob b owns rows [20b, 20b+20). */
+function blobs(): RowMatrix & { data: Float32Array } {
+  const r = lcg(5)
+  const centres = [
+    [5, 0, 0, 0],
+    [0, 5, 0, 0],
+    [0, 0, 0, 5],
+  ]
+  const data = new Float32Array(60 * 4)
+  for (let i = 0; i < 60; i++) for (let c = 0; c < 4; c++) data[i * 4 + c] = centres[Math.floor(i / 20)]![c]! + (r() - 0.5)
+  return { data, rows: 60, cols: 4 }
+}
+
+function samePartition(assign: Int32Array, truth: (i: number) => number): boolean {
+  const map = new Map<number, number>()
+  for (let i = 0; i < assign.length; i++) {
+    const t = truth(i)
+    if (!map.has(t)) map.set(t, assign[i]!)
+    if (map.get(t) !== assign[i]) return false
+  }
+  return new Set(map.values()).size === map.size
+}
+
+describe('clustering', () => {
+  const x = blobs()
+  const truth = (i: number): number => Math.floor(i / 20)
+
+  it('k-means recovers blobs, is a Lloyd fixed point, and is chunk-size independent', () => {
+    const a = kmeans(x, 3, { rng: new Rng(1), maxIter: 20, chunkRows: 7 })
+    expect(samePartition(a.assign, truth)).toBe(true)
+    // Reference: recompute the means from the assignment, every row must be nearest its own mean.
+    const k = 3
+    const means = new Float64Array(k * 4)
+    const counts = new Float64Array(k)
+    for (let i = 0; i < 60; i++) {
+      counts[a.assign[i]!]!++
+      for (let c = 0; c < 4; c++) means[a.assign[i]! * 4 + c]! += x.data[i * 4 + c]!
+    }
+    for (let j = 0; j < k; j++) for (let c = 0; c < 4; c++) means[j * 4 + c]! /= counts[j]!
+    for (let i = 0; i < 60; i++) {
+      let best = -1
+      let bestD = Infinity
+      for (let j = 0; j < k; j++) {
+        let d = 0
+        for (let c = 0; c < 4; c++) d += (x.data[i * 4 + c]! - means[j * 4 + c]!) ** 2
+        if (d < bestD) [best, bestD] = [j, d]
+      }
+      expect(a.assign[i]).toBe(best)
+    }
+    const b = kmeans(x, 3, { rng: new Rng(1), maxIter: 20, chunkRows: 4096 })
+    expect(b.assign).toEqual(a.assign)
+    expect(a.iterations).toBeLessThan(20)
+  })
+
+  it('k-means re-seeds empty clusters', () => {
+    // Two distinct points, four rows, k = 3: some initial centre is a duplicate and loses its rows.
+    const dup: RowMatrix = { data: Float32Array.from([0, 0, 0, 0, 1, 1, 1, 1]), rows: 4, cols: 2 }
+    let reseeded = 0
+    for (let s = 0; s < 20; s++) {
+      const c = kmeans(dup, 3, { rng: new Rng(s), maxIter: 3 })
+      reseeded += c.reseeded
+      expect(c.assign.every((v) => v >= 0 && v < 3)).toBe(true)
+    }
+    expect(reseeded).toBeGreaterThan(0)
+  })
+
+  it('spherical k-means groups directions', () => {
+    const unit = { ...x, data: Float32Array.from(x.data) }
+    l2NormalizeRows(unit.data, 60, 4)
+    const s = sphericalKmeans(unit, 3, { rng: new Rng(4), maxIter: 10 })
+    expect(samePartition(s.assign, truth)).toBe(true)
+  })
+
+  it('farthest-first equals a reference traversal from the same first centre', () => {
+    const m = randomMatrix(40, 3, 9)
+    const k = 6
+    const ff = farthestFirst(m, k, new Rng(12))
+    const first = new Rng(12).int(40)
+    const d2 = (i: number, j: number): number => {
+      let s = 0
+      for (let c = 0; c < 3; c++) s += (m.data[i * 3 + c]! - m.data[j * 3 + c]!) ** 2
+      return s
+    }
+    const centres = [first]
+    while (centres.length < k) {
+      let pick = -1
+      let pickD = -1
+      for (let i = 0; i < 40; i++) {
+        if (centres.includes(i)) continue
+        const md = Math.min(...centres.map((c) => d2(i, c)))
+        if (md > pickD) [pick, pickD] = [i, md]
+      }
+      centres.push(pick)
+    }
+    for (let i = 0; i < 40; i++) {
+      const ds = centres.map((c) => d2(i, c))
+      expect(ff.assign[i]).toBe(ds.indexOf(Math.min(...ds)))
+    }
+  })
+
+  it('LSH buckets by hyperplane signs (reference with the same Gaussian draws, row-major D × bits)', () => {
+    const m = randomMatrix(50, 5, 21)
+    const k = 4
+    const res = lshPartition(m, k, new Rng(8))
+    const bits = 2
+    const g = new Rng(8)
+    const planes = Array.from({ length: 5 * bits }, () => g.normal())
+    const codes = Array.from({ length: 50 }, (_, i) => {
+      let code = 0
+      for (let h = 0; h < bits; h++) {
+        let s = 0
+        for (let t = 0; t < 5; t++) s += m.data[i * 5 + t]! * planes[t * bits + h]!
+        if (s >= 0) code += 2 ** h
+      }
+      return code
+    })
+    const uniq = [...new Set(codes)].sort((a, b) => a - b)
+    expect(Array.from(res.assign)).toEqual(codes.map((c) => uniq.indexOf(c) % k))
+    // More buckets than k fold modulo k.
+    const many = lshPartition(m, 3, new Rng(8), 6)
+    expect(many.assign.every((v) => v < 3)).toBe(true)
+  })
+
+  it('random partition is balanced and seeded', () => {
+    const a = randomPartition(103, 10, new Rng(3))
+    const sizes = new Int32Array(10)
+    for (const c of a.assign) sizes[c]!++
+    expect(Math.min(...sizes)).toBe(10)
+    expect(Math.max(...sizes)).toBe(11)
+    expect(randomPartition(103, 10, new Rng(3)).assign).toEqual(a.assign)
+    expect(randomPartition(103, 10, new Rng(4)).assign).not.toEqual(a.assign)
+  })
+
+  it('members (CSR, ascending) and distances to the cluster mean', () => {
+    const assign = Int32Array.from([2, 0, 2, 1, 0, 2])
+    const { offsets, members } = clusterMembers(assign, 4)
+    expect(Array.from(offsets)).toEqual([0, 2, 3, 6, 6])
+    expect(Array.from(members)).toEqual([1, 4, 3, 0, 2, 5])
+    const m: RowMatrix = { data: Float32Array.from([0, 0, 1, 1, 2, 0, 5, 5, 3, 3, 4, 0]), rows: 6, cols: 2 }
+    const d = distanceToClusterMean(m, assign, 4)
+    // cluster 2 = rows 0,2,5 → mean (2,0); cluster 0 = rows 1,4 → mean (2,2); cluster 1 = row 3 alone.
+    expect(Array.from(d)).toEqual([2, Math.SQRT2, 0, 0, Math.SQRT2, 2])
+    expect(() => clusterMembers(Int32Array.from([0, 3]), 3)).toThrow(RangeError)
+  })
+})
