@@ -225,7 +225,7 @@ describe('loadConfig: bad values', () => {
   })
 
   it('dynamic train types are not supported yet', async () => {
-    const err = await configError(`${BASE}train_type: dynamic_select\n`, [], { python: false })
+    const err = await configError(`${BASE}train_type: dynamic_weight\n`, [], { python: false })
     expect(err.code).toBe('unsupported')
     expect(err.message).toContain('later release')
   })

@@ -1,10 +1,12 @@
 /**
- * `dataflex train <config.yaml> [key=value ...]` and `dataflex --version`.
+ * `dataflex train <config.yaml> [key=value ...]`, `dataflex prepare near|tsds …` and `dataflex --version`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad input (config / usage), 130 SIGINT, 143 SIGTERM.
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { ConfigError, loadConfig } from '../config/index.ts'
+import { formatRegistry, registryDocs } from '../strategies/registry.ts'
+import { registerPrepare } from '../prepare/cli.ts'
 import { runTraining } from '../trainers/run.ts'
 import { createProgress } from './progress.ts'
 import { printSummary } from './summary.ts'
@@ -156,6 +158,25 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     .action(async (config: string, overrides: string[]) => {
       exitCode = await train(config, overrides, io)
     })
+
+  program
+    .command('components')
+    .description('list the registered strategies and their params')
+    .option('--json', 'print JSON instead of a table')
+    .action((options: { json?: boolean }) => {
+      io.stdout.write(options.json ? JSON.stringify(registryDocs(), null, 2) + '\n' : formatRegistry())
+    })
+
+  registerPrepare(program, {
+    io,
+    report: (err) => {
+      io.stderr.write(formatError(err, io.env['DATAFLEX_DEBUG'] === '1'))
+      return isBadInput(err) ? EXIT_BAD_INPUT : EXIT_RUNTIME
+    },
+    done: (code) => {
+      exitCode = code
+    },
+  })
 
   try {
     await program.parseAsync(argv, { from: 'user' })

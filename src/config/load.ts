@@ -42,7 +42,7 @@ export interface LoadOptions {
 }
 
 // The lead lifts this as the dynamic trainers land.
-const SUPPORTED_TRAIN_TYPES: ReadonlySet<TrainType> = new Set(['static'])
+const SUPPORTED_TRAIN_TYPES: ReadonlySet<TrainType> = new Set(['static', 'dynamic_select'])
 
 type Plain = Record<string, unknown>
 

@@ -3,7 +3,7 @@
  * zod, so a drifting sidecar fails loudly here instead of deep inside a trainer.
  */
 import { z } from 'zod'
-import type { Bridge } from '../bridge/index.ts'
+import { NdArray, type Bridge } from '../bridge/index.ts'
 
 const f64 = z.instanceof(Float64Array)
 const i32 = z.instanceof(Int32Array)
@@ -70,8 +70,60 @@ export interface PassPlan {
   stepSizes: Int32Array
   /** Micro-batches of the whole epoch (denominator of the Trainer's fractional epoch). */
   microInEpoch: number
+  /** Micro-batches of this epoch trained before the pass (a pass may start mid-epoch, e.g. a selection window). */
+  microDone?: number
   /** Per planned sample loss weight (optional). */
   weights?: Float32Array
+}
+
+/** A 2-D float32 array as the bridge decodes it (1-D arrays arrive bare, so a matrix is always an NdArray). */
+const f32Matrix = z
+  .instanceof(NdArray)
+  .refine((a): a is NdArray<Float32Array> => a.data instanceof Float32Array && a.shape.length === 2, {
+    message: 'expected a 2-D float32 array',
+  })
+
+const GradientResultSchema = z.object({
+  grads: f32Matrix,
+  trainable_params: z.number().int(),
+  seconds: z.number(),
+})
+
+export interface GradientRequest {
+  /** Projection dimension d; 0 returns the raw gradients (P columns, small models only). */
+  projDim: number
+  seed: number
+  precondition: 'sgd' | 'adam'
+  normalize: boolean
+  /** Default (Python side): 'sparse', as fast as dense at equal accuracy (bench/results/projector.md). */
+  projector?: 'dense' | 'sparse'
+  /** Samples per vmap call (memory ≈ chunkSize × one sample's forward/backward); default 16. */
+  chunkSize?: number
+}
+
+export interface GradientResult {
+  grads: NdArray<Float32Array>
+  /** P, the number of trainable parameters the gradients cover. */
+  trainableParams: number
+  /** Executor time of the op. */
+  seconds: number
+}
+
+export interface EmbeddingRequest {
+  layer: number
+  pooling: 'mask_mean' | 'position_weighted' | 'last_token'
+  normalize: boolean
+  /** A separate local causal LM directory (same vocabulary as the run); default: the training model. */
+  model?: string
+  batchSize?: number
+}
+
+function checkRows(op: string, a: NdArray, rows: number, cols?: number): void {
+  const [r, c] = a.shape
+  if (r !== rows || (cols !== undefined && c !== cols)) {
+    const want = cols === undefined ? `${rows} rows` : `${rows}×${cols}`
+    throw new Error(`${op}: the executor returned a ${a.shape.join('×')} array, expected ${want}`)
+  }
 }
 
 export interface StepFlags {
@@ -111,6 +163,7 @@ export class Executor {
         micro_sizes: plan.microSizes,
         step_sizes: plan.stepSizes,
         micro_in_epoch: plan.microInEpoch,
+        ...(plan.microDone ? { micro_done: plan.microDone } : {}),
         ...(plan.weights ? { weights: plan.weights } : {}),
       },
       { timeoutMs: 10 * 60_000 },
@@ -136,6 +189,45 @@ export class Executor {
       { timeoutMs: LONG, result: z.object({ losses: z.instanceof(Float32Array) }) },
     )
     return r.losses
+  }
+
+  /** Projected per-sample gradients of the trainable parameters, [indices.length × projDim] (0: unprojected). */
+  async gradients(split: 'train' | 'eval', indices: Int32Array, opts: GradientRequest): Promise<GradientResult> {
+    const r = await this.bridge.request(
+      'gradients',
+      {
+        split,
+        indices,
+        proj_dim: opts.projDim,
+        seed: opts.seed,
+        precondition: opts.precondition,
+        normalize: opts.normalize,
+        ...(opts.projector ? { projector: opts.projector } : {}),
+        ...(opts.chunkSize ? { chunk_size: opts.chunkSize } : {}),
+      },
+      { timeoutMs: LONG, result: GradientResultSchema },
+    )
+    checkRows('gradients', r.grads, indices.length, opts.projDim === 0 ? r.trainable_params : opts.projDim)
+    return { grads: r.grads, trainableParams: r.trainable_params, seconds: r.seconds }
+  }
+
+  /** Pooled hidden states, [indices.length × hidden]. */
+  async embeddings(split: 'train' | 'eval', indices: Int32Array, opts: EmbeddingRequest): Promise<NdArray<Float32Array>> {
+    const r = await this.bridge.request(
+      'embeddings',
+      {
+        split,
+        indices,
+        layer: opts.layer,
+        pooling: opts.pooling,
+        normalize: opts.normalize,
+        ...(opts.model ? { model: opts.model } : {}),
+        ...(opts.batchSize ? { batch_size: opts.batchSize } : {}),
+      },
+      { timeoutMs: LONG, result: z.object({ embeddings: f32Matrix }) },
+    )
+    checkRows('embeddings', r.embeddings, indices.length)
+    return r.embeddings
   }
 
   evaluate(): Promise<{ metrics: Record<string, number> }> {

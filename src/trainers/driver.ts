@@ -1,0 +1,173 @@
+/**
+ * What every train_type shares once the run is loaded: send a pass (an index plan) to the executor, train its
+ * steps with the log/eval/save flags Hugging Face's flow callback would set, record per-step metrics, and close
+ * the run. Trainers differ only in how they build passes.
+ */
+import type { Bridge } from '../bridge/index.ts'
+import type { Executor, LoadInfo, PassPlan } from './executor.ts'
+import type { Phase, ProgressEvent } from './run.ts'
+import type { RunLog, StepRecord } from './runlog.ts'
+import { parseFlowArgs, stepEvents, type FlowArgs, type StepPosition } from './schedule.ts'
+
+export interface PassResult {
+  /** Steps actually trained. */
+  done: number
+  /** A callback (e.g. early stopping) ended training before the pass did. */
+  stopped: boolean
+}
+
+export interface DriverSummary {
+  steps: number
+  trainLoss: number | null
+  evalLoss: number | null
+}
+
+/** The flow arguments (logging / eval / save strategies) as the executor resolved them. */
+export function flowFromInfo(info: LoadInfo): FlowArgs {
+  return parseFlowArgs({
+    logging_strategy: info.logging_strategy,
+    logging_steps: info.logging_steps,
+    logging_first_step: info.logging_first_step,
+    eval_strategy: info.eval_strategy,
+    eval_steps: info.eval_steps,
+    eval_delay: info.eval_delay,
+    save_strategy: info.save_strategy,
+    save_steps: info.save_steps,
+  })
+}
+
+export class TrainDriver {
+  readonly flow: FlowArgs
+  /** Shown with every progress event; trainers switch it as they go (warmup → selecting → training). */
+  phase: Phase = 'training'
+  private totalSteps = 0
+  private lastLoss: number | undefined
+  private lastEval: number | null = null
+  private overheadMs = 0
+  private stepsDone = 0
+  private unsubscribe: (() => void) | undefined
+
+  constructor(
+    readonly exec: Executor,
+    readonly bridge: Bridge,
+    readonly info: LoadInfo,
+    readonly runlog: RunLog,
+    readonly progress: (e: ProgressEvent) => void,
+  ) {
+    this.flow = flowFromInfo(info)
+  }
+
+  get stepsTrained(): number {
+    return this.stepsDone
+  }
+
+  /** Optimizer and scheduler for `totalSteps`; per-step progress events from here on. */
+  async begin(totalSteps: number): Promise<void> {
+    this.totalSteps = totalSteps
+    await this.exec.begin(totalSteps)
+    this.unsubscribe = this.bridge.on('step', (d) => {
+      this.lastLoss = Number(d.loss)
+      this.progress({
+        step: Number(d.step),
+        totalSteps,
+        phase: this.phase,
+        loss: this.lastLoss,
+        lr: Number(d.lr),
+        epoch: Number(d.epoch),
+      })
+    })
+  }
+
+  /** A progress event between steps (e.g. 'selecting' while a strategy runs). */
+  report(phase: Phase, step: number): void {
+    this.phase = phase
+    this.progress({ step, totalSteps: this.totalSteps, phase, loss: this.lastLoss })
+  }
+
+  /** Trains one pass: `steps[k]` positions the k-th step of `plan` (its global step, epoch, pass end). */
+  async trainPass(plan: PassPlan, steps: readonly StepPosition[]): Promise<PassResult> {
+    if (steps.length !== plan.stepSizes.length) throw new Error(`pass has ${plan.stepSizes.length} steps but ${steps.length} positions`)
+    await this.exec.beginPass(plan)
+    const n = steps.length
+    const flags = { log: new Uint8Array(n), evaluate: new Uint8Array(n), save: new Uint8Array(n) }
+    steps.forEach((s, k) => {
+      const ev = stepEvents(s, this.flow)
+      flags.log[k] = ev.log ? 1 : 0
+      flags.evaluate[k] = ev.evaluate ? 1 : 0
+      flags.save[k] = ev.save ? 1 : 0
+    })
+    const t0 = performance.now()
+    const r = await this.exec.trainSteps(n, flags)
+    this.overheadMs += performance.now() - t0 - r.op_seconds * 1000
+    this.stepsDone += r.done
+    const records: StepRecord[] = []
+    for (let k = 0; k < r.done; k++) {
+      const s = steps[k]!
+      const gn = r.grad_norm[k]!
+      const ev = r.eval_loss[k]!
+      records.push({
+        step: s.globalStep,
+        epoch: s.epoch,
+        loss: r.loss[k]!,
+        grad_norm: Number.isNaN(gn) ? null : gn,
+        lr: r.lr[k]!,
+        tokens: Number(r.tokens[k]!),
+        ...(Number.isNaN(ev) ? {} : { eval_loss: ev }),
+      })
+      if (!Number.isNaN(ev)) this.lastEval = ev
+    }
+    this.runlog.steps(records)
+    const last = steps[r.done - 1]
+    const end = last ? stepEvents(last, this.flow).epochEnd : null
+    await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
+    return { done: r.done, stopped: r.should_training_stop && r.done < n }
+  }
+
+  /** The loop's epilogue in the executor, and `dataflex/summary.json`. */
+  async finish(extra: Record<string, unknown> = {}): Promise<DriverSummary> {
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
+    this.progress({ step: this.totalSteps, totalSteps: this.totalSteps, phase: 'finishing', loss: this.lastLoss })
+    const fin = await this.exec.finish()
+    const summary = {
+      steps: fin.global_step,
+      trainLoss: this.lastLoss ?? null,
+      evalLoss: fin.eval_loss ?? this.lastEval,
+      meanTrainLoss: fin.train_loss,
+      stepSecondsMedian: fin.step_seconds_median,
+      // Round trip + (de)serialisation + per-step progress events, amortised per optimizer step.
+      bridgeOverheadUsPerStep: this.stepsDone > 0 ? (this.overheadMs * 1000) / this.stepsDone : null,
+    }
+    this.runlog.writeJson('summary.json', { ...summary, trainable_params: this.info.trainable_params, stage: this.info.stage, ...extra })
+    return { steps: summary.steps, trainLoss: summary.trainLoss, evalLoss: summary.evalLoss }
+  }
+
+  /** Stops progress events (on failure paths). */
+  close(): void {
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
+  }
+}
+
+/** Plan of consecutive micro-batches: `order` cut into micro-batches of `batch`, `perStep` of them per step. */
+export function passPlanOf(
+  order: Int32Array,
+  batch: number,
+  stepMicroCounts: readonly number[],
+  epoch: number,
+  microInEpoch: number,
+  microDone = 0,
+): PassPlan {
+  const microSizes: number[] = []
+  for (let start = 0; start < order.length; start += batch) microSizes.push(Math.min(batch, order.length - start))
+  const planned = stepMicroCounts.reduce((a, b) => a + b, 0)
+  if (planned !== microSizes.length) throw new Error(`plan has ${microSizes.length} micro-batches but its steps take ${planned}`)
+  return {
+    epoch,
+    indices: order,
+    microSizes: Int32Array.from(microSizes),
+    stepSizes: Int32Array.from(stepMicroCounts),
+    microInEpoch,
+    microDone,
+  }
+}

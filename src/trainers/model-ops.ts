@@ -1,0 +1,91 @@
+/**
+ * `ModelOps` (what strategies may ask of the model) over the Python executor. Large index sets are sent in chunks,
+ * so one reply stays a bounded frame (2048 rows × d=8192 float32 = 64 MiB) and the sidecar stays responsive to
+ * heartbeats between chunks; the rows are assembled into one Matrix in request order.
+ */
+import type { NdArray } from '../bridge/index.ts'
+import type { EmbeddingOptions, GradientOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
+import type { Executor, LoadInfo } from './executor.ts'
+
+export interface BridgeModelOpsOptions {
+  /** Most rows per gradients/embeddings request (default 2048). */
+  readonly maxRows?: number
+  /** Projector of the gradients op (default: the executor's, 'sparse'). */
+  readonly projector?: 'dense' | 'sparse'
+  /** Samples per vmap call in the gradients op (default: the executor's, 16). */
+  readonly gradientChunkSize?: number
+  /** Batch size of the embeddings forward (default: the run's per_device_eval_batch_size). */
+  readonly embeddingBatchSize?: number
+}
+
+export class BridgeModelOps implements ModelOps {
+  readonly numTrain: number
+  readonly numEval: number
+  private readonly maxRows: number
+
+  constructor(
+    private readonly exec: Executor,
+    info: Pick<LoadInfo, 'num_train' | 'num_eval'>,
+    private readonly options: BridgeModelOpsOptions = {},
+  ) {
+    this.numTrain = info.num_train
+    this.numEval = info.num_eval
+    this.maxRows = options.maxRows ?? 2048
+    if (!Number.isSafeInteger(this.maxRows) || this.maxRows < 1) throw new RangeError(`maxRows must be a positive integer, got ${this.maxRows}`)
+  }
+
+  losses(split: Split, indices: Int32Array): Promise<Float32Array> {
+    return this.exec.losses(split, indices)
+  }
+
+  gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix> {
+    const { projector, gradientChunkSize } = this.options
+    return this.chunked(indices, async (part) => {
+      const r = await this.exec.gradients(split, part, {
+        projDim: opts.projDim,
+        seed: opts.seed,
+        precondition: opts.precondition,
+        normalize: opts.normalize,
+        ...(projector ? { projector } : {}),
+        ...(gradientChunkSize ? { chunkSize: gradientChunkSize } : {}),
+      })
+      return r.grads
+    })
+  }
+
+  embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix> {
+    const batchSize = this.options.embeddingBatchSize
+    return this.chunked(indices, (part) =>
+      this.exec.embeddings(split, part, {
+        layer: opts.layer,
+        pooling: opts.pooling,
+        normalize: opts.normalize,
+        ...(opts.model !== undefined ? { model: opts.model } : {}),
+        ...(batchSize ? { batchSize } : {}),
+      }),
+    )
+  }
+
+  /** One request per ≤ maxRows indices, in order (the sidecar runs one heavy op at a time anyway). */
+  private async chunked(indices: Int32Array, call: (part: Int32Array) => Promise<NdArray<Float32Array>>): Promise<Matrix> {
+    const n = indices.length
+    if (n <= this.maxRows) {
+      // An empty request still tells the column count.
+      const m = await call(indices)
+      return { data: m.data, rows: n, cols: m.shape[1]! }
+    }
+    let data: Float32Array | undefined
+    let cols = 0
+    for (let start = 0; start < n; start += this.maxRows) {
+      const m = await call(indices.subarray(start, Math.min(n, start + this.maxRows)))
+      if (data === undefined) {
+        cols = m.shape[1]!
+        data = new Float32Array(n * cols)
+      } else if (m.shape[1] !== cols) {
+        throw new Error(`model ops: chunk at row ${start} has ${m.shape[1]} columns, the first had ${cols}`)
+      }
+      data.set(m.data, start * cols)
+    }
+    return { data: data!, rows: n, cols }
+  }
+}
