@@ -1,0 +1,85 @@
+/**
+ * The `prepare` subcommand: `dataflex prepare near|tsds <config.yaml> [key=value ...] --out <file.npy> ...`.
+ * main.ts registers it and passes its error reporter, so exit codes and messages match `train`.
+ */
+import type { Command } from 'commander'
+import type { CliIO } from '../cli/main.ts'
+import { parsePrepareOptions, runPrepare, type PrepareCliOptions } from './index.ts'
+
+export interface PrepareCliContext {
+  readonly io: CliIO
+  /** Prints the error as `train` would and returns the exit code. */
+  readonly report: (err: unknown) => number
+  readonly done: (code: number) => void
+}
+
+const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const
+type StopSignal = keyof typeof SIGNAL_EXIT
+
+export function registerPrepare(program: Command, ctx: PrepareCliContext): void {
+  program
+    .command('prepare')
+    .description("offline half of the near / tsds selectors: k-NN of the eval queries in the run's train pool")
+    .argument('<method>', 'near (top_indices.npy, int32 M×K) or tsds (tsds_probs.npy, float64 N)')
+    .argument('<config>', 'the training YAML (the same file the run uses, so indices align)')
+    .argument('[overrides...]', 'key=value overrides, as for train')
+    .option('--out <file>', 'the .npy to write (atomically), plus <file>.json with params and hashes')
+    .option('--queries <source>', "'eval' (the config's eval set) or a dataset name from dataset_info.json", 'eval')
+    .option('--embed-model <dir>', "a separate local model to embed with (default: the run's model)")
+    .option('--k <n>', 'neighbours per query, capped at the pool size (near 1000, tsds 5000)')
+    .option('--batch-size <n>', "embedding batch size (default: the run's per_device_eval_batch_size)")
+    .option('--kde-k <n>', 'tsds: neighbours in the density estimate (default 1000, capped)')
+    .option('--sigma <x>', 'tsds: kernel bandwidth; 0 disables the density (default 0.75)')
+    .option('--alpha <x>', 'tsds: transport/diversity trade-off in [0, 1] (default 0.6)')
+    .option('--c <x>', 'tsds: cost scale C > 0 (default 5.0)')
+    .action(async (method: string, config: string, overrides: string[], options: PrepareCliOptions) => {
+      ctx.done(await prepareCommand(method, config, overrides, options, ctx))
+    })
+}
+
+async function prepareCommand(
+  method: string,
+  config: string,
+  overrides: string[],
+  options: PrepareCliOptions,
+  ctx: PrepareCliContext,
+): Promise<number> {
+  const { io } = ctx
+  const controller = new AbortController()
+  let received: StopSignal | undefined
+  const onSignal = (signal: StopSignal): void => {
+    if (received !== undefined) {
+      io.forceExit(SIGNAL_EXIT[received])
+      return
+    }
+    received = signal
+    io.stderr.write(`\n${signal}: stopping (repeat to exit at once)\n`)
+    controller.abort(new DOMException(`interrupted by ${signal}`, 'AbortError'))
+  }
+  io.signals.on('SIGINT', onSignal)
+  io.signals.on('SIGTERM', onSignal)
+  try {
+    const settings = parsePrepareOptions(method, config, overrides, options)
+    const summary = await runPrepare(settings, {
+      env: io.env,
+      signal: controller.signal,
+      log: (line) => void io.stderr.write(`${line}\n`),
+      onWarning: (message) => void io.stderr.write(`warning: ${message}\n`),
+    })
+    if (received !== undefined) return SIGNAL_EXIT[received]
+    const stats = Object.entries(summary.stats)
+      .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(4) : v}`)
+      .join(' ')
+    io.stdout.write(
+      `wrote ${summary.out} (${summary.dtype}, shape [${summary.shape.join(', ')}]) and ${summary.meta} in ` +
+        `${summary.seconds.toFixed(1)} s${stats ? `\n  ${stats}` : ''}\n`,
+    )
+    return 0
+  } catch (err) {
+    if (received !== undefined) return SIGNAL_EXIT[received]
+    return ctx.report(err)
+  } finally {
+    io.signals.off('SIGINT', onSignal)
+    io.signals.off('SIGTERM', onSignal)
+  }
+}
