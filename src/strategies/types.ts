@@ -37,14 +37,6 @@ export interface EmbeddingOptions {
   readonly model?: string
 }
 
-export interface GenerateOptions {
-  readonly model: string
-  readonly maxNewTokens: number
-  readonly temperature: number
-  readonly samples: number
-  readonly seed: number
-}
-
 /** What a strategy may ask of the model. Every call is batched on the Python side. */
 export interface ModelOps {
   readonly numTrain: number

@@ -3,7 +3,9 @@
  * so one reply stays a bounded frame (2048 rows × d=8192 float32 = 64 MiB) and the sidecar stays responsive to
  * heartbeats between chunks; the rows are assembled into one Matrix in request order.
  */
+import { z } from 'zod'
 import type { NdArray } from '../bridge/index.ts'
+import type { PolicyGradientOptions, PolicyGradientResult, PolicyModelOps } from '../strategies/selectors/nice.ts'
 import type { EmbeddingOptions, GradientOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 
@@ -18,7 +20,7 @@ export interface BridgeModelOpsOptions {
   readonly embeddingBatchSize?: number
 }
 
-export class BridgeModelOps implements ModelOps {
+export class BridgeModelOps implements ModelOps, PolicyModelOps {
   readonly numTrain: number
   readonly numEval: number
   private readonly maxRows: number
@@ -66,6 +68,49 @@ export class BridgeModelOps implements ModelOps {
     )
   }
 
+  /** NICE's validation signal: generate → reward → projected REINFORCE gradients, three executor ops in turn. */
+  async policyGradients(split: Split, indices: Int32Array, opts: PolicyGradientOptions): Promise<PolicyGradientResult> {
+    const bridge = this.exec.bridge
+    const long = { timeoutMs: 24 * 3600_000 }
+    const gen = await bridge.request(
+      'generate',
+      {
+        split,
+        indices,
+        ...(opts.policyModel !== undefined ? { model: opts.policyModel } : {}),
+        max_new_tokens: opts.maxNewTokens,
+        temperature: opts.temperature,
+        samples: opts.samples,
+        seed: opts.seed,
+        max_prompt_length: opts.maxPromptLength,
+      },
+      { ...long, result: GeneratedSchema },
+    )
+    const ids = {
+      prompt_ids: gen.prompt_ids,
+      prompt_lengths: gen.prompt_lengths,
+      response_ids: gen.response_ids,
+      response_lengths: gen.response_lengths,
+      samples: opts.samples,
+    }
+    const { rewards } = await bridge.request(
+      'reward',
+      { ...ids, model: opts.rewardModel },
+      { ...long, result: z.object({ rewards: z.instanceof(Float32Array) }) },
+    )
+    const pg = await bridge.request(
+      'policy_gradients',
+      { ...ids, rewards, proj_dim: opts.projDim, seed: opts.projSeed, normalize: opts.normalize, baseline: opts.baseline },
+      { ...long, result: z.object({ grads: NdFloat32, zero_rows: z.number().int() }) },
+    )
+    return {
+      gradients: { data: pg.grads.data, rows: indices.length, cols: pg.grads.shape[1] ?? 0 },
+      rewards,
+      responseLengths: gen.response_lengths,
+      zeroRows: pg.zero_rows,
+    }
+  }
+
   /** One request per ≤ maxRows indices, in order (the sidecar runs one heavy op at a time anyway). */
   private async chunked(indices: Int32Array, call: (part: Int32Array) => Promise<NdArray<Float32Array>>): Promise<Matrix> {
     const n = indices.length
@@ -89,3 +134,14 @@ export class BridgeModelOps implements ModelOps {
     return { data: data!, rows: n, cols }
   }
 }
+
+const NdFloat32 = z.custom<NdArray<Float32Array>>(
+  (v) => typeof v === 'object' && v !== null && 'data' in v && (v as { data: unknown }).data instanceof Float32Array,
+  'expected a 2-D float32 array',
+)
+const GeneratedSchema = z.object({
+  prompt_ids: z.instanceof(Int32Array),
+  prompt_lengths: z.instanceof(Int32Array),
+  response_ids: z.instanceof(Int32Array),
+  response_lengths: z.instanceof(Int32Array),
+})

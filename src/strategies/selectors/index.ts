@@ -5,9 +5,10 @@ import { deltaLossSelector } from './delta_loss.ts'
 import { lessSelector } from './less.ts'
 import { lossSelector } from './loss.ts'
 import { nearSelector } from './near.ts'
+import { niceSelector } from './nice.ts'
 import { tsdsSelector } from './tsds.ts'
 
-export { clusterLessSelector, deltaLossSelector, lessSelector, lossSelector, nearSelector, tsdsSelector }
+export { clusterLessSelector, deltaLossSelector, lessSelector, lossSelector, nearSelector, niceSelector, tsdsSelector }
 export { SelectorError, type SelectorErrorCode } from './common.ts'
 
 export const BUILTIN_SELECTORS: readonly SelectorDefinition[] = [
@@ -17,4 +18,5 @@ export const BUILTIN_SELECTORS: readonly SelectorDefinition[] = [
   clusterLessSelector,
   nearSelector,
   tsdsSelector,
+  niceSelector,
 ]
