@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from . import model_ops, step_loop
+from . import embeddings, gradients, model_ops, step_loop
+from . import generation
 from .build import Run, build_run
 from .errors import StateError
 
@@ -140,6 +141,44 @@ def op_losses(args: dict, ctx: Any) -> dict:
     return {"losses": losses}
 
 
+def op_gradients(args: dict, ctx: Any) -> dict:
+    run = _run()
+    chunk = args.get("chunk_size")
+    projector = args.get("projector")
+    return gradients.op_result(
+        run,
+        str(args.get("split", "train")),
+        _int_array(args, "indices"),
+        gradients.GradientArgs(
+            proj_dim=int(args.get("proj_dim", 4096)),
+            seed=int(args.get("seed", 0)),
+            precondition=str(args.get("precondition", "sgd")),  # type: ignore[arg-type]
+            normalize=bool(args.get("normalize", False)),
+            projector=str(projector) if projector is not None else gradients.GradientArgs.projector,  # type: ignore[arg-type]
+            chunk_size=int(chunk) if chunk is not None else gradients.GradientArgs.chunk_size,
+        ),
+    )
+
+
+def op_embeddings(args: dict, ctx: Any) -> dict:
+    run = _run()
+    batch_size = args.get("batch_size") or run.training_args.per_device_eval_batch_size or 8
+    model = args.get("model")
+    out = embeddings.sample_embeddings(
+        run,
+        str(args.get("split", "train")),
+        _int_array(args, "indices"),
+        embeddings.EmbeddingArgs(
+            layer=int(args.get("layer", -1)),
+            pooling=str(args.get("pooling", "mask_mean")),  # type: ignore[arg-type]
+            normalize=bool(args.get("normalize", False)),
+            model=str(model) if model else None,
+            batch_size=int(batch_size),
+        ),
+    )
+    return {"embeddings": out}
+
+
 HANDLERS = {
     "load": op_load,
     "sample_order": op_sample_order,
@@ -151,4 +190,9 @@ HANDLERS = {
     "save_checkpoint": op_save_checkpoint,
     "finish": op_finish,
     "losses": op_losses,
+    "gradients": op_gradients,
+    "embeddings": op_embeddings,
 }
+
+# NICE's generate / reward / policy_gradients (generation.py), bound to this sidecar's run.
+HANDLERS.update(generation.handlers(_run))

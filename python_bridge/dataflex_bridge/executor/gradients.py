@@ -1,0 +1,306 @@
+"""Projected per-sample gradients of the trainable parameters (LESS, ClusterLESS, NICE).
+
+One `torch.func.vmap(grad(loss))` call per chunk of samples replaces DataFlex's batch-size-1 forward/backward
+loop; each parameter's per-sample gradient block is Adam-preconditioned and projected on its own (projector.py),
+so the flat P-vector per sample is never concatenated and no P × d matrix is built.
+
+Differences from DataFlex, on purpose:
+  * eval mode (no dropout) under `preserved_rng()`: features are a deterministic function of the weights, and
+    the training RNG stream is untouched. DataFlex runs the model in train mode, so with `lora_dropout > 0` its
+    gradients are a random draw and consume the training RNG.
+  * fp32 throughout (DataFlex buffers and projects in fp16, which underflows small SGD gradients).
+  * Adam betas/eps are the run's own (from the optimizer's param groups), not hard-coded 0.9/0.999/1e-8.
+  * our own seeded projector, reproducible on any device (trak's comes from CUDA's Philox stream).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import torch
+
+from .errors import StateError
+from .model_ops import collate, dataset_for, preserved_rng
+from .projector import Projector, ProjectorArgs
+from .weights import token_losses
+
+log = logging.getLogger("dataflex_bridge.executor.gradients")
+
+# Refuse an unprojected result larger than this (float32 bytes); project instead.
+MAX_RAW_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class GradientArgs:
+    # Projection dimension; 0 returns the raw (unprojected) gradients, [n, P].
+    proj_dim: int = 4096
+    seed: int = 0
+    precondition: Literal["sgd", "adam"] = "sgd"
+    normalize: bool = False
+    projector: Literal["dense", "sparse"] = "sparse"
+    # Samples per vmap call: bounds activation memory (≈ chunk_size × one sample's forward/backward).
+    chunk_size: int = 16
+    # 'auto': vmap, falling back to a per-sample loop (with a warning) when the model cannot be vmapped.
+    method: Literal["auto", "vmap", "loop"] = "auto"
+
+
+@dataclass
+class AdamMoments:
+    """Per trainable parameter: β1·m, β2·v (precomputed) and the group's β1, β2, ε."""
+
+    m_scaled: list[torch.Tensor]
+    v_scaled: list[torch.Tensor]
+    beta1: list[float]
+    beta2: list[float]
+    eps: list[float]
+
+
+# --------------------------------------------------------------------------------------------- model state
+
+
+def trainable_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
+    """Trainable params in `named_parameters` order: the order of the flat gradient vector."""
+    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+
+
+@contextlib.contextmanager
+def grad_eval_mode(model):
+    """Eval mode with autograd on (model_ops.eval_mode also disables grad)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            yield
+    finally:
+        if was_training:
+            model.train()
+
+
+def _hook_active(module) -> bool:
+    # vars(), not getattr: PEFT wrappers forward attribute lookups to the base model, which owns the hook.
+    handle = vars(module).get("_require_grads_hook")
+    if handle is None or not hasattr(module, "get_input_embeddings"):
+        return False
+    return handle.id in module.get_input_embeddings()._forward_hooks
+
+
+@contextlib.contextmanager
+def no_checkpointing(model):
+    """Switch gradient checkpointing off for the pass and restore it exactly.
+
+    vmap cannot trace LLaMA-Factory's checkpoint wrapper nor HF's input-require-grads hook: both call
+    `requires_grad_()` on activations, which functorch forbids inside a transform.
+    """
+    flagged = [m for m in model.modules() if getattr(m, "gradient_checkpointing", False) is True]
+    hooked = [m for m in model.modules() if _hook_active(m)]
+    for m in flagged:
+        m.gradient_checkpointing = False
+    for m in hooked:
+        m.disable_input_require_grads()
+    try:
+        yield
+    finally:
+        for m in hooked:
+            m.enable_input_require_grads()
+        for m in flagged:
+            m.gradient_checkpointing = True
+
+
+def adam_moments(run, params: list[torch.nn.Parameter], device) -> AdamMoments:
+    """The live optimizer's raw moments (no bias correction, as LESS/DataFlex) and its betas/eps per group.
+
+    Before the first optimizer step (or before `begin` creates the optimizer) the moments are zeros, and the
+    betas/eps come from the training arguments.
+    """
+    ta = run.training_args
+    opt = getattr(run.trainer, "optimizer", None)
+    group_of: dict[int, dict] = {}
+    if opt is not None:
+        for group in opt.param_groups:
+            for p in group["params"]:
+                group_of[id(p)] = group
+    m_scaled, v_scaled, b1s, b2s, epss = [], [], [], [], []
+    for p in params:
+        group = group_of.get(id(p))
+        if group is None:
+            b1, b2, eps = ta.adam_beta1, ta.adam_beta2, ta.adam_epsilon
+        else:
+            if "betas" not in group or "eps" not in group:
+                raise StateError(
+                    f"precondition 'adam' needs an Adam-style optimizer (param groups with betas/eps); "
+                    f"this run uses {type(getattr(opt, 'optimizer', opt)).__name__}"
+                )
+            b1, b2 = (float(b) for b in group["betas"])
+            eps = float(group["eps"])
+        state = opt.state.get(p, {}) if opt is not None else {}
+        if state and ("exp_avg" not in state or "exp_avg_sq" not in state):
+            raise StateError(
+                "precondition 'adam': the optimizer state has no exp_avg/exp_avg_sq "
+                f"(keys: {sorted(state)}); 8-bit or non-Adam optimizers are not supported"
+            )
+        m = state["exp_avg"] if state else torch.zeros_like(p, dtype=torch.float32)
+        v = state["exp_avg_sq"] if state else torch.zeros_like(p, dtype=torch.float32)
+        m_scaled.append(m.detach().to(device=device, dtype=torch.float32).reshape(-1) * b1)
+        v_scaled.append(v.detach().to(device=device, dtype=torch.float32).reshape(-1) * b2)
+        b1s.append(b1)
+        b2s.append(b2)
+        epss.append(eps)
+    return AdamMoments(m_scaled, v_scaled, b1s, b2s, epss)
+
+
+def adam_transform(g: torch.Tensor, moments: AdamMoments, b: int) -> torch.Tensor:
+    """LESS's Adam direction for block b, g: [n, numel].
+
+    (β1·m + (1−β1)·g) / (sqrt(β2·v + (1−β2)·g²) + ε): DataFlex's placement of ε, outside the sqrt. The
+    original LESS code puts it inside, sqrt(… + ε); the two differ only where the second moment is ~ε².
+    """
+    b1, b2, eps = moments.beta1[b], moments.beta2[b], moments.eps[b]
+    num = torch.add(moments.m_scaled[b], g, alpha=1.0 - b1)
+    den = torch.addcmul(moments.v_scaled[b], g, g, value=1.0 - b2).sqrt_().add_(eps)
+    return num.div_(den)
+
+
+# ------------------------------------------------------------------------------------ per-sample gradients
+
+
+def _right_padded(mask: torch.Tensor) -> bool:
+    # Each row 1…1 0…0: a non-increasing mask.
+    return bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
+def per_sample_grads_vmap(model, named: list[tuple[str, torch.nn.Parameter]], input_ids, labels):
+    """{name: [n, *shape]} for right-padded input_ids/labels [n, T], via vmap(grad) of functional_call.
+
+    No attention mask: under causal attention, right padding never reaches a real token and the pads carry no
+    label, so each sample's loss is exactly its unpadded loss, and vmap sees no data-dependent mask code.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    params = {n: p.detach() for n, p in named}
+
+    def loss_fn(params, ids, lab):
+        out = functional_call(model, params, (), {"input_ids": ids[None], "use_cache": False})
+        ce, valid = token_losses(out.logits, lab[None])
+        return ce.sum() / valid.sum().clamp(min=1)
+
+    return vmap(grad(loss_fn), in_dims=(None, 0, 0))(params, input_ids, labels)
+
+
+def per_sample_grads_loop(model, named: list[tuple[str, torch.nn.Parameter]], input_ids, labels, attention_mask):
+    """The same gradients by one forward/backward per (unpadded) sample; works for any model."""
+    params = [p for _, p in named]
+    rows: list[tuple[torch.Tensor, ...]] = []
+    for i in range(input_ids.shape[0]):
+        keep = attention_mask[i].bool() if attention_mask is not None else slice(None)
+        ids, lab = input_ids[i][keep][None], labels[i][keep][None]
+        ce, valid = token_losses(model(input_ids=ids, use_cache=False).logits, lab)
+        loss = ce.sum() / valid.sum().clamp(min=1)
+        rows.append(torch.autograd.grad(loss, params, allow_unused=True))
+    out = {}
+    for b, (name, p) in enumerate(named):
+        out[name] = torch.stack([r[b] if r[b] is not None else torch.zeros_like(p) for r in rows])
+    return out
+
+
+_VMAP_FAILURES = (RuntimeError, NotImplementedError, TypeError, ValueError)
+
+
+def _chunk_grads(run, model, named, inputs: dict, args: GradientArgs):
+    input_ids, labels = inputs["input_ids"], inputs["labels"]
+    mask = inputs.get("attention_mask")
+    if mask is not None and mask.dim() != 2:
+        raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
+    method = run.extra.get("gradient_method", args.method)
+    if method != "loop" and (mask is None or _right_padded(mask)):
+        try:
+            return per_sample_grads_vmap(model, named, input_ids, labels)
+        except torch.OutOfMemoryError:
+            raise
+        except _VMAP_FAILURES as exc:
+            if method == "vmap":
+                raise
+            log.warning("per-sample gradients: vmap failed (%s: %s); using the per-sample loop from now on",
+                        type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+            run.extra["gradient_method"] = "loop"
+    return per_sample_grads_loop(model, named, input_ids, labels, mask)
+
+
+def sample_lengths(run, split: str) -> np.ndarray:
+    """Token count of every sample of a split, computed once per run."""
+    key = ("lengths", split)
+    if key not in run.extra:
+        column = dataset_for(run, split)["input_ids"]
+        run.extra[key] = np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
+    return run.extra[key]
+
+
+def _get_projector(run, args: GradientArgs, sizes: list[int], device) -> Projector:
+    pa = ProjectorArgs(dim=args.proj_dim, seed=args.seed, kind=args.projector)
+    key = (pa, tuple(sizes), str(device))
+    cached = run.extra.get("projector")
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    projector = Projector(pa, sizes, device)
+    run.extra["projector"] = (key, projector)  # one at a time: bounds the cache memory
+    return projector
+
+
+def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -> tuple[np.ndarray, int]:
+    """Projected (or raw) per-sample gradients [len(indices), d] in float32, and P."""
+    if args.precondition not in ("sgd", "adam"):
+        raise StateError(f"gradients: precondition must be 'sgd' or 'adam', got {args.precondition!r}")
+    if args.projector not in ("dense", "sparse"):
+        raise StateError(f"gradients: projector must be 'dense' or 'sparse', got {args.projector!r}")
+    if args.proj_dim < 0 or args.chunk_size < 1:
+        raise StateError("gradients: proj_dim must be >= 0 and chunk_size >= 1")
+    dataset = dataset_for(run, split)
+    n = len(dataset)
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise StateError(f"gradients: index out of range [0, {n}) for split '{split}'")
+    model = run.trainer.model
+    named = trainable_parameters(model)
+    if not named:
+        raise StateError("gradients: the model has no trainable parameters")
+    sizes = [p.numel() for _, p in named]
+    total = sum(sizes)
+    device = named[0][1].device
+    dim = args.proj_dim or total
+    if args.proj_dim == 0 and indices.size * total * 4 > MAX_RAW_BYTES:
+        raise StateError(f"gradients: raw gradients would take {indices.size * total * 4 / 2**30:.1f} GiB; set proj_dim")
+    projector = _get_projector(run, args, sizes, device) if args.proj_dim else None
+    moments = adam_moments(run, [p for _, p in named], device) if args.precondition == "adam" else None
+
+    out = torch.zeros(indices.size, dim, dtype=torch.float32, device=device)
+    # Length-sorted chunks pad less; each row is independent of its chunk, so the order is free.
+    order = np.argsort(sample_lengths(run, split)[indices], kind="stable")
+    offsets = np.cumsum([0] + sizes)
+    with preserved_rng(), grad_eval_mode(model), no_checkpointing(model):
+        for start in range(0, indices.size, args.chunk_size):
+            rows = order[start : start + args.chunk_size]
+            inputs = collate(run, dataset, indices[rows].tolist())
+            grads = _chunk_grads(run, model, named, inputs, args)
+            block = torch.zeros(rows.size, dim, dtype=torch.float32, device=device)
+            with torch.no_grad():
+                for b, (name, _) in enumerate(named):
+                    g = grads.pop(name).reshape(rows.size, -1).to(torch.float32)
+                    if moments is not None:
+                        g = adam_transform(g, moments, b)
+                    if projector is None:
+                        block[:, offsets[b] : offsets[b + 1]] = g
+                    else:
+                        projector.add_block(block, b, g)
+                out[torch.as_tensor(rows, device=device)] = block
+    if args.normalize:
+        out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return out.cpu().numpy(), total
+
+
+def op_result(run, split: str, indices: np.ndarray, args: GradientArgs) -> dict:
+    t0 = time.perf_counter()
+    grads, total = sample_gradients(run, split, indices, args)
+    return {"grads": grads, "trainable_params": total, "seconds": time.perf_counter() - t0}
