@@ -6,7 +6,7 @@ The generated files are committed; re-run this script only when you change it.
 
 Domains (train, ~120 rows each):
   arith_clean  "What is 37 + 45?" -> "82"
-  arith_noisy  same task, ~30% of the answers are wrong; which ones is recorded in
+  arith_noisy  same task, ~30% of the answers are corrupted (random 4-digit numbers); which ones is recorded in
                arith_noisy_labels.json (never shown to the model)
   string_ops   reverse or uppercase a short word
   facts        recall from a fixed fictional table ("What is the capital of Zorvania?" -> "Quelt")
@@ -105,8 +105,9 @@ def make_arith(rng: random.Random):
         correct = a + b
         given = correct
         if i in wrong_set:
-            while given == correct:
-                given = correct + rng.choice([-1, 1]) * rng.randint(1, 20)
+            # Corrupted labels (a random 4-digit number where every true sum has at most 3 digits): the kind of
+            # noise a loss signal can see. Near-miss noise (off by a few) would need a model that can add.
+            given = rng.randint(1000, 9999)
         noisy.append(arith_row(a, b, given))
         labels.append({"index": i, "correct": correct, "given": given, "is_wrong": given != correct})
     meta = {
