@@ -170,7 +170,7 @@ function decisions(r: SelectResult): number[] {
 
 describe('BUILTIN_SELECTORS', () => {
   it('lists the six selectors written here, each with a strict params schema', () => {
-    expect(BUILTIN_SELECTORS.map((d) => d.name)).toEqual(['loss', 'delta_loss', 'less', 'cluster_less', 'near', 'tsds'])
+    expect(BUILTIN_SELECTORS.map((d) => d.name)).toEqual(['loss', 'delta_loss', 'less', 'cluster_less', 'near', 'tsds', 'nice'])
     for (const d of BUILTIN_SELECTORS) {
       expect(d.kind).toBe('selector')
       expect(d.params.safeParse({ definitely_not_a_param: 1 }).success).toBe(false)
