@@ -6,7 +6,7 @@ export default defineConfig({
     // forks, not threads: a zeromq socket torn down inside a worker thread can abort the whole run.
     pool: 'forks',
     // Generous: tests spawn Python sidecars (torch import) on a 2-core machine.
-    testTimeout: 30_000,
+    testTimeout: 120_000,
     hookTimeout: 90_000,
     teardownTimeout: 15_000,
     reporters: ['default', './test/summary-reporter.ts'],

@@ -303,7 +303,7 @@ describe('components config and registry', () => {
     expect(table.stdout).toMatch(/^\s+replacement\s+boolean, default false/m)
     const docs = JSON.parse((await run(['--json'])).stdout) as { name: string }[]
     expect(docs.map((d) => d.name)).toContain('custom')
-  }, 30_000)
+  }, 120_000)
 
   it('`dataflex components` lists every registered selector with its params', () => {
     const names = registryDocs().map((d) => d.name)
@@ -641,7 +641,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expect(r.stderr).toContain("unknown param 'replacment'")
     expect(r.stderr).toContain("did you mean 'replacement'?")
     expect(existsSync(r.out)).toBe(false)
-  }, 60_000)
+  }, 180_000)
 
   // One small run per built-in selector (fed through the components file or inline, as users write them).
   const N = 52
