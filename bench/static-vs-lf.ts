@@ -3,7 +3,7 @@
  * in this script, alternating, each paying its own imports and start-up. Also reports how much of our per-step time
  * is bridge overhead: TypeScript's wall time around `train_steps` minus the executor's own step time.
  *
- * usage: npx tsx bench/static-vs-lf.ts [config=configs/demo.yaml] [repeats=2]
+ * usage: npx tsx bench/static-vs-lf.ts [config=configs/demo.yaml] [repeats=2] [key=value ...]
  * writes bench/results/static-vs-lf.md
  */
 import { execFileSync } from 'node:child_process'
@@ -13,6 +13,8 @@ import { REPO_ROOT, resolvePython, sidecarEnv } from '../src/bridge/index.ts'
 
 const config = process.argv[2] ?? 'configs/demo.yaml'
 const repeats = Number(process.argv[3] ?? 2)
+// Further key=value overrides go to both runs (e.g. num_train_epochs=2).
+const overrides = process.argv.slice(4)
 const python = resolvePython().executable
 const lfCli = join(dirname(python), 'llamafactory-cli')
 const work = join(REPO_ROOT, 'bench', '.work')
@@ -31,8 +33,8 @@ for (let r = 0; r < repeats; r++) {
   const lDir = join(work, `lf-${r}`)
   rmSync(oDir, { recursive: true, force: true })
   rmSync(lDir, { recursive: true, force: true })
-  lf.push(timed(lfCli, ['train', config, `output_dir=${lDir}`]))
-  ours.push(timed(process.execPath, ['bin/dataflex.mjs', 'train', config, `output_dir=${oDir}`]))
+  lf.push(timed(lfCli, ['train', config, `output_dir=${lDir}`, ...overrides]))
+  ours.push(timed(process.execPath, ['bin/dataflex.mjs', 'train', config, `output_dir=${oDir}`, ...overrides]))
   console.log(`repeat ${r}: llamafactory-cli ${lf.at(-1)!.toFixed(1)} s, dataflex ${ours.at(-1)!.toFixed(1)} s`)
 }
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
@@ -44,7 +46,7 @@ const summary = JSON.parse(readFileSync(join(work, `ours-${repeats - 1}`, 'dataf
 const lines = [
   `# Static run: dataflex vs llamafactory-cli`,
   '',
-  `Config \`${config}\`, ${summary.steps} optimizer steps, ${repeats} alternating repeats, 2-core CPU, wall time including`,
+  `Config \`${config}\` ${overrides.join(' ')}, ${summary.steps} optimizer steps, ${repeats} alternating repeats, 2-core CPU, wall time including`,
   'imports, dataset preprocessing and model load for both.',
   '',
   '| run | median wall (s) | all (s) |',
