@@ -64,3 +64,29 @@ describe('model ops see the current model', () => {
     for (let i = 0; i < probe.length; i++) expect(Math.abs(after[i]! - fromCheckpoint[i]!)).toBeLessThanOrEqual(1e-5)
   }, 300_000)
 })
+
+describe('per-sample weights', () => {
+  it('weights of 1 reproduce unweighted training; weights of 0 give no gradient', async () => {
+    const dir = tempDir('weights')
+    const flags = (n: number) => ({ log: new Uint8Array(n), evaluate: new Uint8Array(n), save: new Uint8Array(n) })
+    const runWith = async (weights: (n: number) => Float32Array | undefined) => {
+      const exec = await executor()
+      const info = await exec.load(tinyConfig(join(dir, `w${bridges.length}`), { eval_strategy: 'no', save_strategy: 'no' }))
+      await exec.begin(3)
+      const pass = sequentialPass(info.num_train, 4, 2, 3)
+      const w = weights(pass.indices.length)
+      await exec.beginPass(w ? { ...pass, weights: w } : pass)
+      return exec.trainSteps(3, flags(3))
+    }
+    const plain = await runWith(() => undefined)
+    const ones = await runWith((n) => new Float32Array(n).fill(1))
+    // Same loss up to float rounding (per-token sums vs Hugging Face's fused reduction).
+    for (let i = 0; i < 3; i++) {
+      expect(Math.abs(ones.loss[i]! - plain.loss[i]!)).toBeLessThanOrEqual(1e-5)
+      expect(Math.abs(ones.grad_norm[i]! - plain.grad_norm[i]!)).toBeLessThanOrEqual(1e-5)
+    }
+    const zeros = await runWith((n) => new Float32Array(n))
+    expect(Array.from(zeros.loss)).toEqual([0, 0, 0])
+    expect(Array.from(zeros.grad_norm)).toEqual([0, 0, 0])
+  }, 300_000)
+})

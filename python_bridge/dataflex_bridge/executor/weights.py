@@ -1,7 +1,7 @@
 """Per-sample loss weights through the Trainer's own `compute_loss_func` extension point.
 
 Weighted loss of a micro-batch = sum_b w_b * sum_t CE_bt / num_items_in_batch: with every w_b = 1 it equals
-Hugging Face's token-level loss exactly, so weighting changes only what the weights say.
+Hugging Face's token-level loss up to float rounding, so weighting changes only what the weights say.
 """
 
 from __future__ import annotations
