@@ -87,6 +87,44 @@ export async function meanEvalGradient(model: ModelOps, selector: string, projDi
   return acc
 }
 
+/**
+ * Cosine of every training sample's normalised gradient to `target` (already normalised rows, so the mean cosine
+ * over targets is a dot with their mean), streamed chunk by chunk so memory stays O(N + chunk).
+ */
+export async function scoreTrainGradients(
+  model: ModelOps,
+  selector: string,
+  opts: GradientOptions,
+  target: ArrayLike<number>,
+): Promise<Float64Array> {
+  const n = model.numTrain
+  const scores = new Float64Array(n)
+  await forEachGradientChunk(model, selector, 'train', allIndices(n), opts, (off, m) => {
+    const d = m.cols
+    for (let r = 0; r < m.rows; r++) {
+      let s = 0
+      for (let c = 0; c < d; c++) s += m.data[r * d + c]! * target[c]!
+      scores[off + r] = s * inverseRowNorm(m, r)
+    }
+  })
+  return scores
+}
+
+/** Top-k of `scores` (all of them when fewer than asked, with a log line) and the selected scores. */
+export function topKSelection(
+  scores: Float64Array,
+  numSamples: number,
+  selector: string,
+  log: (message: string) => void,
+): { indices: Int32Array; scores: Float64Array } {
+  const k = Math.min(numSamples, scores.length)
+  if (k < numSamples) log(`${selector}: ${numSamples} samples requested, the training set has ${scores.length}; selecting all`)
+  const indices = topK(scores, k)
+  const selected = new Float64Array(k)
+  for (let i = 0; i < k; i++) selected[i] = scores[indices[i]!]!
+  return { indices, scores: selected }
+}
+
 export const lessSelector = defineSelector({
   name: NAME,
   description: 'LESS: top-k training samples by mean cosine of their (Adam-preconditioned) gradient to the eval gradients',
@@ -100,23 +138,11 @@ export const lessSelector = defineSelector({
         const evalMs = since(t0)
 
         const t1 = performance.now()
-        const scores = new Float64Array(n)
         const opts: GradientOptions = { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true }
-        await forEachGradientChunk(ctx.model, NAME, 'train', allIndices(n), opts, (off, m) => {
-          const d = m.cols
-          for (let r = 0; r < m.rows; r++) {
-            let s = 0
-            for (let c = 0; c < d; c++) s += m.data[r * d + c]! * evalMean[c]!
-            scores[off + r] = s * inverseRowNorm(m, r)
-          }
-        })
+        const scores = await scoreTrainGradients(ctx.model, NAME, opts, evalMean)
         const trainMs = since(t1)
 
-        const k = Math.min(ctx.numSamples, n)
-        if (k < ctx.numSamples) ctx.log(`${NAME}: ${ctx.numSamples} samples requested, the training set has ${n}; selecting all`)
-        const indices = topK(scores, k)
-        const selected = new Float64Array(k)
-        for (let i = 0; i < k; i++) selected[i] = scores[indices[i]!]!
+        const { indices, scores: selected } = topKSelection(scores, ctx.numSamples, NAME, ctx.log)
         return {
           indices,
           scores: selected,

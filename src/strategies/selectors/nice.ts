@@ -25,10 +25,9 @@ import { resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError } from '../../config/errors.ts'
 import { Rng } from '../../math/rng.ts'
-import { topK } from '../../math/topk.ts'
 import { defineSelector, type GradientOptions, type Matrix, type ModelOps, type Split } from '../types.ts'
 import { SelectorError, allIndices, cacheDirParam, checkMatrix, since } from './common.ts'
-import { forEachGradientChunk, inverseRowNorm } from './less.ts'
+import { inverseRowNorm, scoreTrainGradients, topKSelection } from './less.ts'
 
 const NAME = 'nice'
 
@@ -239,23 +238,11 @@ export const niceSelector = defineSelector({
         }
 
         const t1 = performance.now()
-        const scores = new Float64Array(n)
         const opts: GradientOptions = { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true }
-        await forEachGradientChunk(model, NAME, 'train', allIndices(n), opts, (off, m) => {
-          const d = m.cols
-          for (let r = 0; r < m.rows; r++) {
-            let s = 0
-            for (let c = 0; c < d; c++) s += m.data[r * d + c]! * signal.mean[c]!
-            scores[off + r] = s * inverseRowNorm(m, r)
-          }
-        })
+        const scores = await scoreTrainGradients(model, NAME, opts, signal.mean)
         const trainMs = since(t1)
 
-        const k = Math.min(ctx.numSamples, n)
-        if (k < ctx.numSamples) ctx.log(`${NAME}: ${ctx.numSamples} samples requested, the training set has ${n}; selecting all`)
-        const indices = topK(scores, k)
-        const selected = new Float64Array(k)
-        for (let i = 0; i < k; i++) selected[i] = scores[indices[i]!]!
+        const { indices, scores: selected } = topKSelection(scores, ctx.numSamples, NAME, ctx.log)
         return {
           indices,
           scores: selected,
