@@ -20,31 +20,13 @@ from dataflex_bridge.executor import model_ops, step_loop  # noqa: E402
 from dataflex_bridge.executor.errors import StateError  # noqa: E402
 from dataflex_bridge.executor.projector import Projector, ProjectorArgs  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "models" / "tiny-qwen2"
-DEMO = REPO / "data" / "demo"
+from tiny_run import DEMO, REPO, TINY, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="models/tiny-qwen2 missing (run `npm run setup`)")
-
-for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(key, "1")
 
 EVAL = np.array([0, 3, 5], dtype=np.int64)
 
 
-def tiny_config(output_dir: str) -> dict:
-    # test/support.ts tinyConfig (LoRA with dropout: the ops must still be deterministic).
-    return {
-        "model_name_or_path": str(TINY), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "lora_rank": 4, "lora_alpha": 8, "lora_target": "all", "lora_dropout": 0.1,
-        "disable_gradient_checkpointing": True, "dataset_dir": str(DEMO), "dataset": "arith_clean,facts",
-        "template": "qwen", "cutoff_len": 128, "max_samples": 26, "overwrite_cache": True,
-        "preprocessing_num_workers": 1, "dataloader_num_workers": 0, "output_dir": output_dir,
-        "logging_steps": 1, "save_strategy": "no", "overwrite_output_dir": True, "report_to": "none",
-        "plot_loss": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
-        "learning_rate": 5.0e-3, "num_train_epochs": 1.0, "bf16": False, "seed": 42,
-        "eval_dataset": "demo_eval", "per_device_eval_batch_size": 8,
-    }
 
 
 @pytest.fixture(scope="module")

@@ -31,31 +31,15 @@ from dataflex_bridge.executor.projector import (  # noqa: E402
     sparse_entries,
 )
 
-REPO = Path(__file__).resolve().parents[2]
+from tiny_run import DEMO, REPO, TINY, tiny_config as _tiny_config  # noqa: E402
 BRIDGE = REPO / "python_bridge"
-TINY = REPO / "models" / "tiny-qwen2"
-DEMO = REPO / "data" / "demo"
 
 pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="models/tiny-qwen2 missing (run `npm run setup`)")
 
-for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
-    os.environ.setdefault(key, "1")
-
 
 def tiny_config(output_dir: str, **extra) -> dict:
-    # test/support.ts tinyConfig, with non-default Adam betas/eps so the op must read them from the run.
-    return {
-        "model_name_or_path": str(TINY), "stage": "sft", "do_train": True, "finetuning_type": "lora",
-        "lora_rank": 4, "lora_alpha": 8, "lora_target": "all", "lora_dropout": 0.1,
-        "disable_gradient_checkpointing": True, "dataset_dir": str(DEMO), "dataset": "arith_clean,facts",
-        "template": "qwen", "cutoff_len": 128, "max_samples": 26, "overwrite_cache": True,
-        "preprocessing_num_workers": 1, "dataloader_num_workers": 0, "output_dir": output_dir,
-        "logging_steps": 1, "save_strategy": "no", "overwrite_output_dir": True, "report_to": "none",
-        "plot_loss": False, "per_device_train_batch_size": 4, "gradient_accumulation_steps": 2,
-        "learning_rate": 5.0e-3, "num_train_epochs": 1.0, "bf16": False, "seed": 42,
-        "adam_beta1": 0.8, "adam_beta2": 0.95, "adam_epsilon": 1e-6,
-        "eval_dataset": "demo_eval", "per_device_eval_batch_size": 8, **extra,
-    }
+    # Non-default Adam betas/eps, so the op must read them from the run.
+    return _tiny_config(output_dir, adam_beta1=0.8, adam_beta2=0.95, adam_epsilon=1e-6, **extra)
 
 
 @pytest.fixture(scope="module")
