@@ -220,8 +220,9 @@ class TreeSampler(threading.Thread):
 
 # --------------------------------------------------------------------------------------------- one run
 
-def run_side(side: str, size: str, selector: str, cap: int | None, tag: str, ours_python: str) -> dict:
-    case_dir = SXD / "runs" / f"{size}-{selector}{'-cap' + str(cap) if cap else ''}" / f"{side}-{tag}"
+def run_side(side: str, size: str, selector: str, cap: int | None, tag: str, ours_python: str, threads: int | None) -> dict:
+    case = f"{size}-{selector}{'-cap' + str(cap) if cap else ''}{'-t' + str(threads) if threads else ''}"
+    case_dir = SXD / "runs" / case / f"{side}-{tag}"
     if case_dir.exists():
         shutil.rmtree(case_dir)
     out_dir, cache_root, cfg_dir = case_dir / "out", case_dir / "cache", case_dir / "cfg"
@@ -233,6 +234,8 @@ def run_side(side: str, size: str, selector: str, cap: int | None, tag: str, our
     comp_cfg.write_text(components_yaml(cache_root, dataflex=side == "dataflex", score_batch_size=score_bs))
     overrides = [f"output_dir={out_dir}", f"components_cfg_file={comp_cfg}"]
     env = {**os.environ, **ENV}
+    if threads:
+        env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
     timings = case_dir / "dataflex-timings.jsonl"
     if side == "dataflex":
         env["DATAFLEX_TIMINGS"] = str(timings)
@@ -241,7 +244,8 @@ def run_side(side: str, size: str, selector: str, cap: int | None, tag: str, our
         env["DATAFLEX_PYTHON"] = ours_python
         cmd = ["node", str(REPO / "bin" / "dataflex.mjs"), "train", str(train_cfg), *overrides]
     log_path = case_dir / "run.log"
-    print(f"  [{side:8}] {size}/{selector}{' cap ' + str(cap) if cap else ''} ({tag}) ...", end="", flush=True)
+    print(f"  [{side:8}] {size}/{selector}{' cap ' + str(cap) if cap else ''}{' threads ' + str(threads) if threads else ''} ({tag}) ...",
+          end="", flush=True)
     t0 = time.time()
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
@@ -252,7 +256,7 @@ def run_side(side: str, size: str, selector: str, cap: int | None, tag: str, our
         sampler.join()
     wall = time.time() - t0
     res: dict = {
-        "side": side, "size": size, "selector": selector, "cap": cap, "tag": tag, "rc": rc, "wall_s": wall,
+        "side": side, "size": size, "selector": selector, "cap": cap, "threads": threads, "tag": tag, "rc": rc, "wall_s": wall,
         "peak_pss_mb": sampler.peak_pss / 1024, "peak_rss_mb": sampler.peak_rss / 1024,
         "max_process_hwm_mb": max((h for _, h in sampler.hwm.values()), default=0) / 1024,
         "processes": sorted({n for n, _ in sampler.hwm.values()}), "log": str(log_path.relative_to(REPO)),
@@ -330,16 +334,81 @@ def _fmt(x: float | None, spec: str = ".1f") -> str:
     return "n/a" if x is None else format(x, spec)
 
 
+def results_table(data: dict, threads: int | None, best, min_of) -> list[str]:
+    """The headline table of one thread setting: min over its repeats of every side."""
+    runs = [r for r in data["runs"] if r["rc"] == 0 and r.get("threads") == threads]
+    reps = len({r["tag"] for r in runs})
+    title = ("torch's default threads (2 on this machine)" if threads is None
+             else f"`OMP_NUM_THREADS={threads}`, `MKL_NUM_THREADS={threads}` on both sides")
+    L = [
+        f"## Results: {title}, {reps} repeat(s)",
+        "",
+        "| case | rows scored / selection | DataFlex selection wall (s) | ours selection wall (s) | DataFlex rows/s | ours rows/s "
+        "| **speed-up** (DataFlex wall / ours wall) | target | CPU-s DataFlex / ours (ratio) | peak PSS MB DataFlex / ours (ours/DataFlex) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in data["cases"]:
+        size, sel, cap = c["size"], c["selector"], c["cap"]
+        ours_sel = DATAFLEX_ONLY.get(sel, (sel,))[0]
+        df, ours = best("dataflex", size, sel, cap), best("ours", size, ours_sel, cap)
+        if df is None and ours is None:
+            continue
+        name = f"{size} / {sel}"
+        if sel in DATAFLEX_ONLY:
+            name = f"{size} / loss, DataFlex with `score_batch_size: 1`"
+        if cap:
+            name += f" (max_samples {cap})"
+        first = (df or ours)["selections"][0]
+        per = f"{first['num_train']} + {first['num_eval']}"
+        target = TARGETS[sel][size]
+        speed = df["select_wall_s"] / ours["select_wall_s"] if df and ours else None
+        verdict = "" if speed is None else (" ✅" if speed >= target else " ❌")
+        cpu_df, cpu_o = min_of("dataflex", size, sel, cap, "select_tree_cpu_s"), min_of("ours", size, ours_sel, cap, "select_tree_cpu_s")
+        cpu_ratio = f"{cpu_df / cpu_o:.1f}×" if cpu_df and cpu_o else "n/a"
+        mem_df, mem_o = min_of("dataflex", size, sel, cap, "peak_pss_mb"), min_of("ours", size, ours_sel, cap, "peak_pss_mb")
+        mem_ratio = f"{mem_o / mem_df:.2f}" if mem_df and mem_o else "n/a"
+        mem_verdict = "" if mem_df is None or mem_o is None else (" ✅" if mem_o <= mem_df else " ❌")
+        L.append(
+            f"| {name} | {per} | {_fmt(df and df['select_wall_s'])} | {_fmt(ours and ours['select_wall_s'], '.2f')} "
+            f"| {_fmt(df and df['rows_per_s'])} | {_fmt(ours and ours['rows_per_s'])} "
+            f"| **{_fmt(speed)}×**{verdict} | ≥ {target:g}× | {_fmt(cpu_df)} / {_fmt(cpu_o)} ({cpu_ratio}) "
+            f"| {_fmt(mem_df, '.0f')} / {_fmt(mem_o, '.0f')} ({mem_ratio}){mem_verdict} |"
+        )
+    for c in data.get("ours_full", []):
+        size, sel = c["size"], c["selector"]
+        o = best("ours", size, sel, None)
+        if o:
+            first = o["selections"][0]
+            L.append(
+                f"| {size} / {sel}, ours on the full pool (no cap; no DataFlex counterpart) | {first['num_train']} + {first['num_eval']} "
+                f"| – | {_fmt(o['select_wall_s'], '.2f')} | – | {_fmt(o['rows_per_s'])} | – | – "
+                f"| – / {_fmt(min_of('ours', size, sel, None, 'select_tree_cpu_s'))} "
+                f"| – / {_fmt(min_of('ours', size, sel, None, 'peak_pss_mb'), '.0f')} |"
+            )
+    L += [
+        "",
+        "Speed-up = DataFlex selection wall / ours (min of each), which equals ours rows/s ÷ DataFlex rows/s. Targets from "
+        "the issue: LESS ≥ 30× (tiny) and ≥ 100× (small), loss ≥ 5×, memory no higher (ours PSS ≤ DataFlex PSS).",
+        "",
+    ]
+    return L
+
+
 def write_report(data: dict) -> None:
     runs = [r for r in data["runs"] if r["rc"] == 0]
     failed = [r for r in data["runs"] if r["rc"] != 0]
 
+    group: list[int | None] = [None]  # the thread setting whose table is being written
+
+    def match(r, side, size, sel, cap) -> bool:
+        return (r["side"], r["size"], r["selector"], r["cap"], r.get("threads")) == (side, size, sel, cap, group[0])
+
     def best(side: str, size: str, sel: str, cap) -> dict | None:
-        rs = [r for r in runs if (r["side"], r["size"], r["selector"], r["cap"]) == (side, size, sel, cap)]
+        rs = [r for r in runs if match(r, side, size, sel, cap)]
         return min(rs, key=lambda r: r["select_wall_s"]) if rs else None
 
     def min_of(side, size, sel, cap, key):
-        vals = [r[key] for r in runs if (r["side"], r["size"], r["selector"], r["cap"]) == (side, size, sel, cap) and r[key] is not None]
+        vals = [r[key] for r in runs if match(r, side, size, sel, cap) and r[key] is not None]
         return min(vals) if vals else None
 
     L: list[str] = []
@@ -347,8 +416,8 @@ def write_report(data: dict) -> None:
     L += [
         "# Selectors: ours vs the Python DataFlex",
         "",
-        f"Generated by `bench/selectors-vs-dataflex.sh` on {data['date']} ({data['repeats']} repeat(s) per side, "
-        "sides interleaved, order alternating per repeat; **min** over repeats reported, every value listed).",
+        f"Generated by `bench/selectors-vs-dataflex.sh`, started {data['date']}: every case ran several times per side "
+        "(sides interleaved, order alternating per repeat); the **min** over repeats is reported and every run is listed.",
         "",
         "**Workload.** LoRA r=8 (all linear layers) SFT of the locally generated Qwen2 models "
         "(`make_tiny_model --size tiny|small`), demo data: train = "
@@ -372,60 +441,20 @@ def write_report(data: dict) -> None:
         "",
     ]
     cases = data["cases"]
+    settings = sorted({r.get("threads") for r in runs}, key=lambda t: (t is not None, t or 0))
+    for threads in settings:
+        group[0] = threads
+        L += results_table(data, threads, best, min_of)
     L += [
-        "## Results",
-        "",
-        "| case | rows scored / selection | DataFlex selection wall (s) | ours selection wall (s) | DataFlex rows/s | ours rows/s "
-        "| **speed-up** (DataFlex wall / ours wall) | target | CPU-s DataFlex / ours (ratio) | peak PSS MB DataFlex / ours (ours/DataFlex) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for c in cases:
-        size, sel, cap = c["size"], c["selector"], c["cap"]
-        ours_sel = DATAFLEX_ONLY.get(sel, (sel,))[0]
-        df, ours = best("dataflex", size, sel, cap), best("ours", size, ours_sel, cap)
-        name = f"{size} / {sel}" + (f" (max_samples {cap})" if cap else "")
-        if sel in DATAFLEX_ONLY:
-            name = f"{size} / loss, DataFlex with `score_batch_size: 1`" + (f" (max_samples {cap})" if cap else "")
-        rows = (df or ours or {}).get("selections", [{}])
-        per = f"{rows[0].get('num_train', '?')} + {rows[0].get('num_eval', 0)}" if rows and rows[0] else "?"
-        target = TARGETS[sel][size]
-        speed = df["select_wall_s"] / ours["select_wall_s"] if df and ours else None
-        verdict = "" if speed is None else (" ✅" if speed >= target else " ❌")
-        cpu_df, cpu_o = min_of("dataflex", size, sel, cap, "select_tree_cpu_s"), min_of("ours", size, ours_sel, cap, "select_tree_cpu_s")
-        cpu_ratio = f"{cpu_df / cpu_o:.1f}×" if cpu_df and cpu_o else "n/a"
-        mem_df, mem_o = min_of("dataflex", size, sel, cap, "peak_pss_mb"), min_of("ours", size, ours_sel, cap, "peak_pss_mb")
-        mem_ratio = f"{mem_o / mem_df:.2f}" if mem_df and mem_o else "n/a"
-        mem_verdict = "" if mem_df is None or mem_o is None else (" ✅" if mem_o <= mem_df else " ❌")
-        L.append(
-            f"| {name} | {per} | {_fmt(df and df['select_wall_s'])} | {_fmt(ours and ours['select_wall_s'], '.2f')} "
-            f"| {_fmt(df and df['rows_per_s'])} | {_fmt(ours and ours['rows_per_s'])} "
-            f"| **{_fmt(speed)}×**{verdict} | ≥ {target:g}× | {_fmt(cpu_df)} / {_fmt(cpu_o)} ({cpu_ratio}) "
-            f"| {_fmt(mem_df, '.0f')} / {_fmt(mem_o, '.0f')} ({mem_ratio}){mem_verdict} |"
-        )
-    for c in data.get("ours_full", []):
-        size, sel = c["size"], c["selector"]
-        o = best("ours", size, sel, None)
-        if o:
-            rows = o["selections"][0]
-            L.append(
-                f"| {size} / {sel}, ours on the full pool (no cap; no DataFlex counterpart) | {rows['num_train']} + {rows['num_eval']} "
-                f"| – | {_fmt(o['select_wall_s'], '.2f')} | – | {_fmt(o['rows_per_s'])} | – | – | – / {_fmt(min_of('ours', size, sel, None, 'select_tree_cpu_s'))} "
-                f"| – / {_fmt(min_of('ours', size, sel, None, 'peak_pss_mb'), '.0f')} |"
-            )
-    L += [
-        "",
-        "Speed-up = DataFlex selection wall / ours (min of each), which equals ours rows/s ÷ DataFlex rows/s. Targets from the "
-        "issue: LESS ≥ 30× (tiny) and ≥ 100× (small), loss ≥ 5×, memory no higher (ours PSS ≤ DataFlex PSS).",
-        "",
         "## Every run",
         "",
-        "| case | side | repeat | selection wall per selection (s) | selection CPU (s) | rows/s | run wall (s) | peak PSS / RSS sum / largest process RSS (MB) | breakdown |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| case | side | threads | repeat | selection wall per selection (s) | selection CPU (s) | rows/s | run wall (s) | peak PSS / RSS sum / largest process RSS (MB) | breakdown |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["runs"]:
         name = f"{r['size']} / {r['selector']}" + (f" (max_samples {r['cap']})" if r["cap"] else "")
         if r["rc"] != 0:
-            L.append(f"| {name} | {r['side']} | {r['tag']} | FAILED (rc {r['rc']}) | | | {r['wall_s']:.0f} | | see `{r['log']}` |")
+            L.append(f"| {name} | {r['side']} | {r.get('threads') or 'default'} | {r['tag']} | FAILED (rc {r['rc']}) | | | {r['wall_s']:.0f} | | see `{r['log']}` |")
             continue
         per = ", ".join(f"{s['wall_s']:.2f}" for s in r["selections"])
         bd = []
@@ -437,7 +466,7 @@ def write_report(data: dict) -> None:
             elif r["side"] == "ours" and b:
                 bd.append(", ".join(f"{k} {v / 1000:.2f} s" for k, v in b.items() if k != "total"))
         L.append(
-            f"| {name} | {r['side']} | {r['tag']} | {per} | {_fmt(r['select_tree_cpu_s'])} | {_fmt(r['rows_per_s'])} | {r['wall_s']:.0f} "
+            f"| {name} | {r['side']} | {r.get('threads') or 'default'} | {r['tag']} | {per} | {_fmt(r['select_tree_cpu_s'])} | {_fmt(r['rows_per_s'])} | {r['wall_s']:.0f} "
             f"| {r['peak_pss_mb']:.0f} / {r['peak_rss_mb']:.0f} / {r['max_process_hwm_mb']:.0f} | {'; '.join(bd) or '–'} |"
         )
     if failed:
@@ -499,6 +528,8 @@ def main() -> None:
     ap.add_argument("--ours-python", default=str(VENV / "bin" / "python"), help="DATAFLEX_PYTHON for our sidecar")
     ap.add_argument("--quick", action="store_true", help="1 repeat, every case capped at max_samples 16 (~15 min)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from bench/.work/sxd/results.json")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="OMP_NUM_THREADS / MKL_NUM_THREADS for both sides (default: unset, torch's default)")
     args = ap.parse_args()
 
     if args.report_only:
@@ -523,27 +554,29 @@ def main() -> None:
         "load_start": (_read("/proc/loadavg") or "").split()[:3], "git": git + (" + uncommitted changes" if dirty else ""),
         "versions": _pkg_versions(str(VENV / "bin" / "python")), "runs": [],
     }
+    first_repeat = 0
     if args.append and RESULTS_JSON.exists():
         old = json.loads(RESULTS_JSON.read_text())
         known = {(c["size"], c["selector"], c["cap"]) for c in old["cases"]}
         old["cases"] += [c for c in cases if (c["size"], c["selector"], c["cap"]) not in known]
         old["ours_full"] += [c for c in ours_full if c not in old["ours_full"]]
-        old["repeats"] = max(old["repeats"], args.repeats)
+        first_repeat = old["repeats"]
+        old["repeats"] += args.repeats
         data = old
     SXD.mkdir(parents=True, exist_ok=True)
-    for r in range(args.repeats):
-        print(f"repeat {r + 1}/{args.repeats}")
+    for r in range(first_repeat, first_repeat + args.repeats):
+        print(f"repeat {r + 1}/{first_repeat + args.repeats}")
         for i, c in enumerate(cases):
             order = sides if (r + i) % 2 == 0 else sides[::-1]
             for side in order:
                 if side == "ours" and c["selector"] in DATAFLEX_ONLY:
                     continue
-                data["runs"].append(run_side(side, c["size"], c["selector"], c["cap"], f"r{r + 1}", args.ours_python))
+                data["runs"].append(run_side(side, c["size"], c["selector"], c["cap"], f"r{r + 1}", args.ours_python, args.threads))
                 data["machine"] = _machine()
                 RESULTS_JSON.write_text(json.dumps(data, indent=1))
         for c in ours_full:
             if "ours" in sides:
-                data["runs"].append(run_side("ours", c["size"], c["selector"], None, f"r{r + 1}", args.ours_python))
+                data["runs"].append(run_side("ours", c["size"], c["selector"], None, f"r{r + 1}", args.ours_python, args.threads))
                 RESULTS_JSON.write_text(json.dumps(data, indent=1))
     data["machine"] = _machine()
     RESULTS_JSON.write_text(json.dumps(data, indent=1))
