@@ -54,6 +54,8 @@ class Pass:
     iterator: Iterator[Any]
     next_step: int = 0
     weights: np.ndarray | None = None  # per planned sample, aligned with the pass's flat index list
+    micro_sizes: list[int] = field(default_factory=list)
+    micro_index: int = 0               # next micro-batch, for slicing `weights`
     weight_offset: int = 0
 
 
@@ -150,10 +152,8 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         micro_done=micro_done,
         iterator=iterator,
         weights=weights,
+        micro_sizes=micro_sizes.tolist(),
     )
-    if weights is not None:
-        loop.current.sizes = micro_sizes.tolist()  # type: ignore[attr-defined]
-        loop.current.micro_index = 0  # type: ignore[attr-defined]
     return {"steps": len(loop.current.steps)}
 
 
@@ -376,11 +376,10 @@ def _weights_scope(run, p: Pass):
         return
     from .weights import active_weights
 
-    idx = p.micro_index  # type: ignore[attr-defined]
-    size = p.sizes[idx]  # type: ignore[attr-defined]
+    size = p.micro_sizes[p.micro_index]
     w = p.weights[p.weight_offset : p.weight_offset + size]
     p.weight_offset += size
-    p.micro_index += 1  # type: ignore[attr-defined]
+    p.micro_index += 1
     with active_weights(run, torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32)):
         yield
 
