@@ -377,7 +377,7 @@ def results_table(data: dict, threads: int | None, best, min_of) -> list[str]:
     for c in data.get("ours_full", []):
         size, sel = c["size"], c["selector"]
         o = best("ours", size, sel, None)
-        if o:
+        if o and best("dataflex", size, sel, None) is None:  # otherwise it is a row of its own above
             first = o["selections"][0]
             L.append(
                 f"| {size} / {sel}, ours on the full pool (no cap; no DataFlex counterpart) | {first['num_train']} + {first['num_eval']} "

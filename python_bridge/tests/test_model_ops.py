@@ -113,11 +113,23 @@ def test_raw_gradients_equal_per_sample_backward(run) -> None:
     idx = np.array([3, 0, 17, 5, 11, 25, 8, 1, 19, 2], dtype=np.int64)
     ref = reference_gradients(run, "train", idx)
     assert np.abs(ref).max() > 1e-3  # B ≠ 0 after training, so every LoRA block has a gradient
-    got, total = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=4))
-    assert total == ref.shape[1] == got.shape[1]
-    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6)
-    loop, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, method="loop"))
-    np.testing.assert_allclose(loop, ref, rtol=0, atol=1e-6)
+    for method in ("linear", "vmap", "loop"):
+        got, total = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=4, method=method))
+        assert total == ref.shape[1] == got.shape[1]
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6, err_msg=method)
+
+
+def test_linear_method_applies_only_to_plain_linear_parameters(run) -> None:
+    model = run.trainer.model
+    named = G.trainable_parameters(model)
+    owners = G.linear_owners(model, named)
+    assert owners is not None and set(owners) == {n for n, _ in named}
+    assert all(type(m) is torch.nn.Linear and attr == "weight" for m, attr in owners.values())
+    # A trainable norm weight (or an embedding tied to lm_head) is not a linear map's weight: vmap handles those.
+    norm = next((n, p) for n, p in model.named_parameters() if "norm" in n)
+    assert G.linear_owners(model, named + [norm]) is None
+    embed = model.get_input_embeddings().weight
+    assert G.linear_owners(model, [("embed", embed)]) is None
 
 
 def test_eval_split_gradients(run) -> None:
@@ -186,9 +198,10 @@ def test_gradient_checkpointing_is_switched_off_and_restored(tmp_path) -> None:
     hooks = len(emb._forward_hooks)
     assert flagged and hooks == 1  # LLaMA-Factory's checkpointing and PEFT's input-require-grads hook
     idx = np.arange(4)
-    got, _ = G.sample_gradients(gc, "train", idx, G.GradientArgs(proj_dim=0, method="vmap"))
     loop, _ = G.sample_gradients(gc, "train", idx, G.GradientArgs(proj_dim=0, method="loop"))
-    np.testing.assert_allclose(got, loop, rtol=0, atol=1e-6)
+    for method in ("linear", "vmap"):
+        got, _ = G.sample_gradients(gc, "train", idx, G.GradientArgs(proj_dim=0, method=method))
+        np.testing.assert_allclose(got, loop, rtol=0, atol=1e-6, err_msg=method)
     assert len(emb._forward_hooks) == hooks
     assert all(m.gradient_checkpointing for m in flagged)
 
@@ -198,6 +211,7 @@ def test_vmap_failure_falls_back_to_the_loop(run, monkeypatch, caplog) -> None:
         raise RuntimeError("vmap: unsupported op")
 
     monkeypatch.setattr(G, "per_sample_grads_vmap", broken)
+    monkeypatch.setattr(G, "linear_owners", lambda model, named: None)  # as for non-linear trainable params
     idx = np.array([0, 5], dtype=np.int64)
     try:
         with caplog.at_level(logging.WARNING, logger="dataflex_bridge.executor.gradients"):
@@ -302,11 +316,30 @@ def test_dense_projector_is_the_explicit_matrix() -> None:
 # ----------------------------------------------------------------------------------------- losses, embeddings
 
 
+def test_length_batches_cover_every_row_within_the_token_budget() -> None:
+    lengths = np.array([5, 40, 7, 7, 100, 12, 3, 40, 9], dtype=np.int64)
+    batches = model_ops.length_batches(lengths, max_tokens=48)
+    seen = np.concatenate(batches)
+    assert sorted(seen.tolist()) == list(range(lengths.size))
+    for b in batches:
+        assert len(b) == 1 or len(b) * lengths[b].max() <= 48
+    assert [lengths[b].tolist() for b in batches] == [[3, 5, 7, 7, 9], [12], [40], [40], [100]]
+    capped = model_ops.length_batches(lengths, max_tokens=10_000, max_rows=4)
+    assert [len(b) for b in capped] == [4, 4, 1]
+
+
 def test_batched_losses_equal_batch_one(run) -> None:
     idx = np.array([0, 4, 9, 13, 18, 21, 25, 2, 7, 11, 16, 24], dtype=np.int64)  # mixed lengths
     batched = model_ops.sample_losses(run, "train", idx, 8)
     single = model_ops.sample_losses(run, "train", idx, 1)
     np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
+    packed = model_ops.sample_losses(run, "train", idx, max_tokens=4096)  # the default: one token-budget batch
+    np.testing.assert_allclose(packed, single, rtol=0, atol=1e-6)
+    # Hugging Face's own loss (full logits) of each sample alone: the definition training uses.
+    model = run.trainer.model
+    with model_ops.eval_mode(model):
+        hf = [model(**model_ops.collate(run, run.train_dataset, [i])).loss.item() for i in idx.tolist()]
+    np.testing.assert_allclose(single, hf, rtol=0, atol=1e-5)
 
 
 def _manual_pool(h: torch.Tensor, pooling: str) -> torch.Tensor:

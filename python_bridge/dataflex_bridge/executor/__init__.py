@@ -136,8 +136,14 @@ def op_finish(args: dict, ctx: Any) -> dict:
 
 def op_losses(args: dict, ctx: Any) -> dict:
     run = _run()
-    batch_size = int(args.get("batch_size") or run.training_args.per_device_eval_batch_size or 8)
-    losses = model_ops.sample_losses(run, str(args.get("split", "train")), _int_array(args, "indices"), batch_size)
+    rows = args.get("batch_size")
+    losses = model_ops.sample_losses(
+        run,
+        str(args.get("split", "train")),
+        _int_array(args, "indices"),
+        batch_size=int(rows) if rows else None,
+        max_tokens=int(args.get("max_tokens") or model_ops.LOSS_BATCH_TOKENS),
+    )
     return {"losses": losses}
 
 

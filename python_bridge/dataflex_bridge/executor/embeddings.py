@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StateError
-from .gradients import sample_lengths
+from .model_ops import sample_lengths
 from .model_ops import collate, dataset_for, eval_mode, preserved_rng
 
 log = logging.getLogger("dataflex_bridge.executor.embeddings")

@@ -1,8 +1,13 @@
 """Projected per-sample gradients of the trainable parameters (LESS, ClusterLESS, NICE).
 
-One `torch.func.vmap(grad(loss))` call per chunk of samples replaces DataFlex's batch-size-1 forward/backward
-loop; each parameter's per-sample gradient block is Adam-preconditioned and projected on its own (projector.py),
-so the flat P-vector per sample is never concatenated and no P × d matrix is built.
+One batched pass per chunk of samples replaces DataFlex's batch-size-1 forward/backward loop:
+  * ``linear`` (LoRA, and any model whose trainable parameters all belong to plain ``nn.Linear`` layers): one
+    forward and one backward of the chunk's summed per-sample losses to the layers' outputs; each sample's weight
+    gradient is then the outer-product sum ``Σ_t δ_bt ⊗ x_bt`` of its own inputs and output gradients.
+  * ``vmap``: ``torch.func.vmap(grad(loss))`` over ``functional_call``, for any other trainable parameters.
+  * ``loop``: one forward/backward per sample, the fallback when neither applies.
+Each parameter's per-sample gradient block is Adam-preconditioned and projected on its own (projector.py), so the
+flat P-vector per sample is never concatenated and no P × d matrix is built.
 
 Differences from DataFlex, on purpose:
   * eval mode (no dropout) under `preserved_rng()`: features are a deterministic function of the weights, and
@@ -25,7 +30,7 @@ import numpy as np
 import torch
 
 from .errors import StateError
-from .model_ops import collate, dataset_for, preserved_rng
+from .model_ops import collate, dataset_for, label_token_losses, preserved_rng, sample_lengths
 from .projector import Projector, ProjectorArgs
 from .weights import token_losses
 
@@ -43,10 +48,11 @@ class GradientArgs:
     precondition: Literal["sgd", "adam"] = "sgd"
     normalize: bool = False
     projector: Literal["dense", "sparse"] = "sparse"
-    # Samples per vmap call: bounds activation memory (≈ chunk_size × one sample's forward/backward).
-    chunk_size: int = 16
-    # 'auto': vmap, falling back to a per-sample loop (with a warning) when the model cannot be vmapped.
-    method: Literal["auto", "vmap", "loop"] = "auto"
+    # Samples per batched pass: bounds activation memory (≈ chunk_size × one sample's forward/backward).
+    chunk_size: int = 32
+    # 'auto': linear when every trainable parameter belongs to an nn.Linear, else vmap, falling back to a
+    # per-sample loop (with a warning) when the model cannot be vmapped.
+    method: Literal["auto", "linear", "vmap", "loop"] = "auto"
 
 
 @dataclass
@@ -173,6 +179,65 @@ def _right_padded(mask: torch.Tensor) -> bool:
     return bool((mask[:, 1:] <= mask[:, :-1]).all())
 
 
+def linear_owners(model, named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, tuple[torch.nn.Linear, str]] | None:
+    """{param name: (its nn.Linear, 'weight' | 'bias')}, or None when a trainable parameter is used elsewhere.
+
+    Exact ``nn.Linear`` only (a subclass may override forward), and every module owning the parameter must be one:
+    a tied weight also used by an embedding is not a plain linear map of its input.
+    """
+    owners: dict[int, list[tuple[torch.nn.Module, str]]] = {}
+    for _, mod in model.named_modules(remove_duplicate=False):
+        for attr, p in mod.named_parameters(recurse=False):
+            owners.setdefault(id(p), []).append((mod, attr))
+    out = {}
+    for name, p in named:
+        owned = owners.get(id(p), [])
+        if not owned or any(type(m) is not torch.nn.Linear for m, _ in owned) or len({id(m) for m, _ in owned}) != 1:
+            return None
+        out[name] = owned[0]
+    return out
+
+
+def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]], input_ids, labels):
+    """{name: [n, *shape]} for right-padded input_ids/labels [n, T]: one forward + one backward for the chunk.
+
+    Samples of a chunk are independent (eval mode; causal attention without a mask, as in the vmap path), so the
+    gradient of Σ_b loss_b with respect to a layer output at sample b's positions is loss_b's alone, and
+    d loss_b / dW = Σ_t δ_bt x_btᵀ. Gradients are taken to the outputs only: no summed weight gradient is built.
+    """
+    modules = {id(m): m for m, _ in owners.values()}
+    calls: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (module id, input, output), once per call
+
+    def record(mod, args, output):
+        calls.append((id(mod), args[0].detach(), output))
+
+    handles = [m.register_forward_hook(record) for m in modules.values()]
+    try:
+        ce, valid = label_token_losses(model, {"input_ids": input_ids, "use_cache": False}, labels)
+    finally:
+        for h in handles:
+            h.remove()
+    per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+    deltas = torch.autograd.grad(per_sample.sum(), [out for _, _, out in calls], allow_unused=True)
+    n = input_ids.shape[0]
+    weight_grads: dict[int, torch.Tensor] = {}
+    bias_grads: dict[int, torch.Tensor] = {}
+    for (mid, x, _), delta in zip(calls, deltas):
+        if delta is None:
+            continue
+        delta, x = delta.reshape(n, -1, delta.shape[-1]).float(), x.reshape(n, -1, x.shape[-1]).float()
+        gw = torch.bmm(delta.transpose(1, 2), x)
+        weight_grads[mid] = weight_grads[mid] + gw if mid in weight_grads else gw
+        gb = delta.sum(dim=1)
+        bias_grads[mid] = bias_grads[mid] + gb if mid in bias_grads else gb
+    out = {}
+    for name, (mod, attr) in owners.items():
+        got = (weight_grads if attr == "weight" else bias_grads).get(id(mod))
+        p = getattr(mod, attr)
+        out[name] = got if got is not None else p.new_zeros((n, *p.shape), dtype=torch.float32)
+    return out
+
+
 def per_sample_grads_vmap(model, named: list[tuple[str, torch.nn.Parameter]], input_ids, labels):
     """{name: [n, *shape]} for right-padded input_ids/labels [n, T], via vmap(grad) of functional_call.
 
@@ -198,7 +263,7 @@ def per_sample_grads_loop(model, named: list[tuple[str, torch.nn.Parameter]], in
     for i in range(input_ids.shape[0]):
         keep = attention_mask[i].bool() if attention_mask is not None else slice(None)
         ids, lab = input_ids[i][keep][None], labels[i][keep][None]
-        ce, valid = token_losses(model(input_ids=ids, use_cache=False).logits, lab)
+        ce, valid = label_token_losses(model, {"input_ids": ids, "use_cache": False}, lab)
         loss = ce.sum() / valid.sum().clamp(min=1)
         rows.append(torch.autograd.grad(loss, params, allow_unused=True))
     out = {}
@@ -210,13 +275,16 @@ def per_sample_grads_loop(model, named: list[tuple[str, torch.nn.Parameter]], in
 _VMAP_FAILURES = (RuntimeError, NotImplementedError, TypeError, ValueError)
 
 
-def _chunk_grads(run, model, named, inputs: dict, args: GradientArgs):
+def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
     input_ids, labels = inputs["input_ids"], inputs["labels"]
     mask = inputs.get("attention_mask")
     if mask is not None and mask.dim() != 2:
         raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
     method = run.extra.get("gradient_method", args.method)
-    if method != "loop" and (mask is None or _right_padded(mask)):
+    right_padded = mask is None or _right_padded(mask)
+    if owners is not None and right_padded:
+        return per_sample_grads_linear(model, owners, input_ids, labels)
+    if method in ("vmap", "auto") and right_padded:
         try:
             return per_sample_grads_vmap(model, named, input_ids, labels)
         except torch.OutOfMemoryError:
@@ -228,15 +296,6 @@ def _chunk_grads(run, model, named, inputs: dict, args: GradientArgs):
                         type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
             run.extra["gradient_method"] = "loop"
     return per_sample_grads_loop(model, named, input_ids, labels, mask)
-
-
-def sample_lengths(run, split: str) -> np.ndarray:
-    """Token count of every sample of a split, computed once per run."""
-    key = ("lengths", split)
-    if key not in run.extra:
-        column = dataset_for(run, split)["input_ids"]
-        run.extra[key] = np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
-    return run.extra[key]
 
 
 def _get_projector(run, args: GradientArgs, sizes: list[int], device) -> Projector:
@@ -254,6 +313,8 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
     """Projected (or raw) per-sample gradients [len(indices), d] in float32, and P."""
     if args.precondition not in ("sgd", "adam"):
         raise StateError(f"gradients: precondition must be 'sgd' or 'adam', got {args.precondition!r}")
+    if args.method not in ("auto", "linear", "vmap", "loop"):
+        raise StateError(f"gradients: method must be auto, linear, vmap or loop, got {args.method!r}")
     if args.projector not in ("dense", "sparse"):
         raise StateError(f"gradients: projector must be 'dense' or 'sparse', got {args.projector!r}")
     if args.proj_dim < 0 or args.chunk_size < 1:
@@ -272,6 +333,9 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
     dim = args.proj_dim or total
     if args.proj_dim == 0 and indices.size * total * 4 > MAX_RAW_BYTES:
         raise StateError(f"gradients: raw gradients would take {indices.size * total * 4 / 2**30:.1f} GiB; set proj_dim")
+    owners = linear_owners(model, named) if args.method in ("auto", "linear") else None
+    if owners is None and args.method == "linear":
+        raise StateError("gradients: method 'linear' needs every trainable parameter to belong to an nn.Linear")
     projector = _get_projector(run, args, sizes, device) if args.proj_dim else None
     moments = adam_moments(run, [p for _, p in named], device) if args.precondition == "adam" else None
 
@@ -283,7 +347,7 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
         for start in range(0, indices.size, args.chunk_size):
             rows = order[start : start + args.chunk_size]
             inputs = collate(run, dataset, indices[rows].tolist())
-            grads = _chunk_grads(run, model, named, inputs, args)
+            grads = _chunk_grads(run, model, named, owners, inputs, args)
             block = torch.zeros(rows.size, dim, dtype=torch.float32, device=device)
             with torch.no_grad():
                 for b, (name, _) in enumerate(named):

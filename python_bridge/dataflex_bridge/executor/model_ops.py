@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import random
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .errors import StateError
-from .weights import token_losses
+from .weights import IGNORE_INDEX
+
+# Padded tokens per forward of the losses op: batches are length-sorted, so short samples pack many to a batch.
+LOSS_BATCH_TOKENS = 8192
 
 
 @contextlib.contextmanager
@@ -56,8 +61,68 @@ def collate(run, dataset, idx: list[int]) -> dict:
     return run.trainer._prepare_inputs(batch)
 
 
-def sample_losses(run, split: str, indices: np.ndarray, batch_size: int) -> np.ndarray:
-    """Per-sample mean token loss (the label mask of training), batched, eval mode, no grad."""
+def sample_lengths(run, split: str) -> np.ndarray:
+    """Token count of every sample of a split, computed once per run."""
+    key = ("lengths", split)
+    if key not in run.extra:
+        column = dataset_for(run, split)["input_ids"]
+        run.extra[key] = np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
+    return run.extra[key]
+
+
+def length_batches(lengths: np.ndarray, max_tokens: int, max_rows: int | None = None) -> list[np.ndarray]:
+    """Positions into `lengths`, shortest first, cut into batches of at most max_tokens padded tokens.
+
+    Every row's result is independent of its batch, so the order is free and padding is what sorting leaves.
+    A sample longer than max_tokens gets a batch of its own.
+    """
+    order = np.argsort(lengths, kind="stable")
+    batches, start = [], 0
+    for end in range(1, order.size + 1):
+        rows = end - start
+        # Sorted ascending: the batch's padded length is its last row's.
+        too_big = rows > 1 and rows * int(lengths[order[end - 1]]) > max_tokens
+        if too_big or (max_rows is not None and rows > max_rows):
+            batches.append(order[start : end - 1])
+            start = end - 1
+    if start < order.size:
+        batches.append(order[start:])
+    return batches
+
+
+def _accepts_logits_to_keep(model) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def label_token_losses(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token CE at the positions that predict a label, (B, K), and its validity mask.
+
+    The same per-sample definition as training (shifted labels, IGNORE_INDEX masked), but the LM head runs only
+    on the K positions where some row of the batch has a label (`logits_to_keep`, transformers' own argument):
+    SFT answers are a small part of each sequence, and the vocabulary projection is the largest layer of most LLMs.
+    """
+    positions = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    if _accepts_logits_to_keep(model):
+        logits = model(**inputs, logits_to_keep=positions).logits
+    else:
+        logits = model(**inputs).logits
+    if logits.shape[1] != positions.numel():  # a model that ignored the argument
+        logits = logits[:, positions.to(logits.device)]
+    target = labels[:, positions + 1].to(logits.device)
+    valid = target != IGNORE_INDEX
+    ce = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), target.masked_fill(~valid, 0).reshape(-1), reduction="none"
+    ).view(target.shape)
+    return ce * valid, valid
+
+
+def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None = None,
+                  max_tokens: int = LOSS_BATCH_TOKENS) -> np.ndarray:
+    """Per-sample mean token loss (the label mask of training), in length-sorted batches, eval mode, no grad.
+
+    Batches hold at most `max_tokens` padded tokens (and at most `batch_size` rows, when given).
+    """
     dataset = dataset_for(run, split)
     n = len(dataset)
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
@@ -65,14 +130,12 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int) -> np.n
     model = run.trainer.model
     out = np.empty(indices.size, dtype=np.float32)
     with preserved_rng(), eval_mode(model):
-        for start in range(0, indices.size, batch_size):
-            idx = indices[start : start + batch_size].tolist()
-            inputs = collate(run, dataset, idx)
+        for rows in length_batches(sample_lengths(run, split)[indices], max_tokens, batch_size):
+            inputs = collate(run, dataset, indices[rows].tolist())
             labels = inputs.pop("labels")
-            logits = model(**inputs).logits
-            ce, valid = token_losses(logits, labels)
+            ce, valid = label_token_losses(model, inputs, labels)
             per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
-            out[start : start + len(idx)] = per_sample.float().cpu().numpy()
+            out[rows] = per_sample.cpu().numpy()
     return out
 
 
