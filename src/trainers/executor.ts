@@ -97,7 +97,7 @@ export interface GradientRequest {
   normalize: boolean
   /** Default (Python side): 'sparse', as fast as dense at equal accuracy (bench/results/projector.md). */
   projector?: 'dense' | 'sparse'
-  /** Samples per batched gradient pass (memory ≈ chunkSize × one sample's forward/backward); default 32. */
+  /** Samples per batched gradient pass (memory ≈ chunkSize × one sample's forward/backward); default 16. */
   chunkSize?: number
 }
 

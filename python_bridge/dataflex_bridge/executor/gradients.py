@@ -49,7 +49,7 @@ class GradientArgs:
     normalize: bool = False
     projector: Literal["dense", "sparse"] = "sparse"
     # Samples per batched pass: bounds activation memory (≈ chunk_size × one sample's forward/backward).
-    chunk_size: int = 32
+    chunk_size: int = 16
     # 'auto': linear when every trainable parameter belongs to an nn.Linear, else vmap, falling back to a
     # per-sample loop (with a warning) when the model cannot be vmapped.
     method: Literal["auto", "linear", "vmap", "loop"] = "auto"

@@ -14,7 +14,7 @@ from .errors import StateError
 from .weights import IGNORE_INDEX
 
 # Padded tokens per forward of the losses op: batches are length-sorted, so short samples pack many to a batch.
-LOSS_BATCH_TOKENS = 8192
+LOSS_BATCH_TOKENS = 2048
 
 
 @contextlib.contextmanager
