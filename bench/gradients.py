@@ -1,4 +1,4 @@
-"""Per-sample gradient features: our `gradients` op (vmap + Adam + seeded projection) against a re-implementation of
+"""Per-sample gradient features: our `gradients` op (batched per-sample gradients + Adam + seeded projection) against a re-implementation of
 DataFlex's method (dataflex-algorithms.md §3.6/§4: batch-size-1 forward/backward loop, hard-coded Adam transform,
 fp16 buffer of 16 rows, trak-BasicProjector-style dense Rademacher projection regenerated from torch's RNG in
 128-column blocks at every flush). Written from that description; no trak code.
@@ -155,7 +155,7 @@ def child(spec: dict) -> dict:
     reset_peak()
     if spec["method"] == "ours":
         args = G.GradientArgs(proj_dim=spec["dim"], seed=0, precondition="adam", normalize=True,
-                              projector=spec.get("projector", "sparse"))
+                              projector=spec.get("projector", "sparse"), method=spec.get("grad_method", "auto"))
         t0 = time.perf_counter()
         G.sample_gradients(run, "train", idx, args)
         res["cold_s"] = time.perf_counter() - t0
@@ -217,6 +217,7 @@ def main() -> None:
         for dim in [int(d) for d in args.dims.split(",")]:
             specs = [{"name": name, "model": path, "dim": dim, "method": "ours", "projector": p,
                       "samples": args.samples, "threads": args.threads} for p in args.projectors.split(",")]
+            specs.append({**specs[0], "projector": "sparse", "grad_method": "vmap"})
             specs.append({"name": name, "model": path, "dim": dim, "method": "dataflex",
                           "samples": int(base_n.get(name, args.samples)), "threads": args.threads})
             for spec in specs:
@@ -238,11 +239,12 @@ def gradient_pass_lines(results: list[dict]) -> list[str]:
     """The gradient pass alone, without projection: vmap (ours, proj_dim 0) vs the batch-1 loop."""
     out = []
     for name in dict.fromkeys(r["name"] for r in results):
-        ours = [r["raw_s"] / r["samples"] for r in results if r["name"] == name and r["method"] == "ours"]
+        ours = [r["raw_s"] / r["samples"] for r in results if r["name"] == name and r["method"] == "ours"
+                and r.get("grad_method") != "vmap"]
         loop = [r["loop_s"] / r["samples"] for r in results if r["name"] == name and r["method"] == "dataflex"]
         if ours and loop:
             o, b = min(ours), min(loop)
-            out.append(f"* Gradient pass alone, {name}: {1000 * o:.1f} ms/sample (vmap, chunks of 16) vs "
+            out.append(f"* Gradient pass alone, {name}: {1000 * o:.1f} ms/sample (batched, chunks of 16) vs "
                        f"{1000 * b:.1f} ms/sample (batch-1 loop, incl. its fp16 copy): {b / o:.1f}×.")
     return out
 
@@ -262,8 +264,10 @@ def write(args, results: list[dict]) -> None:
         "Qwen2 test models; samples from the demo data, trained 3 optimizer steps first; Adam-preconditioned, "
         "L2-normalised features in both methods.",
         "",
-        "* **ours**: `gradients` op: length-sorted chunks of 16, `vmap(grad)` in eval mode, Adam from the live "
-        "optimizer, per-block projection. *cold* = first call (projector generation), *warm* = best of 2 more.",
+        "* **ours**: `gradients` op: length-sorted chunks of 16, per-sample gradients of the LoRA layers from one "
+        "batched forward + backward (outer products of inputs and output gradients, docs/executor.md) in eval mode, "
+        "Adam from the live optimizer, per-block projection. *cold* = first call (projector generation), *warm* = "
+        "best of 2 more. *vmap* = the same op with `method='vmap'` (torch.func), for comparison.",
         "* **DataFlex-like**: batch-1 forward/backward in train mode, fp16 buffer of 16 rows, projection "
         "regenerating the P × d Rademacher matrix (128-column blocks, torch RNG) at every flush. Fewer samples "
         "on the small model (its cost is linear in the sample count: one flush per 16 samples).",
@@ -287,7 +291,8 @@ def write(args, results: list[dict]) -> None:
                      f"{per_cpu / (base['samples'] / base['cpu_s']):.0f}×")
         else:
             speed = "1×"
-        method = f"ours ({r['projector']})" if r["method"] == "ours" else "DataFlex-like"
+        vmap = ", vmap" if r.get("grad_method") == "vmap" else ""
+        method = f"ours ({r['projector']}{vmap})" if r["method"] == "ours" else "DataFlex-like"
         extra = ""
         if r["method"] == "dataflex":
             extra = f" (loop {r['loop_s']:.1f} s + projection {r['proj_s']:.1f} s)"
@@ -308,7 +313,7 @@ def write(args, results: list[dict]) -> None:
         "* Ours is mostly the gradient pass itself (the *unprojected* time: the same op with proj_dim 0); the "
         "sparse projection adds little, the dense one a GEMM of n·P·d.",
         *gradient_pass_lines(results),
-        "* Memory: the vmap pass holds a chunk of 16 samples' activations and per-sample gradients (16·P floats), "
+        "* Memory: the batched pass holds a chunk of 16 samples' activations and per-sample gradients (16·P floats), "
         "so its extra RSS is above the batch-1 loop's; `chunk_size` bounds it. The dense projector also keeps its "
         "packed signs (P·d/4 bytes, up to 512 MiB).",
         "* Accuracy is the same for all methods at a given d (cos err column). DataFlex's fp16 buffer is harmless "

@@ -142,7 +142,7 @@ def op_losses(args: dict, ctx: Any) -> dict:
         str(args.get("split", "train")),
         _int_array(args, "indices"),
         batch_size=int(rows) if rows else None,
-        max_tokens=int(args.get("max_tokens") or model_ops.LOSS_BATCH_TOKENS),
+        max_tokens=int(args["max_tokens"]) if args.get("max_tokens") else None,
     )
     return {"losses": losses}
 

@@ -13,8 +13,12 @@ import torch.nn.functional as F
 from .errors import StateError
 from .weights import IGNORE_INDEX
 
-# Padded tokens per forward of the losses op: batches are length-sorted, so short samples pack many to a batch.
-LOSS_BATCH_TOKENS = 2048
+# CPU batches of the losses op: at most this many hidden activations per layer (2048 tokens at hidden 256) and logits
+# (16 MiB of float32). Measured on the tiny (hidden 64) and small (hidden 256) models: larger batches stop paying once
+# a layer's activations leave the cache, and the peak memory keeps growing (small: +60 MB at 2048 tokens, +330 MB at
+# 8192; tiny: +85 MB of logits at 8192).
+CPU_LOSS_BATCH_ACTIVATIONS = 1 << 19
+CPU_LOSS_BATCH_LOGITS = 1 << 22
 
 
 @contextlib.contextmanager
@@ -117,11 +121,26 @@ def label_token_losses(model, inputs: dict, labels: torch.Tensor) -> tuple[torch
     return ce * valid, valid
 
 
+def loss_batch_tokens(run) -> int:
+    """Default padded tokens per batch of the losses op.
+
+    On an accelerator, what one eval batch at full length already holds (per_device_eval_batch_size × cutoff_len):
+    a size the user's config already fits. On CPU, the CPU_LOSS_BATCH_* bounds for the model's hidden and vocabulary
+    sizes.
+    """
+    model = run.trainer.model
+    if next(model.parameters()).device.type != "cpu":
+        return max(1, int(run.training_args.per_device_eval_batch_size or 8)) * max(1, int(run.data_args.cutoff_len))
+    hidden = int(getattr(model.config, "hidden_size", 0) or 256)
+    vocab = int(getattr(model.config, "vocab_size", 0) or 2048)
+    return max(256, min(CPU_LOSS_BATCH_ACTIVATIONS // hidden, CPU_LOSS_BATCH_LOGITS // vocab))
+
+
 def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None = None,
-                  max_tokens: int = LOSS_BATCH_TOKENS) -> np.ndarray:
+                  max_tokens: int | None = None) -> np.ndarray:
     """Per-sample mean token loss (the label mask of training), in length-sorted batches, eval mode, no grad.
 
-    Batches hold at most `max_tokens` padded tokens (and at most `batch_size` rows, when given).
+    Batches hold at most `max_tokens` padded tokens (default: loss_batch_tokens) and at most `batch_size` rows.
     """
     dataset = dataset_for(run, split)
     n = len(dataset)
@@ -130,7 +149,8 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
     model = run.trainer.model
     out = np.empty(indices.size, dtype=np.float32)
     with preserved_rng(), eval_mode(model):
-        for rows in length_batches(sample_lengths(run, split)[indices], max_tokens, batch_size):
+        budget = max_tokens or loss_batch_tokens(run)
+        for rows in length_batches(sample_lengths(run, split)[indices], budget, batch_size):
             inputs = collate(run, dataset, indices[rows].tolist())
             labels = inputs.pop("labels")
             ce, valid = label_token_losses(model, inputs, labels)
