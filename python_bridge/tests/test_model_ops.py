@@ -316,6 +316,23 @@ def test_dense_projector_is_the_explicit_matrix() -> None:
 # ----------------------------------------------------------------------------------------- losses, embeddings
 
 
+def test_scoring_forward_folds_lora_without_touching_the_model(run) -> None:
+    model = run.trainer.model
+    before = {n: (p.detach().clone(), p.requires_grad) for n, p in model.named_parameters()}
+    batch = model_ops.collate(run, run.train_dataset, [0, 3, 9])
+    batch.pop("labels")
+    with model_ops.eval_mode(model):
+        want = model(**batch).logits
+        with model_ops.scoring_forward(model) as forward:
+            assert forward is not model  # the test model is plain LoRA: folded
+            got = forward(**batch).logits
+        again = model(**batch).logits
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert torch.equal(again, want)  # adapters back on
+    for n, p in model.named_parameters():
+        assert torch.equal(p.detach(), before[n][0]) and p.requires_grad == before[n][1], n
+
+
 def test_length_batches_cover_every_row_within_the_token_budget() -> None:
     lengths = np.array([5, 40, 7, 7, 100, 12, 3, 40, 9], dtype=np.int64)
     batches = model_ops.length_batches(lengths, max_tokens=48)

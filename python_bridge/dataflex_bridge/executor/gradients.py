@@ -31,6 +31,7 @@ import torch
 
 from .errors import StateError
 from .model_ops import collate, dataset_for, label_token_losses, preserved_rng, sample_lengths
+from .model_ops import right_padded as model_ops_right_padded
 from .projector import Projector, ProjectorArgs
 from .weights import token_losses
 
@@ -174,11 +175,6 @@ def adam_transform(g: torch.Tensor, moments: AdamMoments, b: int) -> torch.Tenso
 # ------------------------------------------------------------------------------------ per-sample gradients
 
 
-def _right_padded(mask: torch.Tensor) -> bool:
-    # Each row 1…1 0…0: a non-increasing mask.
-    return bool((mask[:, 1:] <= mask[:, :-1]).all())
-
-
 def linear_owners(model, named: list[tuple[str, torch.nn.Parameter]]) -> dict[str, tuple[torch.nn.Linear, str]] | None:
     """{param name: (its nn.Linear, 'weight' | 'bias')}, or None when a trainable parameter is used elsewhere.
 
@@ -198,6 +194,10 @@ def linear_owners(model, named: list[tuple[str, torch.nn.Parameter]]) -> dict[st
     return out
 
 
+class NotPerSample(Exception):
+    """The linear method does not apply to this model; vmap takes over."""
+
+
 def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]], input_ids, labels):
     """{name: [n, *shape]} for right-padded input_ids/labels [n, T]: one forward + one backward for the chunk.
 
@@ -206,6 +206,7 @@ def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]
     d loss_b / dW = Σ_t δ_bt x_btᵀ. Gradients are taken to the outputs only: no summed weight gradient is built.
     """
     modules = {id(m): m for m, _ in owners.values()}
+    with_bias = {id(m) for m, attr in owners.values() if attr == "bias"}
     calls: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (module id, input, output), once per call
 
     def record(mod, args, output):
@@ -217,9 +218,12 @@ def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]
     finally:
         for h in handles:
             h.remove()
+    n = input_ids.shape[0]
+    if any(x.dim() != 3 or x.shape[0] != n for _, x, _ in calls):
+        # e.g. MoE experts applied to routed tokens gathered across samples: rows no longer belong to one sample.
+        raise NotPerSample("a trainable linear layer sees inputs that are not [batch, positions, features]")
     per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
     deltas = torch.autograd.grad(per_sample.sum(), [out for _, _, out in calls], allow_unused=True)
-    n = input_ids.shape[0]
     weight_grads: dict[int, torch.Tensor] = {}
     bias_grads: dict[int, torch.Tensor] = {}
     for (mid, x, _), delta in zip(calls, deltas):
@@ -228,8 +232,9 @@ def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]
         delta, x = delta.reshape(n, -1, delta.shape[-1]).float(), x.reshape(n, -1, x.shape[-1]).float()
         gw = torch.bmm(delta.transpose(1, 2), x)
         weight_grads[mid] = weight_grads[mid] + gw if mid in weight_grads else gw
-        gb = delta.sum(dim=1)
-        bias_grads[mid] = bias_grads[mid] + gb if mid in bias_grads else gb
+        if mid in with_bias:
+            gb = delta.sum(dim=1)
+            bias_grads[mid] = bias_grads[mid] + gb if mid in bias_grads else gb
     out = {}
     for name, (mod, attr) in owners.items():
         got = (weight_grads if attr == "weight" else bias_grads).get(id(mod))
@@ -281,9 +286,15 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
     if mask is not None and mask.dim() != 2:
         raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
     method = run.extra.get("gradient_method", args.method)
-    right_padded = mask is None or _right_padded(mask)
-    if owners is not None and right_padded:
-        return per_sample_grads_linear(model, owners, input_ids, labels)
+    right_padded = mask is None or model_ops_right_padded(mask)
+    if owners is not None and right_padded and method in ("auto", "linear") and not run.extra.get("linear_unsupported"):
+        try:
+            return per_sample_grads_linear(model, owners, input_ids, labels)
+        except NotPerSample as exc:
+            if method == "linear":
+                raise StateError(f"gradients: method 'linear' does not apply: {exc}") from exc
+            log.warning("per-sample gradients: %s; using vmap from now on", exc)
+            run.extra["linear_unsupported"] = True
     if method in ("vmap", "auto") and right_padded:
         try:
             return per_sample_grads_vmap(model, named, input_ids, labels)

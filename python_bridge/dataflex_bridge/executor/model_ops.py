@@ -94,23 +94,30 @@ def length_batches(lengths: np.ndarray, max_tokens: int, max_rows: int | None = 
     return batches
 
 
+def right_padded(mask: torch.Tensor) -> bool:
+    """Each row 1…1 0…0: a non-increasing 2-D mask."""
+    return mask.dim() == 2 and bool((mask[:, 1:] <= mask[:, :-1]).all())
+
+
 def _accepts_logits_to_keep(model) -> bool:
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def label_token_losses(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def label_token_losses(model, inputs: dict, labels: torch.Tensor, forward=None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE at the positions that predict a label, (B, K), and its validity mask.
 
     The same per-sample definition as training (shifted labels, IGNORE_INDEX masked), but the LM head runs only
     on the K positions where some row of the batch has a label (`logits_to_keep`, transformers' own argument):
     SFT answers are a small part of each sequence, and the vocabulary projection is the largest layer of most LLMs.
+    `forward` (default: the model) runs the model, e.g. scoring_forward's.
     """
+    forward = forward or model
     positions = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
     if _accepts_logits_to_keep(model):
-        logits = model(**inputs, logits_to_keep=positions).logits
+        logits = forward(**inputs, logits_to_keep=positions).logits
     else:
-        logits = model(**inputs).logits
+        logits = forward(**inputs).logits
     if logits.shape[1] != positions.numel():  # a model that ignored the argument
         logits = logits[:, positions.to(logits.device)]
     target = labels[:, positions + 1].to(logits.device)
@@ -119,6 +126,61 @@ def label_token_losses(model, inputs: dict, labels: torch.Tensor) -> tuple[torch
         logits.float().reshape(-1, logits.size(-1)), target.masked_fill(~valid, 0).reshape(-1), reduction="none"
     ).view(target.shape)
     return ce * valid, valid
+
+
+def _merged_lora_weights(model) -> dict[str, torch.Tensor] | None:
+    """{base weight name: W + Σ_adapters ΔW} for every LoRA layer, or None unless the model is plain LoRA on nn.Linear.
+
+    Plain: PEFT's LoRA `Linear` layers only, no variant (DoRA, …), no LoRA bias, nothing merged already, no
+    modules_to_save copies (disable_adapter would swap those back to the originals).
+    """
+    try:
+        from peft.tuners.lora import Linear as LoraLinear
+        from peft.tuners.lora import LoraLayer
+        from peft.utils import ModulesToSaveWrapper
+    except ImportError:
+        return None
+    if not hasattr(model, "disable_adapter"):
+        return None
+    names = {id(p): n for n, p in model.named_parameters()}
+    merged = {}
+    for module in model.modules():
+        if isinstance(module, ModulesToSaveWrapper):
+            return None
+        if not isinstance(module, LoraLayer):
+            continue
+        if type(module) is not LoraLinear or module.merged:
+            return None
+        adapters = [a for a in module.active_adapters if a in module.lora_A]
+        if any(a in getattr(module, "lora_variant", {}) or module.lora_bias.get(a) for a in adapters):
+            return None
+        weight = module.get_base_layer().weight
+        delta = sum(module.get_delta_weight(a) for a in adapters)
+        merged[names[id(weight)]] = weight + delta.to(weight.dtype)
+    return merged or None
+
+
+@contextlib.contextmanager
+def scoring_forward(model):
+    """A forward for read-only scoring (no grad): plain LoRA adapters folded into their base weights.
+
+    The deltas are computed once per op (one r-rank product per layer) and swapped in with functional_call, the
+    adapters switched off with PEFT's `disable_adapter`: every batch then runs the base model's GEMMs alone instead
+    of base + two skinny LoRA matmuls per layer (≈20% faster on the test models). The model's own weights are never
+    written, so training is untouched; results differ from the adapter path by float rounding only. Any other model
+    is yielded as is.
+    """
+    merged = _merged_lora_weights(model)
+    if merged is None:
+        yield model
+        return
+    trainable = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        with model.disable_adapter():
+            yield lambda **kwargs: torch.func.functional_call(model, merged, args=(), kwargs=kwargs, strict=False)
+    finally:
+        for p, flag in trainable:  # disable_adapter's exit re-enables grads on every adapter; restore as it was
+            p.requires_grad_(flag)
 
 
 def loss_batch_tokens(run) -> int:
@@ -148,12 +210,16 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
         raise StateError(f"losses: index out of range [0, {n}) for split '{split}'")
     model = run.trainer.model
     out = np.empty(indices.size, dtype=np.float32)
-    with preserved_rng(), eval_mode(model):
+    with preserved_rng(), eval_mode(model), scoring_forward(model) as forward:
         budget = max_tokens or loss_batch_tokens(run)
         for rows in length_batches(sample_lengths(run, split)[indices], budget, batch_size):
             inputs = collate(run, dataset, indices[rows].tolist())
             labels = inputs.pop("labels")
-            ce, valid = label_token_losses(model, inputs, labels)
+            if "attention_mask" in inputs and right_padded(inputs["attention_mask"]):
+                # Causal attention alone is exact for every real token under right padding, and pads carry no
+                # label: without the mask, SDPA runs its causal kernel instead of building a [B, 1, T, T] mask.
+                del inputs["attention_mask"]
+            ce, valid = label_token_losses(model, inputs, labels, forward)
             per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
             out[rows] = per_sample.cpu().numpy()
     return out
