@@ -5,7 +5,7 @@
  *
  * usage: npx tsx bench/quality.ts [seeds=5] [strategies=random,loss,less] [model=small|tiny|<path>]
  * The small model (3.2M params) is built into bench/.work/models/small by make_tiny_model if missing.
- * writes bench/results/quality.md
+ * writes bench/results/quality.md (small model) or bench/results/quality-<model>.md
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -136,5 +136,5 @@ const md = [
   '',
 ]
 mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true })
-writeFileSync(join(REPO_ROOT, 'bench', 'results', 'quality.md'), md.join('\n'))
+writeFileSync(join(REPO_ROOT, 'bench', 'results', modelArg === 'small' ? 'quality.md' : `quality-${modelArg}.md`), md.join('\n'))
 console.log(md.join('\n'))
