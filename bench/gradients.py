@@ -274,9 +274,9 @@ def write(args, results: list[dict]) -> None:
         "* **peak RSS**: the process's VmHWM during the measured calls, over its RSS before them (model and data "
         "loaded, 3 steps trained).",
         "* **cos err**: mean over sample pairs of |cos(features) − cos(unprojected Adam gradients)|.",
-        "* The machine is shared with other jobs (load average in the last column). With 2 torch threads, OpenMP "
-        "barrier spinning under that load slowed every method 3–10× at random, so both methods run on 1 thread; "
-        "**CPU** is the measured call's process CPU time, steadier than wall time.",
+        "* Load average in the last column (other jobs share the machine at times; under load, OpenMP barrier spinning "
+        "with 2 torch threads slowed every method 3–10× at random, hence `--threads 1` for such runs); **CPU** is the "
+        "measured call's process CPU time, steadier than wall time.",
         "",
         "| model | P | d | method | samples | cold (s) | warm (s) | CPU (s) | samples/s | samples/CPU-s | "
         "speedup wall / CPU | peak RSS (MiB) | +RSS (MiB) | cos err | load |",
