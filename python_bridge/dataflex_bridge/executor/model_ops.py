@@ -155,8 +155,9 @@ def _merged_lora_weights(model) -> dict[str, torch.Tensor] | None:
         if any(a in getattr(module, "lora_variant", {}) or module.lora_bias.get(a) for a in adapters):
             return None
         weight = module.get_base_layer().weight
-        delta = sum(module.get_delta_weight(a) for a in adapters)
-        merged[names[id(weight)]] = weight + delta.to(weight.dtype)
+        with torch.no_grad():
+            delta = sum(module.get_delta_weight(a) for a in adapters)
+            merged[names[id(weight)]] = weight + delta.to(weight.dtype)
     return merged or None
 
 
