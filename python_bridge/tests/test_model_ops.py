@@ -22,7 +22,7 @@ from dataflex_bridge import executor  # noqa: E402
 from dataflex_bridge.executor import gradients as G  # noqa: E402
 from dataflex_bridge.executor import model_ops, step_loop  # noqa: E402
 from dataflex_bridge.executor.embeddings import EmbeddingArgs, sample_embeddings  # noqa: E402
-from dataflex_bridge.executor.errors import ConfigError  # noqa: E402
+from dataflex_bridge.executor.errors import ConfigError, StateError  # noqa: E402
 from dataflex_bridge.executor.projector import (  # noqa: E402
     Projector,
     ProjectorArgs,
@@ -204,6 +204,23 @@ def test_gradient_checkpointing_is_switched_off_and_restored(tmp_path) -> None:
         np.testing.assert_allclose(got, loop, rtol=0, atol=1e-6, err_msg=method)
     assert len(emb._forward_hooks) == hooks
     assert all(m.gradient_checkpointing for m in flagged)
+
+
+def test_linear_method_hands_over_to_vmap_when_rows_are_not_per_sample(run, monkeypatch, caplog) -> None:
+    def routed(*a, **k):  # what a MoE expert's gathered token rows trigger
+        raise G.NotPerSample("a trainable linear layer sees inputs that are not [batch, positions, features]")
+
+    monkeypatch.setattr(G, "per_sample_grads_linear", routed)
+    idx = np.array([0, 5, 9], dtype=np.int64)
+    try:
+        with caplog.at_level(logging.WARNING, logger="dataflex_bridge.executor.gradients"):
+            got, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0))
+        assert "using vmap from now on" in caplog.text and run.extra["linear_unsupported"]
+        with pytest.raises(StateError, match="method 'linear' does not apply"):
+            G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, method="linear"))
+    finally:
+        run.extra.pop("linear_unsupported", None)
+    np.testing.assert_allclose(got, reference_gradients(run, "train", idx), rtol=0, atol=1e-6)
 
 
 def test_vmap_failure_falls_back_to_the_loop(run, monkeypatch, caplog) -> None:

@@ -287,7 +287,8 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
         raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
     method = run.extra.get("gradient_method", args.method)
     right_padded = mask is None or model_ops_right_padded(mask)
-    if owners is not None and right_padded and method in ("auto", "linear") and not run.extra.get("linear_unsupported"):
+    try_linear = method == "linear" or (method == "auto" and not run.extra.get("linear_unsupported"))
+    if owners is not None and right_padded and try_linear:
         try:
             return per_sample_grads_linear(model, owners, input_ids, labels)
         except NotPerSample as exc:
