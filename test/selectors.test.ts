@@ -23,6 +23,7 @@ import { tsdsSelector } from '../src/strategies/selectors/tsds.ts'
 import type {
   EmbeddingOptions,
   GradientOptions,
+  LossOptions,
   Matrix,
   ModelOps,
   SelectContext,
@@ -49,6 +50,7 @@ interface Call {
   readonly indices: number[]
   readonly grad?: GradientOptions
   readonly emb?: EmbeddingOptions
+  readonly loss?: LossOptions
 }
 
 interface FakeModel extends ModelOps {
@@ -88,8 +90,8 @@ function fakeModel(numTrain: number, numEval: number, opts: { dim?: number; embD
     embedding,
     dim,
     embDim,
-    async losses(split, indices) {
-      model.calls.push({ op: 'losses', split, indices: Array.from(indices) })
+    async losses(split, indices, o = {}) {
+      model.calls.push({ op: 'losses', split, indices: Array.from(indices), loss: o })
       return Float32Array.from(indices, (i) => model.losses_[i]!)
     },
     async gradients(split, indices, o) {
@@ -190,6 +192,10 @@ describe('loss selector (§3.4)', () => {
     expect(lossSelector.params.safeParse({ focus: 'middle' }).success).toBe(false)
     expect(lossSelector.params.safeParse({ quantiles: [0.7, 0.2] }).success).toBe(false)
     expect(lossSelector.params.safeParse({ seed: 1 }).success).toBe(false)
+    // DataFlex 1.1's shipped preset adds score_batch_size: a cap on rows per scoring forward here.
+    expect(lossSelector.params.parse({ ...shipped, score_batch_size: 8 }).score_batch_size).toBe(8)
+    expect(lossSelector.params.parse(shipped).score_batch_size).toBeNull()
+    expect(lossSelector.params.safeParse({ score_batch_size: 0 }).success).toBe(false)
   })
 
   /** p_i ∝ (focus_weight if focused else 1)^(1/T) for finite losses, 0 otherwise. */
@@ -240,7 +246,12 @@ describe('loss selector (§3.4)', () => {
     expect(a.indices.includes(3)).toBe(false)
     a.indices.forEach((i, k) => expect(a.scores![k]).toBe(model.losses_[i]))
     expect(model.calls.filter((x) => x.op === 'losses').every((x) => x.split === 'train' && x.indices.length === 80)).toBe(true)
+    expect(model.calls.every((x) => x.op !== 'losses' || x.loss?.maxBatchRows === undefined)).toBe(true)
     expect(a.info).toMatchObject({ method: 'loss', focus: 'medium', non_finite: 1, replacement: false })
+    // DataFlex 1.1's score_batch_size reaches the model op as a row cap, and changes nothing else.
+    const capped = await make(lossSelector, { ...shipped, score_batch_size: 8 }, envFor(80, 4)).select(ctxFor(model, 10, 30))
+    expect(decisions(capped)).toEqual(decisions(a))
+    expect(model.calls.at(-1)?.loss).toEqual({ maxBatchRows: 8 })
   })
 
   it('the empirical first-pick distribution follows the reference probabilities', async () => {

@@ -37,12 +37,17 @@ export interface EmbeddingOptions {
   readonly model?: string
 }
 
+export interface LossOptions {
+  /** Most rows per forward; default: length-sorted batches sized by padded tokens (docs/executor.md). */
+  readonly maxBatchRows?: number
+}
+
 /** What a strategy may ask of the model. Every call is batched on the Python side. */
 export interface ModelOps {
   readonly numTrain: number
   readonly numEval: number
   /** Per-sample mean token loss (training's label mask), eval mode, no grad. */
-  losses(split: Split, indices: Int32Array): Promise<Float32Array>
+  losses(split: Split, indices: Int32Array, opts?: LossOptions): Promise<Float32Array>
   /** Projected per-sample gradients of the trainable parameters, [indices.length × projDim]. */
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix>
   /** Pooled hidden states, [indices.length × hidden]. */

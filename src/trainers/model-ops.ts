@@ -6,7 +6,7 @@
 import { z } from 'zod'
 import type { NdArray } from '../bridge/index.ts'
 import type { PolicyGradientOptions, PolicyGradientResult, PolicyModelOps } from '../strategies/selectors/nice.ts'
-import type { EmbeddingOptions, GradientOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
+import type { EmbeddingOptions, GradientOptions, LossOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 
 export interface BridgeModelOpsOptions {
@@ -36,8 +36,8 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
     if (!Number.isSafeInteger(this.maxRows) || this.maxRows < 1) throw new RangeError(`maxRows must be a positive integer, got ${this.maxRows}`)
   }
 
-  losses(split: Split, indices: Int32Array): Promise<Float32Array> {
-    return this.exec.losses(split, indices)
+  losses(split: Split, indices: Int32Array, opts: LossOptions = {}): Promise<Float32Array> {
+    return this.exec.losses(split, indices, opts.maxBatchRows)
   }
 
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix> {

@@ -19,7 +19,17 @@ import { z } from 'zod'
 import { uniformWithReplacement, uniformWithoutReplacement, weightedWithReplacement, weightedWithoutReplacement } from '../../math/sampling.ts'
 import { argsortDesc } from '../../math/topk.ts'
 import { defineSelector } from '../types.ts'
-import { SelectorError, allIndices, cacheDirParam, checkLosses, decodeFloat32, encodeArray, since } from './common.ts'
+import {
+  SelectorError,
+  allIndices,
+  cacheDirParam,
+  checkLosses,
+  decodeFloat32,
+  encodeArray,
+  lossOptions,
+  scoreBatchSizeParam,
+  since,
+} from './common.ts'
 
 const NAME = 'delta_loss'
 /** Sigmoid steepness and out-of-window probability weight: fixed constants in DataFlex. */
@@ -29,6 +39,7 @@ const BASE_WEIGHT = 0.025
 export const DeltaLossParamsSchema = z.strictObject({
   cache_dir: cacheDirParam,
   window_size: z.number().gt(0).max(1).default(0.2).describe('window width as a fraction of the training set'),
+  score_batch_size: scoreBatchSizeParam,
 })
 export type DeltaLossParams = z.output<typeof DeltaLossParamsSchema>
 
@@ -99,7 +110,7 @@ export const deltaLossSelector = defineSelector({
       async select(ctx) {
         const t0 = performance.now()
         const n = ctx.model.numTrain
-        const losses = checkLosses(NAME, await ctx.model.losses('train', allIndices(n)), n)
+        const losses = checkLosses(NAME, await ctx.model.losses('train', allIndices(n), lossOptions(params.score_batch_size)), n)
         const lossMs = since(t0)
         const k = ctx.numSamples
         const replacement = k > n

@@ -14,7 +14,7 @@ import { z } from 'zod'
 import { weightedWithReplacement, weightedWithoutReplacement } from '../../math/sampling.ts'
 import { quantiles as quantilesOf } from '../../math/stats.ts'
 import { defineSelector } from '../types.ts'
-import { SelectorError, allIndices, cacheDirParam, checkLosses, since } from './common.ts'
+import { SelectorError, allIndices, cacheDirParam, checkLosses, lossOptions, scoreBatchSizeParam, since } from './common.ts'
 
 const NAME = 'loss'
 
@@ -31,6 +31,7 @@ export const LossParamsSchema = z.strictObject({
     .describe('bucket boundaries as loss quantiles (torch.quantile, linear)'),
   replacement: z.boolean().default(false).describe('sample with replacement'),
   temperature: z.number().positive().default(1.0).describe('p ∝ weight^(1/temperature)'),
+  score_batch_size: scoreBatchSizeParam,
 })
 export type LossParams = z.output<typeof LossParamsSchema>
 
@@ -87,7 +88,7 @@ export const lossSelector = defineSelector({
       async select(ctx) {
         const t0 = performance.now()
         const n = ctx.model.numTrain
-        const losses = checkLosses(NAME, await ctx.model.losses('train', allIndices(n)), n)
+        const losses = checkLosses(NAME, await ctx.model.losses('train', allIndices(n), lossOptions(params.score_batch_size)), n)
         const lossMs = since(t0)
         const dist = probabilities(losses, params)
         const candidates = n - dist.nonFinite
