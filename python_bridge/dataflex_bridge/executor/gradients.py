@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from .errors import StateError
-from .model_ops import collate, dataset_for, label_token_losses, preserved_rng, sample_lengths
-from .model_ops import right_padded as model_ops_right_padded
+from .model_ops import collate, dataset_for, label_token_losses, preserved_rng, right_padded, sample_lengths
 from .projector import Projector, ProjectorArgs
 from .weights import token_losses
 
@@ -286,9 +285,9 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
     if mask is not None and mask.dim() != 2:
         raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
     method = run.extra.get("gradient_method", args.method)
-    right_padded = mask is None or model_ops_right_padded(mask)
+    batchable = mask is None or right_padded(mask)
     try_linear = method == "linear" or (method == "auto" and not run.extra.get("linear_unsupported"))
-    if owners is not None and right_padded and try_linear:
+    if owners is not None and batchable and try_linear:
         try:
             return per_sample_grads_linear(model, owners, input_ids, labels)
         except NotPerSample as exc:
@@ -296,7 +295,7 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
                 raise StateError(f"gradients: method 'linear' does not apply: {exc}") from exc
             log.warning("per-sample gradients: %s; using vmap from now on", exc)
             run.extra["linear_unsupported"] = True
-    if method in ("vmap", "auto") and right_padded:
+    if method in ("vmap", "auto") and batchable:
         try:
             return per_sample_grads_vmap(model, named, input_ids, labels)
         except torch.OutOfMemoryError:

@@ -1,6 +1,6 @@
 /** Pieces shared by the built-in selectors: a typed error, model-output checks, state encoding, param helpers. */
 import { z } from 'zod'
-import type { Matrix } from '../types.ts'
+import type { LossOptions, Matrix } from '../types.ts'
 
 export type SelectorErrorCode =
   | 'no_eval_data'
@@ -75,22 +75,19 @@ export const cacheDirParam = z
   .nullish()
   .describe('accepted for DataFlex compatibility; ignored (each strategy gets a private cache folder keyed by model, data and params)')
 
-/** DataFlex 1.1's `score_batch_size` of the loss-based selectors, as a cap on rows per forward. */
-export const scoreBatchSizeParam = z
-  .int()
-  .positive()
-  .nullable()
-  .default(null)
-  .describe('most rows per scoring forward (DataFlex 1.1 key); default: length-sorted batches sized by padded tokens')
-
-/** `ModelOps.losses` options from `score_batch_size`. */
-export function lossOptions(scoreBatchSize: number | null): { maxBatchRows?: number } {
-  return scoreBatchSize === null ? {} : { maxBatchRows: scoreBatchSize }
-}
-
 /** Python None-defaulted params: `null` or absent. */
 export function nullableDefault<T extends z.ZodType>(schema: T) {
   return schema.nullable().default(null)
+}
+
+/** DataFlex 1.1's `score_batch_size` of the loss-based selectors, as a cap on rows per forward. */
+export const scoreBatchSizeParam = nullableDefault(z.int().positive()).describe(
+  'most rows per scoring forward (DataFlex 1.1 key); default: length-sorted batches sized by padded tokens',
+)
+
+/** `ModelOps.losses` options from `score_batch_size`. */
+export function lossOptions(scoreBatchSize: number | null): LossOptions {
+  return scoreBatchSize === null ? {} : { maxBatchRows: scoreBatchSize }
 }
 
 /** Milliseconds since `t0` (performance.now), rounded for logs. */
