@@ -24,6 +24,8 @@ export interface GradientOptions {
   readonly precondition: 'sgd' | 'adam'
   /** L2-normalise each projected row. */
   readonly normalize: boolean
+  /** Samples per batched gradient pass (memory ≈ batchRows × one sample's forward/backward); default 16. */
+  readonly batchRows?: number
 }
 
 export type Pooling = 'mask_mean' | 'position_weighted' | 'last_token'

@@ -14,7 +14,7 @@ export interface BridgeModelOpsOptions {
   readonly maxRows?: number
   /** Projector of the gradients op (default: the executor's, 'sparse'). */
   readonly projector?: 'dense' | 'sparse'
-  /** Samples per batched pass in the gradients op (default: the executor's, 16). */
+  /** Samples per batched pass in the gradients op when a request sets no batchRows (default: the executor's, 16). */
   readonly gradientChunkSize?: number
   /** Batch size of the embeddings forward (default: the run's per_device_eval_batch_size). */
   readonly embeddingBatchSize?: number
@@ -42,6 +42,7 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
 
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix> {
     const { projector, gradientChunkSize } = this.options
+    const chunkSize = opts.batchRows ?? gradientChunkSize
     return this.chunked(indices, async (part) => {
       const r = await this.exec.gradients(split, part, {
         projDim: opts.projDim,
@@ -49,7 +50,7 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
         precondition: opts.precondition,
         normalize: opts.normalize,
         ...(projector ? { projector } : {}),
-        ...(gradientChunkSize ? { chunkSize: gradientChunkSize } : {}),
+        ...(chunkSize ? { chunkSize } : {}),
       })
       return r.grads
     })

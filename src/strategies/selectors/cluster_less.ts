@@ -14,7 +14,7 @@
  *   boundary cluster that is selected is its lowest indices (torch left this order unspecified).
  * - Rows of embeddings and gradients are L2-normalised here as well (clamped at 1e-12).
  * - `embedding_model_dtype` and `clustering_batch_size` are accepted no-ops (the sidecar loads and batches the
- *   embedding model itself), as are `save_interval` and `cache_dir`.
+ *   embedding model itself), as is `cache_dir`; `save_interval` sets the rows per batched gradient pass (see less).
  */
 import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'
@@ -315,11 +315,17 @@ export const clusterLessSelector = defineSelector({
         const repMs = since(t2)
 
         const t3 = performance.now()
-        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed)
+        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed, params.save_interval)
         const evalMs = since(t3)
 
         const t4 = performance.now()
-        const opts: GradientOptions = { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true }
+        const opts: GradientOptions = {
+          projDim: params.proj_dim,
+          seed: params.seed,
+          precondition: params.gradient_type,
+          normalize: true,
+          batchRows: params.save_interval,
+        }
         const perCluster = await clusterScores(ctx, reps, cl.k, evalMean, opts)
         const gradMs = since(t4)
 

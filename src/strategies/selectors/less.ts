@@ -10,7 +10,8 @@
  * - Top-k ties go to the lower index (torch.topk's order is unspecified); asking for more than N returns N
  *   (DataFlex's topk would raise), with a log line.
  * - Gradients are requested in chunks of rows and scored on the fly: memory is O(N + chunk·d), not O(N·d);
- *   nothing is written to disk. `save_interval` and `cache_dir` are accepted no-ops.
+ *   nothing is written to disk. `cache_dir` is an accepted no-op; `save_interval` (DataFlex: rows per fp16
+ *   buffer flush) is the number of rows per batched gradient pass, the knob that bounds its activation memory.
  */
 import { z } from 'zod'
 import { addRows } from '../../math/linalg.ts'
@@ -30,7 +31,7 @@ export const lessParamFields = {
     .int()
     .positive()
     .default(16)
-    .describe('accepted for DataFlex compatibility; no-op (the sidecar batches and chunks gradients itself)'),
+    .describe('samples per batched gradient pass: bounds its activation memory (DataFlex: rows per projection flush)'),
 }
 
 export const LessParamsSchema = z.strictObject(lessParamFields)
@@ -68,13 +69,19 @@ export async function forEachGradientChunk(
 }
 
 /** mean_j ê_j over the whole eval set: SGD gradients, each row L2-normalised. */
-export async function meanEvalGradient(model: ModelOps, selector: string, projDim: number, seed: number): Promise<Float64Array> {
+export async function meanEvalGradient(
+  model: ModelOps,
+  selector: string,
+  projDim: number,
+  seed: number,
+  batchRows?: number,
+): Promise<Float64Array> {
   const ne = model.numEval
   if (ne === 0) {
     throw new SelectorError(selector, 'no_eval_data', 'needs an eval set (set eval_dataset or val_size): scores are similarities to eval gradients')
   }
   const acc = new Float64Array(projDim)
-  const opts: GradientOptions = { projDim, seed, precondition: 'sgd', normalize: true }
+  const opts: GradientOptions = { projDim, seed, precondition: 'sgd', normalize: true, ...(batchRows ? { batchRows } : {}) }
   await forEachGradientChunk(model, selector, 'eval', allIndices(ne), opts, (_, m) => {
     const scaled = new Float64Array(m.data.length)
     for (let r = 0; r < m.rows; r++) {
@@ -134,11 +141,17 @@ export const lessSelector = defineSelector({
       async select(ctx) {
         const t0 = performance.now()
         const n = ctx.model.numTrain
-        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed)
+        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed, params.save_interval)
         const evalMs = since(t0)
 
         const t1 = performance.now()
-        const opts: GradientOptions = { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true }
+        const opts: GradientOptions = {
+          projDim: params.proj_dim,
+          seed: params.seed,
+          precondition: params.gradient_type,
+          normalize: true,
+          batchRows: params.save_interval,
+        }
         const scores = await scoreTrainGradients(ctx.model, NAME, opts, evalMean)
         const trainMs = since(t1)
 
