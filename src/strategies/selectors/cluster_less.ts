@@ -36,7 +36,7 @@ import { l2NormalizeRows } from '../../math/stats.ts'
 import { topK } from '../../math/topk.ts'
 import { defineSelector, type GradientOptions, type ModelOps, type SelectContext, type SelectorEnv } from '../types.ts'
 import { SelectorError, checkMatrix, decodeFloat32, decodeInt32, encodeArray, nullableDefault, range, since } from './common.ts'
-import { forEachGradientChunk, inverseRowNorm, lessParamFields, meanEvalGradient } from './less.ts'
+import { forEachGradientChunk, inverseRowNorm, lessParamFields, meanEvalGradient, trainGradientOptions } from './less.ts'
 
 const NAME = 'cluster_less'
 /** Rows per embedding request (a reply of ~16 MiB at hidden size 2048). */
@@ -315,17 +315,11 @@ export const clusterLessSelector = defineSelector({
         const repMs = since(t2)
 
         const t3 = performance.now()
-        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed, params.save_interval)
+        const opts = trainGradientOptions(params)
+        const evalMean = await meanEvalGradient(ctx.model, NAME, opts)
         const evalMs = since(t3)
 
         const t4 = performance.now()
-        const opts: GradientOptions = {
-          projDim: params.proj_dim,
-          seed: params.seed,
-          precondition: params.gradient_type,
-          normalize: true,
-          batchRows: params.save_interval,
-        }
         const perCluster = await clusterScores(ctx, reps, cl.k, evalMean, opts)
         const gradMs = since(t4)
 

@@ -68,20 +68,20 @@ export async function forEachGradientChunk(
   }
 }
 
-/** mean_j ê_j over the whole eval set: SGD gradients, each row L2-normalised. */
-export async function meanEvalGradient(
-  model: ModelOps,
-  selector: string,
-  projDim: number,
-  seed: number,
-  batchRows?: number,
-): Promise<Float64Array> {
+/** The training-gradient request of less and cluster_less: normalised rows, save_interval rows per batched pass. */
+export function trainGradientOptions(params: Pick<LessParams, 'proj_dim' | 'seed' | 'gradient_type' | 'save_interval'>): GradientOptions {
+  return { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true, batchRows: params.save_interval }
+}
+
+/** mean_j ê_j over the whole eval set: SGD gradients (otherwise as `train`'s request), each row L2-normalised. */
+export async function meanEvalGradient(model: ModelOps, selector: string, train: GradientOptions): Promise<Float64Array> {
   const ne = model.numEval
   if (ne === 0) {
     throw new SelectorError(selector, 'no_eval_data', 'needs an eval set (set eval_dataset or val_size): scores are similarities to eval gradients')
   }
+  const projDim = train.projDim
   const acc = new Float64Array(projDim)
-  const opts: GradientOptions = { projDim, seed, precondition: 'sgd', normalize: true, ...(batchRows ? { batchRows } : {}) }
+  const opts: GradientOptions = { ...train, precondition: 'sgd' }
   await forEachGradientChunk(model, selector, 'eval', allIndices(ne), opts, (_, m) => {
     const scaled = new Float64Array(m.data.length)
     for (let r = 0; r < m.rows; r++) {
@@ -141,17 +141,11 @@ export const lessSelector = defineSelector({
       async select(ctx) {
         const t0 = performance.now()
         const n = ctx.model.numTrain
-        const evalMean = await meanEvalGradient(ctx.model, NAME, params.proj_dim, params.seed, params.save_interval)
+        const opts = trainGradientOptions(params)
+        const evalMean = await meanEvalGradient(ctx.model, NAME, opts)
         const evalMs = since(t0)
 
         const t1 = performance.now()
-        const opts: GradientOptions = {
-          projDim: params.proj_dim,
-          seed: params.seed,
-          precondition: params.gradient_type,
-          normalize: true,
-          batchRows: params.save_interval,
-        }
         const scores = await scoreTrainGradients(ctx.model, NAME, opts, evalMean)
         const trainMs = since(t1)
 
