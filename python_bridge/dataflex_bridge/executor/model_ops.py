@@ -8,10 +8,9 @@ import random
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import StateError
-from .weights import IGNORE_INDEX
+from .weights import IGNORE_INDEX, masked_cross_entropy
 
 # CPU batches of the losses op: at most this many hidden activations per layer (2048 tokens at hidden 256) and logits
 # (16 MiB of float32). Measured on the tiny (hidden 64) and small (hidden 256) models: larger batches stop paying once
@@ -120,12 +119,7 @@ def label_token_losses(model, inputs: dict, labels: torch.Tensor, forward=None) 
         logits = forward(**inputs).logits
     if logits.shape[1] != positions.numel():  # a model that ignored the argument
         logits = logits[:, positions.to(logits.device)]
-    target = labels[:, positions + 1].to(logits.device)
-    valid = target != IGNORE_INDEX
-    ce = F.cross_entropy(
-        logits.float().reshape(-1, logits.size(-1)), target.masked_fill(~valid, 0).reshape(-1), reduction="none"
-    ).view(target.shape)
-    return ce * valid, valid
+    return masked_cross_entropy(logits, labels[:, positions + 1])
 
 
 def _merged_lora_weights(model) -> dict[str, torch.Tensor] | None:

@@ -16,17 +16,20 @@ from .errors import ConfigError
 IGNORE_INDEX = -100
 
 
+def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-position CE of logits (B, K, V) against target (B, K), zero where target is IGNORE_INDEX, and that
+    validity mask. Computed in float32."""
+    target = target.to(logits.device)
+    valid = target != IGNORE_INDEX
+    ce = F.cross_entropy(
+        logits.float().reshape(-1, logits.size(-1)), target.masked_fill(~valid, 0).reshape(-1), reduction="none"
+    ).view(target.shape)
+    return ce * valid, valid
+
+
 def token_losses(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE of next-token prediction, (B, T-1), and its validity mask. Computed in float32."""
-    shift_logits = logits[:, :-1, :].float()
-    shift_labels = labels[:, 1:].to(shift_logits.device)
-    valid = shift_labels != IGNORE_INDEX
-    ce = F.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)),
-        shift_labels.masked_fill(~valid, 0).reshape(-1),
-        reduction="none",
-    ).view(shift_labels.shape)
-    return ce * valid, valid
+    return masked_cross_entropy(logits[:, :-1, :], labels[:, 1:])
 
 
 @contextlib.contextmanager
