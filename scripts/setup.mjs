@@ -6,6 +6,8 @@
 //                       Otherwise a `.venv` with the pinned CPU stack (python_bridge/requirements*.txt),
 //                       the bridge itself (`pip install --no-deps -e python_bridge`) and the torchaudio stub.
 //   3. Demo assets      models/tiny-qwen2, built locally from data/demo (a few seconds).
+//   4. CLI bundle       dist/cli/main.mjs, esbuild's bundle of src/ (bin/cli-bundle.mjs; the CLI also rebuilds it
+//                       itself when a source changed, so this only saves the first run ~0.1 s).
 //
 // Each step keeps a stamp (a hash of its inputs) and is skipped while the stamp matches, so a warm run
 // takes milliseconds and spawns nothing. A step that fails leaves no stamp, so the next run retries it.
@@ -457,6 +459,21 @@ function setupModel() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 4. CLI bundle
+
+async function setupCliBundle() {
+  if (CHECK && !fs.existsSync(abs('node_modules/esbuild'))) return 'waits for npm'
+  const { bundleIsFresh, buildBundle } = await import('../bin/cli-bundle.mjs')
+  if (!FORCE && bundleIsFresh()) return 'up to date'
+  if (CHECK) {
+    outdated.push('dist/cli')
+    return 'out of date'
+  }
+  await buildBundle()
+  return 'built'
+}
+
+// ---------------------------------------------------------------------------------------------
 
 if (process.env.DATAFLEX_SKIP_SETUP === '1') {
   info('DATAFLEX_SKIP_SETUP=1: skipping')
@@ -467,6 +484,7 @@ const results = {}
 results.npm = setupNpm()
 results.python = process.env.DATAFLEX_PYTHON ? setupExternalPython(process.env.DATAFLEX_PYTHON) : setupVenv()
 results[MODEL.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel()
+results['dist/cli'] = await setupCliBundle()
 unlock()
 
 const summary = Object.entries(results)

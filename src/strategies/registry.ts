@@ -176,11 +176,22 @@ function isSelectorDefinition(value: unknown): value is AnySelectorDefinition {
   )
 }
 
+/**
+ * JavaScript imports natively; TypeScript goes through tsx's scoped `tsImport`, loaded only here, so a run without
+ * a TypeScript strategy never pays for a TypeScript loader (bin/cli-bundle.mjs).
+ */
+async function importStrategyFile(file: string): Promise<unknown> {
+  const url = pathToFileURL(file).href
+  if (!/\.[cm]?tsx?$/.test(file)) return import(url)
+  const { tsImport } = await import('tsx/esm/api')
+  return tsImport(url, import.meta.url)
+}
+
 /** Imports a user strategy file: default export = a SelectorDefinition, or a function of SelectorKit returning one. */
 export async function loadUserSelector(file: string, preset: ComponentPreset): Promise<AnySelectorDefinition> {
   let mod: { default?: unknown }
   try {
-    mod = (await import(pathToFileURL(file).href)) as { default?: unknown }
+    mod = (await importStrategyFile(file)) as { default?: unknown }
   } catch (err) {
     throw new ConfigError('bad_value', `cannot load custom selector ${file} (${preset.source}): ${(err as Error).message}`, {
       key: `selectors.${preset.key}.params.path`,
