@@ -1,6 +1,6 @@
 // The CLI runs as one ES module bundled from src/ by esbuild (dist/cli/main.mjs), not through a TypeScript loader:
 // tsx's loader lives on a separate thread for the life of the process and doubles the Node process's memory
-// (measured ≈ 100 → 68 MB PSS in a training run, docs/architecture.md). The bundle is rebuilt on use whenever an
+// (measured: ≈ 100 → 68 MB for the Node process of a training run; README, "How it works"). The bundle is rebuilt on use whenever an
 // input changed, so a checkout never runs stale code and there is no build step to forget.
 //
 //   node bin/cli-bundle.mjs    build now if stale (setup runs this)

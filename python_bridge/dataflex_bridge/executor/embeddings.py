@@ -19,8 +19,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StateError
-from .model_ops import sample_lengths
-from .model_ops import collate, dataset_for, eval_mode, preserved_rng
+from .model_ops import collate, dataset_for, eval_mode, preserved_rng, right_padded, sample_lengths
 
 log = logging.getLogger("dataflex_bridge.executor.embeddings")
 
@@ -145,7 +144,9 @@ def sample_embeddings(run, split: str, indices: np.ndarray, args: EmbeddingArgs)
                 mask = torch.ones_like(inputs["input_ids"])
             if mask.dim() != 2:
                 raise StateError("embeddings: packed sequences (4-D attention masks, neat_packing) are not supported")
-            states = hidden_states(model, inputs["input_ids"], mask, args.layer)
+            # Right padding: the forward runs causal (model_ops.causal_inputs), the pooling still skips the pads.
+            forward_mask = torch.ones_like(mask) if right_padded(mask) else mask
+            states = hidden_states(model, inputs["input_ids"], forward_mask, args.layer)
             pooled = pool(states, mask, args.pooling)
             if out is None:
                 out = torch.empty(indices.size, pooled.shape[1], dtype=torch.float32, device=pooled.device)

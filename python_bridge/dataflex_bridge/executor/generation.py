@@ -31,7 +31,7 @@ import torch
 
 from .errors import ConfigError, StateError
 from .gradients import MAX_RAW_BYTES, GradientArgs, _get_projector, grad_eval_mode, trainable_parameters
-from .model_ops import dataset_for, eval_mode, preserved_rng
+from .model_ops import causal_inputs, dataset_for, eval_mode, preserved_rng
 from .weights import IGNORE_INDEX
 
 log = logging.getLogger("dataflex_bridge.executor.generation")
@@ -163,7 +163,7 @@ def sample_continuations(model, prompt: list[int], seeds: list[int], args: Gener
     device = next(model.parameters()).device
     gens = [torch.Generator(device=device).manual_seed(x) for x in seeds]
     ids = torch.tensor([prompt], dtype=torch.long, device=device).expand(s, -1).contiguous()
-    out = model(input_ids=ids, use_cache=True)
+    out = model(**{**causal_inputs(ids), "use_cache": True})
     past = out.past_key_values
     # Only ids the training model can embed may be sampled (a policy may pad its vocabulary further).
     logits = out.logits[:, -1, :vocab_rows].float()
@@ -297,8 +297,8 @@ def reinforce_weights(rewards_: np.ndarray, samples: int, baseline: str) -> np.n
 def weighted_nll(model, prompt: list[int], responses: list[list[int]], weights: list[float]) -> torch.Tensor:
     """Σ_m w_m · Σ_t −log π(y_mt | x, y_m<t), the S continuations of one prompt in one right-padded batch.
 
-    No attention mask: under causal attention right padding never reaches a real token, and pads carry no
-    label, so each row's term equals its unpadded one (as in the `gradients` op).
+    Right padding is exact under causal attention and pads carry no label, so each row's term equals its unpadded
+    one (model_ops.causal_inputs, as in the `gradients` op).
     """
     device = next(model.parameters()).device
     width = len(prompt) + max(len(r) for r in responses)
@@ -308,7 +308,7 @@ def weighted_nll(model, prompt: list[int], responses: list[list[int]], weights: 
         seq = torch.tensor(list(prompt) + list(resp), dtype=torch.long, device=device)
         ids[m, : seq.numel()] = seq
         labels[m, len(prompt) : seq.numel()] = seq[len(prompt) :]
-    logits = model(input_ids=ids, use_cache=False).logits[:, :-1].float()
+    logits = model(**causal_inputs(ids)).logits[:, :-1].float()
     ce = torch.nn.functional.cross_entropy(
         logits.reshape(-1, logits.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX, reduction="none"
     ).view(len(responses), -1)
