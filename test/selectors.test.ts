@@ -451,7 +451,8 @@ describe('less selector (§3.6)', () => {
   })
 
   it('requests gradients in bounded chunks', () => {
-    expect(gradientChunkRows(8192)).toBe(2048)
+    expect(gradientChunkRows(4096)).toBe(256)
+    expect(gradientChunkRows(8192)).toBe(128)
     expect(gradientChunkRows(2 ** 30)).toBe(1)
   })
 })

@@ -364,8 +364,11 @@ def test_length_batches_cover_every_row_within_the_token_budget() -> None:
 
 def test_batched_losses_equal_batch_one(run) -> None:
     idx = np.array([0, 4, 9, 13, 18, 21, 25, 2, 7, 11, 16, 24], dtype=np.int64)  # mixed lengths
+    run.extra.pop("shared_prefix", None)
     batched = model_ops.sample_losses(run, "train", idx, 8)
-    single = model_ops.sample_losses(run, "train", idx, 1)
+    # The template's system prompt is a shared prefix: batches ran from its cache, checked on the first one.
+    assert run.extra["shared_prefix"] is True
+    single = model_ops.sample_losses(run, "train", idx, 1)  # one row: no prefix cache
     np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
     packed = model_ops.sample_losses(run, "train", idx, max_tokens=4096)  # the default: one token-budget batch
     np.testing.assert_allclose(packed, single, rtol=0, atol=1e-6)
@@ -374,6 +377,36 @@ def test_batched_losses_equal_batch_one(run) -> None:
     with model_ops.eval_mode(model):
         hf = [model(**model_ops.collate(run, run.train_dataset, [i])).loss.item() for i in idx.tolist()]
     np.testing.assert_allclose(single, hf, rtol=0, atol=1e-5)
+
+
+def test_shared_prefix_length_stops_before_labels_and_differences() -> None:
+    from dataflex_bridge.executor.shared_prefix import shared_prefix_length
+
+    ids = torch.tensor([[5, 6, 7, 8, 9, 1, 0], [5, 6, 7, 8, 3, 3, 3], [5, 6, 7, 8, 9, 9, 0]])
+    no = -100
+    labels = torch.tensor([[no, no, no, no, no, 1, no], [no, no, no, no, no, 3, 3], [no, no, no, no, no, no, 9]])
+    assert shared_prefix_length(ids, labels) == 4  # row 1 differs at position 4
+    # Position 3 predicts row 0's label at 4: it must produce logits, so stays out of the prefix.
+    early = labels.clone()
+    early[0, 4] = 9
+    assert shared_prefix_length(ids, early) == 3
+    assert shared_prefix_length(ids[:, :1], labels[:, :1]) == 0  # every row keeps one position
+
+
+def test_shared_prefix_falls_back_when_it_disagrees() -> None:
+    from types import SimpleNamespace
+
+    from dataflex_bridge.executor.shared_prefix import PrefixScorer
+
+    model = torch.nn.Module()
+    model.get_input_embeddings = lambda: torch.nn.Embedding(4, 2)
+    run = SimpleNamespace(extra={})
+    scorer = PrefixScorer(run, model, forward=None)
+    assert scorer.check(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-6]))
+    assert scorer.verified
+    run.extra.clear()
+    assert not scorer.check(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
+    assert not scorer.enabled and run.extra["shared_prefix"] is False
 
 
 def _manual_pool(h: torch.Tensor, pooling: str) -> torch.Tensor:

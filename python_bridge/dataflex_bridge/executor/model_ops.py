@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from .errors import StateError
+from .shared_prefix import PrefixScorer
 from .weights import IGNORE_INDEX, masked_cross_entropy
 
 # CPU batches of the losses op: at most this many hidden activations per layer (2048 tokens at hidden 256) and logits
@@ -115,22 +116,25 @@ def _accepts_logits_to_keep(model) -> bool:
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def label_token_losses(model, inputs: dict, labels: torch.Tensor, forward=None) -> tuple[torch.Tensor, torch.Tensor]:
+def label_token_losses(model, inputs: dict, labels: torch.Tensor, forward=None,
+                       offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token CE at the positions that predict a label, (B, K), and its validity mask.
 
     The same per-sample definition as training (shifted labels, IGNORE_INDEX masked), but the LM head runs only
     on the K positions where some row of the batch has a label (`logits_to_keep`, transformers' own argument):
     SFT answers are a small part of each sequence, and the vocabulary projection is the largest layer of most LLMs.
-    `forward` (default: the model) runs the model, e.g. scoring_forward's.
+    `forward` (default: the model) runs the model, e.g. scoring_forward's. `offset`: the inputs are the rows from
+    this position on, the positions before it being in `past_key_values` (shared_prefix).
     """
     forward = forward or model
     positions = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    keep = positions - offset
     if _accepts_logits_to_keep(model):
-        logits = forward(**inputs, logits_to_keep=positions).logits
+        logits = forward(**inputs, logits_to_keep=keep).logits
     else:
         logits = forward(**inputs).logits
     if logits.shape[1] != positions.numel():  # a model that ignored the argument
-        logits = logits[:, positions.to(logits.device)]
+        logits = logits[:, keep.to(logits.device)]
     return masked_cross_entropy(logits, labels[:, positions + 1])
 
 
@@ -219,16 +223,45 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
     out = np.empty(indices.size, dtype=np.float32)
     with preserved_rng(), eval_mode(model), scoring_forward(model) as forward:
         budget = max_tokens or loss_batch_tokens(run)
+        prefix = PrefixScorer(run, model, forward)
         for rows in length_batches(sample_lengths(run, split)[indices], budget, batch_size):
             inputs = collate(run, dataset, indices[rows].tolist())
             labels = inputs.pop("labels")
             mask = inputs.get("attention_mask")
-            if mask is None or right_padded(mask):
-                inputs = {**inputs, **causal_inputs(inputs["input_ids"])}
-            ce, valid = label_token_losses(model, inputs, labels, forward)
-            per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+            per_sample = None
+            if set(inputs) <= {"input_ids", "attention_mask"} and (mask is None or right_padded(mask)):
+                inputs = causal_inputs(inputs["input_ids"])
+                per_sample = _prefixed_losses(prefix, model, forward, inputs, labels)
+            if per_sample is None:
+                per_sample = _row_losses(model, forward, inputs, labels)
             out[rows] = per_sample.cpu().numpy()
     return out
+
+
+def _row_losses(model, forward, inputs: dict, labels: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    ce, valid = label_token_losses(model, inputs, labels, forward, offset)
+    return ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
+
+
+_PREFIX_FAILURES = (TypeError, ValueError, RuntimeError, AttributeError, IndexError, NotImplementedError)
+
+
+def _prefixed_losses(prefix: PrefixScorer, model, forward, inputs: dict, labels: torch.Tensor) -> torch.Tensor | None:
+    """Per-sample losses through the shared-prefix cache, or None when it does not apply (score the batch whole)."""
+    if not prefix.enabled:
+        return None
+    try:
+        shared = prefix.inputs(inputs["input_ids"], labels)
+        if shared is None:
+            return None
+        got = _row_losses(model, forward, shared[0], labels, offset=shared[1])
+    except _PREFIX_FAILURES as exc:  # a model that rejects the cache or the 4-D mask
+        prefix.disable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        return None
+    if prefix.verified:
+        return got
+    want = _row_losses(model, forward, inputs, labels)
+    return got if prefix.check(got, want) else want
 
 
 def sample_order(run, epochs: list[int]) -> np.ndarray:

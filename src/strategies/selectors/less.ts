@@ -14,7 +14,6 @@
  *   buffer flush) is the number of rows per batched gradient pass, the knob that bounds its activation memory.
  */
 import { z } from 'zod'
-import { addRows } from '../../math/linalg.ts'
 import { topK } from '../../math/topk.ts'
 import { defineSelector, type GradientOptions, type Matrix, type ModelOps, type Split } from '../types.ts'
 import { SelectorError, allIndices, cacheDirParam, checkMatrix, since } from './common.ts'
@@ -37,9 +36,12 @@ export const lessParamFields = {
 export const LessParamsSchema = z.strictObject(lessParamFields)
 export type LessParams = z.output<typeof LessParamsSchema>
 
-/** Gradient rows per request: about 16M floats (64 MiB) per reply whatever proj_dim is. */
+/**
+ * Gradient rows per request: about 1M floats (4 MiB) per reply whatever proj_dim is. Each reply is reduced to its
+ * scores at once, so this is what Node holds (with the frame it came in); the sidecar's passes are far smaller.
+ */
 export function gradientChunkRows(projDim: number): number {
-  return Math.max(1, Math.floor(2 ** 24 / projDim))
+  return Math.max(1, Math.floor(2 ** 20 / projDim))
 }
 
 /** 1 / max(‖row r‖, 1e-12): DataFlex's clamped L2 normalisation, applied without touching the op's buffer. */
@@ -83,12 +85,11 @@ export async function meanEvalGradient(model: ModelOps, selector: string, train:
   const acc = new Float64Array(projDim)
   const opts: GradientOptions = { ...train, precondition: 'sgd' }
   await forEachGradientChunk(model, selector, 'eval', allIndices(ne), opts, (_, m) => {
-    const scaled = new Float64Array(m.data.length)
     for (let r = 0; r < m.rows; r++) {
       const inv = inverseRowNorm(m, r)
-      for (let c = 0; c < m.cols; c++) scaled[r * m.cols + c] = m.data[r * m.cols + c]! * inv
+      const off = r * m.cols
+      for (let c = 0; c < m.cols; c++) acc[c] = acc[c]! + m.data[off + c]! * inv
     }
-    addRows({ data: scaled, rows: m.rows, cols: m.cols }, acc)
   })
   for (let c = 0; c < projDim; c++) acc[c] = acc[c]! / ne
   return acc
