@@ -30,7 +30,16 @@ import numpy as np
 import torch
 
 from .errors import StateError
-from .model_ops import causal_inputs, collate, dataset_for, label_token_losses, preserved_rng, right_padded, sample_lengths
+from .model_ops import (
+    causal_inputs,
+    collate,
+    dataset_for,
+    label_token_losses,
+    preserved_rng,
+    right_padded,
+    sample_lengths,
+    trim_after_labels,
+)
 from .projector import Projector, ProjectorArgs
 from .weights import token_losses
 
@@ -289,8 +298,10 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
     batchable = mask is None or right_padded(mask)
     try_linear = method == "linear" or (method == "auto" and not run.extra.get("linear_unsupported"))
     if owners is not None and batchable and try_linear:
+        # No column after the last label's predicting position feeds a loss term: leave them out of the pass.
+        trimmed, short_labels = trim_after_labels({"input_ids": input_ids}, labels)
         try:
-            return per_sample_grads_linear(model, owners, input_ids, labels)
+            return per_sample_grads_linear(model, owners, trimmed["input_ids"], short_labels)
         except NotPerSample as exc:
             if method == "linear":
                 raise StateError(f"gradients: method 'linear' does not apply: {exc}") from exc

@@ -227,6 +227,7 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
         for rows in length_batches(sample_lengths(run, split)[indices], budget, batch_size):
             inputs = collate(run, dataset, indices[rows].tolist())
             labels = inputs.pop("labels")
+            inputs, labels = trim_after_labels(inputs, labels)
             mask = inputs.get("attention_mask")
             per_sample = None
             if set(inputs) <= {"input_ids", "attention_mask"} and (mask is None or right_padded(mask)):
@@ -236,6 +237,16 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
                 per_sample = _row_losses(model, forward, inputs, labels)
             out[rows] = per_sample.cpu().numpy()
     return out
+
+
+def trim_after_labels(inputs: dict, labels: torch.Tensor) -> tuple[dict, torch.Tensor]:
+    """Drop the columns no loss term needs: under causal attention, positions after the last one whose logits
+    predict a label (the row's final token, usually) feed nothing. A 2-D mask is cut alike; other inputs as is."""
+    columns = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    width = int(columns.max()) if columns.numel() else 1  # logits at width - 1 predict the last label column
+    if width >= labels.shape[1] - 1 or any(isinstance(v, torch.Tensor) and v.dim() != 2 for v in inputs.values()):
+        return inputs, labels
+    return {k: v[:, :width] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}, labels[:, : width + 1]
 
 
 def _row_losses(model, forward, inputs: dict, labels: torch.Tensor, offset: int = 0) -> torch.Tensor:
@@ -260,8 +271,10 @@ def _prefixed_losses(prefix: PrefixScorer, model, forward, inputs: dict, labels:
         return None
     if prefix.verified:
         return got
-    want = _row_losses(model, forward, inputs, labels)
-    return got if prefix.check(got, want) else want
+    # First use in the run: two rows through the plain forward must agree.
+    want = _row_losses(model, forward, {k: v[:2] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()},
+                       labels[:2])
+    return got if prefix.check(got[:2], want) else None
 
 
 def sample_order(run, epochs: list[int]) -> np.ndarray:
