@@ -11,7 +11,8 @@
  *   (DataFlex's topk would raise), with a log line.
  * - Gradients are requested in chunks of rows and scored on the fly: memory is O(N + chunk·d), not O(N·d);
  *   nothing is written to disk. `cache_dir` is an accepted no-op; `save_interval` (DataFlex: rows per fp16
- *   buffer flush) is the number of rows per batched gradient pass, the knob that bounds its activation memory.
+ *   buffer flush) is the number of rows per batched gradient pass, the knob that bounds its activation memory;
+ *   the executor caps it at per_device_train_batch_size, so a pass never needs more than a training step.
  */
 import { z } from 'zod'
 import { topK } from '../../math/topk.ts'
@@ -30,7 +31,7 @@ export const lessParamFields = {
     .int()
     .positive()
     .default(16)
-    .describe('samples per batched gradient pass: bounds its activation memory (DataFlex: rows per projection flush)'),
+    .describe('samples per batched gradient pass, at most per_device_train_batch_size: bounds its activation memory (DataFlex: rows per projection flush)'),
 }
 
 export const LessParamsSchema = z.strictObject(lessParamFields)
