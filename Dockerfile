@@ -67,6 +67,7 @@ COPY scripts scripts
 COPY configs configs
 COPY data data
 COPY docs docs
+COPY examples examples
 COPY python_bridge python_bridge
 
 # The bridge, and the torchaudio placeholder (LLaMA-Factory 0.9.5 imports torchaudio unconditionally;
@@ -75,7 +76,7 @@ COPY python_bridge python_bridge
 RUN /opt/venv/bin/pip install --no-deps -e python_bridge \
  && echo /app/python_bridge/stubs > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_dataflex_stubs.pth" \
  && /opt/venv/bin/python -c "import zmq, msgpack, torchaudio, llamafactory.train.tuner, dataflex_bridge" \
- && node scripts/setup.mjs
+ && node scripts/setup.mjs   # also bundles the CLI into dist/cli (bin/cli-bundle.mjs)
 
 ENTRYPOINT ["node", "bin/dataflex.mjs"]
 CMD ["--help"]
