@@ -119,6 +119,19 @@ def test_raw_gradients_equal_per_sample_backward(run) -> None:
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6, err_msg=method)
 
 
+def test_gradient_passes_hold_at_most_a_training_micro_batch(run, monkeypatch) -> None:
+    micro = run.trainer.args.per_device_train_batch_size  # 4 in tiny_config
+    assert G.pass_rows(run, 16) == micro and G.pass_rows(run, 2) == 2
+    seen: list[int] = []
+    linear = G.per_sample_grads_linear
+    monkeypatch.setattr(G, "per_sample_grads_linear", lambda m, o, ids, lab: seen.append(ids.shape[0]) or linear(m, o, ids, lab))
+    idx = np.arange(10, dtype=np.int64)
+    capped, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=16, method="linear"))
+    assert seen == [4, 4, 2]
+    small, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=3, method="linear"))
+    np.testing.assert_allclose(capped, small, rtol=0, atol=1e-6)  # a row's gradient does not depend on its pass
+
+
 def test_linear_method_applies_only_to_plain_linear_parameters(run) -> None:
     model = run.trainer.model
     named = G.trainable_parameters(model)
@@ -391,6 +404,19 @@ def test_shared_prefix_length_stops_before_labels_and_differences() -> None:
     early[0, 4] = 9
     assert shared_prefix_length(ids, early) == 3
     assert shared_prefix_length(ids[:, :1], labels[:, :1]) == 0  # every row keeps one position
+
+
+def test_trim_after_labels_keeps_every_position_a_label_needs() -> None:
+    no = -100
+    ids = torch.tensor([[1, 2, 3, 4, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 0, 0]])
+    mask = (ids != 0).long()
+    labels = torch.tensor([[no, no, 3, 4, no, no, no, no], [no, no, no, no, 5, 6, no, no]])
+    inputs, cut = model_ops.trim_after_labels({"input_ids": ids, "attention_mask": mask}, labels)
+    # The last label sits in column 5, predicted by position 4: positions 0-4 stay, labels up to column 5.
+    assert inputs["input_ids"].tolist() == ids[:, :5].tolist() and inputs["attention_mask"].shape == (2, 5)
+    assert cut.tolist() == labels[:, :6].tolist()
+    packed = {"input_ids": ids, "attention_mask": mask[:, None, None, :]}  # a 4-D mask: left as is
+    assert model_ops.trim_after_labels(packed, labels)[0] is packed
 
 
 def test_shared_prefix_falls_back_when_it_disagrees() -> None:
