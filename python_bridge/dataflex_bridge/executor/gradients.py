@@ -34,9 +34,9 @@ from .model_ops import (
     causal_inputs,
     collate,
     dataset_for,
-    label_token_losses,
     preserved_rng,
     right_padded,
+    row_losses,
     sample_lengths,
     trim_after_labels,
 )
@@ -223,7 +223,7 @@ def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]
 
     handles = [m.register_forward_hook(record) for m in modules.values()]
     try:
-        ce, valid = label_token_losses(model, causal_inputs(input_ids), labels)
+        per_sample = row_losses(model, model, causal_inputs(input_ids), labels)
     finally:
         for h in handles:
             h.remove()
@@ -231,7 +231,6 @@ def per_sample_grads_linear(model, owners: dict[str, tuple[torch.nn.Linear, str]
     if any(x.dim() != 3 or x.shape[0] != n for _, x, _ in calls):
         # e.g. MoE experts applied to routed tokens gathered across samples: rows no longer belong to one sample.
         raise NotPerSample("a trainable linear layer sees inputs that are not [batch, positions, features]")
-    per_sample = ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
     deltas = torch.autograd.grad(per_sample.sum(), [out for _, _, out in calls], allow_unused=True)
     weight_grads: dict[int, torch.Tensor] = {}
     bias_grads: dict[int, torch.Tensor] = {}
@@ -277,8 +276,7 @@ def per_sample_grads_loop(model, named: list[tuple[str, torch.nn.Parameter]], in
     for i in range(input_ids.shape[0]):
         keep = attention_mask[i].bool() if attention_mask is not None else slice(None)
         ids, lab = input_ids[i][keep][None], labels[i][keep][None]
-        ce, valid = label_token_losses(model, causal_inputs(ids), lab)
-        loss = ce.sum() / valid.sum().clamp(min=1)
+        loss = row_losses(model, model, causal_inputs(ids), lab)[0]
         rows.append(torch.autograd.grad(loss, params, allow_unused=True))
     out = {}
     for b, (name, p) in enumerate(named):

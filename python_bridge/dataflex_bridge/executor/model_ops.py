@@ -106,7 +106,7 @@ def causal_inputs(input_ids: torch.Tensor) -> dict:
     position's result is its unpadded one. All ones, rather than the padding mask, lets transformers hand SDPA its
     causal kernel instead of building a [B, 1, T, T] mask; and rather than no mask at all, which makes transformers
     (4.57) look for packed sequences in the position ids and build that mask with vmap on every forward (measured:
-    37% of a tiny-model forward, 8% of a small one's; bench/README.md).
+    37% of a tiny-model forward, 8% of a small one's; docs/executor.md).
     """
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "use_cache": False}
 
@@ -234,7 +234,7 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
                 inputs = causal_inputs(inputs["input_ids"])
                 per_sample = _prefixed_losses(prefix, model, forward, inputs, labels)
             if per_sample is None:
-                per_sample = _row_losses(model, forward, inputs, labels)
+                per_sample = row_losses(model, forward, inputs, labels)
             out[rows] = per_sample.cpu().numpy()
     return out
 
@@ -249,7 +249,8 @@ def trim_after_labels(inputs: dict, labels: torch.Tensor) -> tuple[dict, torch.T
     return {k: v[:, :width] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()}, labels[:, : width + 1]
 
 
-def _row_losses(model, forward, inputs: dict, labels: torch.Tensor, offset: int = 0) -> torch.Tensor:
+def row_losses(model, forward, inputs: dict, labels: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    """Each row's mean token loss over its labels (training's per-sample definition); 0 for a row without labels."""
     ce, valid = label_token_losses(model, inputs, labels, forward, offset)
     return ce.sum(dim=1) / valid.sum(dim=1).clamp(min=1)
 
@@ -265,14 +266,14 @@ def _prefixed_losses(prefix: PrefixScorer, model, forward, inputs: dict, labels:
         shared = prefix.inputs(inputs["input_ids"], labels)
         if shared is None:
             return None
-        got = _row_losses(model, forward, shared[0], labels, offset=shared[1])
+        got = row_losses(model, forward, shared[0], labels, offset=shared[1])
     except _PREFIX_FAILURES as exc:  # a model that rejects the cache or the 4-D mask
         prefix.disable(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
         return None
     if prefix.verified:
         return got
     # First use in the run: two rows through the plain forward must agree.
-    want = _row_losses(model, forward, {k: v[:2] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()},
+    want = row_losses(model, forward, {k: v[:2] if isinstance(v, torch.Tensor) else v for k, v in inputs.items()},
                        labels[:2])
     return got if prefix.check(got[:2], want) else None
 
