@@ -244,7 +244,7 @@ def gradient_pass_lines(results: list[dict]) -> list[str]:
         loop = [r["loop_s"] / r["samples"] for r in results if r["name"] == name and r["method"] == "dataflex"]
         if ours and loop:
             o, b = min(ours), min(loop)
-            out.append(f"* Gradient pass alone, {name}: {1000 * o:.1f} ms/sample (batched, chunks of 16) vs "
+            out.append(f"* Gradient pass alone, {name}: {1000 * o:.1f} ms/sample (batched, passes of 4 rows) vs "
                        f"{1000 * b:.1f} ms/sample (batch-1 loop, incl. its fp16 copy): {b / o:.1f}×.")
     return out
 
@@ -264,7 +264,7 @@ def write(args, results: list[dict]) -> None:
         "Qwen2 test models; samples from the demo data, trained 3 optimizer steps first; Adam-preconditioned, "
         "L2-normalised features in both methods.",
         "",
-        "* **ours**: `gradients` op: length-sorted chunks of 16, per-sample gradients of the LoRA layers from one "
+        "* **ours**: `gradients` op: length-sorted passes of `chunk_size` 16 rows, capped at the run's micro-batch (4 here), per-sample gradients of the LoRA layers from one "
         "batched forward + backward (outer products of inputs and output gradients, docs/executor.md) in eval mode, "
         "Adam from the live optimizer, per-block projection. *cold* = first call (projector generation), *warm* = "
         "best of 2 more. *vmap* = the same op with `method='vmap'` (torch.func), for comparison.",
@@ -313,8 +313,8 @@ def write(args, results: list[dict]) -> None:
         "* Ours is mostly the gradient pass itself (the *unprojected* time: the same op with proj_dim 0); the "
         "sparse projection adds little, the dense one a GEMM of n·P·d.",
         *gradient_pass_lines(results),
-        "* Memory: the batched pass holds a chunk of 16 samples' activations and per-sample gradients (16·P floats), "
-        "so its extra RSS is above the batch-1 loop's; `chunk_size` bounds it. The dense projector also keeps its "
+        "* Memory: the batched pass holds one pass's activations and per-sample gradients (rows per pass are "
+        "`chunk_size`, at most the training micro-batch: 4 here, 4·P floats). The dense projector also keeps its "
         "packed signs (P·d/4 bytes, up to 512 MiB).",
         "* Accuracy is the same for all methods at a given d (cos err column). DataFlex's fp16 buffer is harmless "
         "for these O(1) Adam-preconditioned entries; it is raw SGD gradients (the eval side) that it underflows.",
