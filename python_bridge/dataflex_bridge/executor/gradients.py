@@ -382,21 +382,32 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
     offsets = np.cumsum([0] + sizes)
     with preserved_rng(), grad_eval_mode(model), no_checkpointing(model):
         step = pass_rows(run, args.chunk_size)
+        # Forward/backward passes of at most a micro-batch; their gradients are transformed and projected together
+        # once chunk_size rows are in (DataFlex's save_interval: rows per projection), as the dense projector pays
+        # per call. A row's gradient depends on its pass only, never on chunk_size.
+        pending: list[tuple[np.ndarray, dict]] = []
+
+        @torch.no_grad()
+        def flush() -> None:
+            rows = np.concatenate([r for r, _ in pending])
+            block = torch.zeros(rows.size, dim, dtype=torch.float32, device=device)
+            for b, (name, _) in enumerate(named):
+                g = torch.cat([grads.pop(name).reshape(-1, sizes[b]) for _, grads in pending]).to(torch.float32)
+                if moments is not None:
+                    g = adam_transform(g, moments, b)
+                if projector is None:
+                    block[:, offsets[b] : offsets[b + 1]] = g
+                else:
+                    projector.add_block(block, b, g)
+            out[torch.as_tensor(rows, device=device)] = block
+            pending.clear()
+
         for start in range(0, indices.size, step):
             rows = order[start : start + step]
             inputs = collate(run, dataset, indices[rows].tolist())
-            grads = _chunk_grads(run, model, named, owners, inputs, args)
-            block = torch.zeros(rows.size, dim, dtype=torch.float32, device=device)
-            with torch.no_grad():
-                for b, (name, _) in enumerate(named):
-                    g = grads.pop(name).reshape(rows.size, -1).to(torch.float32)
-                    if moments is not None:
-                        g = adam_transform(g, moments, b)
-                    if projector is None:
-                        block[:, offsets[b] : offsets[b + 1]] = g
-                    else:
-                        projector.add_block(block, b, g)
-                out[torch.as_tensor(rows, device=device)] = block
+            pending.append((rows, _chunk_grads(run, model, named, owners, inputs, args)))
+            if sum(r.size for r, _ in pending) >= args.chunk_size or start + step >= indices.size:
+                flush()
     if args.normalize:
         out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return out.cpu().numpy(), total
