@@ -24,7 +24,7 @@ export interface GradientOptions {
   readonly precondition: 'sgd' | 'adam'
   /** L2-normalise each projected row. */
   readonly normalize: boolean
-  /** Samples per batched gradient pass (memory ≈ batchRows × one sample's forward/backward); default 16. */
+  /** Samples projected together (the sidecar's passes hold at most the training micro-batch of them); default 16. */
   readonly batchRows?: number
 }
 

@@ -14,7 +14,7 @@ export interface BridgeModelOpsOptions {
   readonly maxRows?: number
   /** Projector of the gradients op (default: the executor's, 'sparse'). */
   readonly projector?: 'dense' | 'sparse'
-  /** Samples per batched pass in the gradients op when a request sets no batchRows (default: the executor's, 16). */
+  /** Samples projected together in the gradients op when a request sets no batchRows (default: the executor's, 16). */
   readonly gradientChunkSize?: number
   /** Batch size of the embeddings forward (default: the run's per_device_eval_batch_size). */
   readonly embeddingBatchSize?: number

@@ -57,8 +57,8 @@ class GradientArgs:
     precondition: Literal["sgd", "adam"] = "sgd"
     normalize: bool = False
     projector: Literal["dense", "sparse"] = "sparse"
-    # Samples per batched pass: bounds activation memory (≈ chunk_size × one sample's forward/backward). Capped at
-    # the training micro-batch (`pass_rows`).
+    # Samples preconditioned and projected together; they come from batched passes of at most the training
+    # micro-batch (`pass_rows`), which bounds the activation memory.
     chunk_size: int = 16
     # 'auto': linear when every trainable parameter belongs to an nn.Linear, else vmap, falling back to a
     # per-sample loop (with a warning) when the model cannot be vmapped.

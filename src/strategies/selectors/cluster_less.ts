@@ -14,7 +14,7 @@
  *   boundary cluster that is selected is its lowest indices (torch left this order unspecified).
  * - Rows of embeddings and gradients are L2-normalised here as well (clamped at 1e-12).
  * - `embedding_model_dtype` and `clustering_batch_size` are accepted no-ops (the sidecar loads and batches the
- *   embedding model itself), as is `cache_dir`; `save_interval` sets the rows per batched gradient pass (see less).
+ *   embedding model itself), as is `cache_dir`; `save_interval` sets the rows projected together (see less).
  */
 import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'

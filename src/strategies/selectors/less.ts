@@ -11,8 +11,9 @@
  *   (DataFlex's topk would raise), with a log line.
  * - Gradients are requested in chunks of rows and scored on the fly: memory is O(N + chunk·d), not O(N·d);
  *   nothing is written to disk. `cache_dir` is an accepted no-op; `save_interval` (DataFlex: rows per fp16
- *   buffer flush) is the number of rows per batched gradient pass, the knob that bounds its activation memory;
- *   the executor caps it at per_device_train_batch_size, so a pass never needs more than a training step.
+ *   buffer flush) is the number of rows whose gradients are preconditioned and projected together; they come
+ *   from batched passes of at most per_device_train_batch_size rows, so a pass never needs more than a
+ *   training step.
  */
 import { z } from 'zod'
 import { topK } from '../../math/topk.ts'
@@ -31,7 +32,7 @@ export const lessParamFields = {
     .int()
     .positive()
     .default(16)
-    .describe('samples per batched gradient pass, at most per_device_train_batch_size: bounds its activation memory (DataFlex: rows per projection flush)'),
+    .describe('samples projected together (DataFlex: rows per projection flush); their gradients come from passes of at most per_device_train_batch_size rows'),
 }
 
 export const LessParamsSchema = z.strictObject(lessParamFields)
@@ -71,7 +72,7 @@ export async function forEachGradientChunk(
   }
 }
 
-/** The training-gradient request of less and cluster_less: normalised rows, save_interval rows per batched pass. */
+/** The training-gradient request of less and cluster_less: normalised rows, save_interval rows per projection. */
 export function trainGradientOptions(params: Pick<LessParams, 'proj_dim' | 'seed' | 'gradient_type' | 'save_interval'>): GradientOptions {
   return { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true, batchRows: params.save_interval }
 }
