@@ -264,7 +264,7 @@ def write(args, results: list[dict]) -> None:
         "Qwen2 test models; samples from the demo data, trained 3 optimizer steps first; Adam-preconditioned, "
         "L2-normalised features in both methods.",
         "",
-        "* **ours**: `gradients` op: length-sorted passes of `chunk_size` 16 rows, capped at the run's micro-batch (4 here), per-sample gradients of the LoRA layers from one "
+        "* **ours**: `gradients` op: length-sorted passes of at most the run's micro-batch (4 rows here), projected `chunk_size` = 16 rows at a time, per-sample gradients of the LoRA layers from one "
         "batched forward + backward (outer products of inputs and output gradients, docs/executor.md) in eval mode, "
         "Adam from the live optimizer, per-block projection. *cold* = first call (projector generation), *warm* = "
         "best of 2 more. *vmap* = the same op with `method='vmap'` (torch.func), for comparison.",
