@@ -260,8 +260,6 @@ _PREFIX_FAILURES = (TypeError, ValueError, RuntimeError, AttributeError, IndexEr
 
 def _prefixed_losses(prefix: PrefixScorer, model, forward, inputs: dict, labels: torch.Tensor) -> torch.Tensor | None:
     """Per-sample losses through the shared-prefix cache, or None when it does not apply (score the batch whole)."""
-    if not prefix.enabled:
-        return None
     try:
         shared = prefix.inputs(inputs["input_ids"], labels)
         if shared is None:

@@ -7,7 +7,7 @@ each batch on its remaining tokens against a copy of that cache. The labels' pos
 prefix, so every loss term is computed as before; results differ by float rounding only.
 
 Applies to decoder-only models that take `past_key_values` and a 4-D attention mask (transformers' custom-mask
-input). The first use in a run is checked against the plain forward on the same batch; a model where the two
+input). The first use in a run is checked against the plain forward on two rows of that batch; a model where the two
 disagree (sliding windows, extra position inputs, ...) or that rejects the inputs is scored the plain way from then
 on, with a log line.
 """
@@ -34,7 +34,8 @@ def shared_prefix_length(input_ids: torch.Tensor, labels: torch.Tensor) -> int:
     same = (input_ids == input_ids[:1]).all(dim=0)
     lead = int(same.int().cumprod(dim=0).sum())
     labelled = labels != IGNORE_INDEX
-    first = torch.where(labelled.any(dim=1), labelled.int().argmax(dim=1), torch.full_like(labelled[:, 0], width, dtype=torch.long))
+    none = torch.full_like(labelled[:, 0], width, dtype=torch.long)
+    first = torch.where(labelled.any(dim=1), labelled.int().argmax(dim=1), none)
     return max(0, min(lead, int(first.min()) - 1, width - 1))
 
 
@@ -51,7 +52,7 @@ class PrefixScorer:
     """Per op: the last prefix's cache, reused while consecutive batches share exactly that prefix."""
 
     def __init__(self, run, model, forward):
-        self.run, self.model, self.forward = run, model, forward
+        self.run, self.forward = run, forward
         self.dtype = model.get_input_embeddings().weight.dtype
         self._key: tuple[int, ...] | None = None
         self._cache = None
@@ -89,7 +90,7 @@ class PrefixScorer:
         return self.run.extra.get("shared_prefix") is True
 
     def check(self, got: torch.Tensor, want: torch.Tensor) -> bool:
-        """First use in the run: the prefix path must match the plain forward on the same batch."""
+        """First use in the run: the prefix path must match the plain forward on the same rows."""
         tol = 1e-4 if self.dtype == torch.float32 else 3e-2
         ok = bool(torch.allclose(got.float(), want.float(), rtol=tol, atol=tol))
         if ok:
