@@ -126,7 +126,7 @@ try {
     'ipc transport, one DEALER ⇄ ROUTER connection, sidecar started with `--test-ops --no-executor`.',
     `Small messages: median and p99 of ${SMALL_CALLS} sequential calls after ${SMALL_WARMUP} warm-up calls.`,
     `Large arrays: median of ${BIG_REPS} transfers; MB/s with 1 MB = 10^6 bytes, payload bytes only (4 MiB each way).`,
-    'Timings on a shared 2-core machine drift by 2x between runs (see /work/shared/reference/node-bridge.md §3);',
+    'Timings on a shared 2-core machine drift by 2x between runs;',
     'CPU time is less load-sensitive than wall time (±30%). The Node CPU figure includes this benchmark loop. Each array frame costs',
     'roughly 15-20 µs of CPU per side (zeromq.js / pyzmq per-part overhead), so a 5-array step plan costs about twice a',
     'bare ping. That is negligible next to a training step.',

@@ -1,7 +1,7 @@
 """Per-sample gradient features: our `gradients` op (batched per-sample gradients + Adam + seeded projection) against a re-implementation of
-DataFlex's method (dataflex-algorithms.md §3.6/§4: batch-size-1 forward/backward loop, hard-coded Adam transform,
-fp16 buffer of 16 rows, trak-BasicProjector-style dense Rademacher projection regenerated from torch's RNG in
-128-column blocks at every flush). Written from that description; no trak code.
+DataFlex's method (DataFlex 1.1's `train/selector/less_selector.py`: batch-size-1 forward/backward loop, hard-coded
+Adam transform, fp16 buffer of 16 rows, trak-BasicProjector-style dense Rademacher projection regenerated from
+torch's RNG in 128-column blocks at every flush). Written from that description; no trak code.
 
 Every (model, method, d) runs in its own process so peak RSS is its own. The run is a LoRA r=8 SFT run on the
 demo data, trained 3 optimizer steps first (LoRA B ≠ 0, live Adam moments), lora_dropout 0 so DataFlex's train

@@ -59,8 +59,9 @@ def cos_error(x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def trak_like(x: torch.Tensor, sizes: list[int], dim: int, seed: int, block: int = 128) -> torch.Tensor:
-    """DataFlex/trak BasicProjector as described in dataflex-algorithms.md §4: the full P × dim Rademacher matrix
-    regenerated per call in `block`-column slabs from a seeded torch.Generator (fp32 here: CPU has no fast fp16)."""
+    """DataFlex/trak BasicProjector (trak's `projectors.py`, as DataFlex's `less_selector.py` uses it): the full
+    P × dim Rademacher matrix regenerated per call in `block`-column slabs from a seeded torch.Generator (fp32 here:
+    CPU has no fast fp16)."""
     out = torch.empty(x.shape[0], dim)
     gen = torch.Generator()
     slab = torch.empty(x.shape[1], block)
