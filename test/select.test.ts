@@ -279,7 +279,7 @@ describe('components config and registry', () => {
     expect(err.hint).toBe("did you mean 'selectors'?")
   })
 
-  it('custom loads a TypeScript strategy by path, relative to the file it is written in, and validates its params', async () => {
+  it('custom loads a TypeScript strategy by path (here found next to the components file) and validates its params', async () => {
     const dir = tempDir('custom')
     mkdirSync(join(dir, 'configs'))
     const path = relative(join(dir, 'configs'), EXAMPLE)
