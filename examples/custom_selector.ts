@@ -5,7 +5,7 @@
  *     fresh_hard:
  *       name: custom
  *       params:
- *         path: ../examples/custom_selector.ts   # relative to the file this preset is written in
+ *         path: ../examples/custom_selector.ts   # the working directory first, then the components file's folder
  *         pool_factor: 4
  *         novelty: 1.0
  *
@@ -17,7 +17,7 @@
  * seeded Rng from DataFlex. The `import type` line below is erased when the file is loaded; it only gives editors
  * the types (from a copy elsewhere, point it at your DataFlex checkout or drop it).
  */
-import type { SelectorKit } from '../src/strategies/registry.ts'
+import type { SelectorKit } from '../src/strategies/user-files.ts'
 
 export default ({ z, defineSelector }: SelectorKit) =>
   defineSelector({

@@ -187,6 +187,22 @@ describe('loadConfig: unknown keys', () => {
     expect(err.key).toBe('components.selectors.loss.parms')
     expect(err.hint).toContain('params')
   })
+
+  it('an inline components block takes every kind, and the older reorderers: spelling', async () => {
+    const block = `components:\n  mixers:\n    m: {name: custom, params: {path: m.ts}}\n  weighters:\n    w:\n      params:\n  reorderers:\n    saw: {params: {kind: dynamic}}\n`
+    const { cfg } = await load(`${BASE}${block}`, [], { python: false })
+    expect(cfg.dataflex.components?.mixers).toEqual({ m: { name: 'custom', params: { path: 'm.ts' } } })
+    // `params:` left empty reads as no params, as in a components file.
+    expect(cfg.dataflex.components?.weighters).toEqual({ w: { params: {} } })
+    expect(cfg.dataflex.components?.reorderers).toEqual({ saw: { params: { kind: 'dynamic' } } })
+  })
+
+  it('a misspelt section in an inline components block hints the kinds', async () => {
+    const err = await configError(`${BASE}components:\n  reorder:\n    saw: {}\n`, [], { python: false })
+    expect(err.code).toBe('unknown_key')
+    expect(err.key).toBe('components.reorder')
+    expect(err.hint).toBe("did you mean 'reorders'?")
+  })
 })
 
 describe('loadConfig: bad values', () => {

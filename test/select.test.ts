@@ -15,7 +15,9 @@ import type { LoadedConfig } from '../src/config/load.ts'
 import { DataflexConfigSchema } from '../src/config/schema.ts'
 import { Rng } from '../src/math/rng.ts'
 import { writeNpy } from '../src/strategies/npy.ts'
-import { defaultRegistry, registryDocs, resolveSelector } from '../src/strategies/registry.ts'
+import { componentDocs } from '../src/cli/components.ts'
+import { resolveComponent } from '../src/strategies/presets.ts'
+import { defaultRegistry } from '../src/strategies/registry.ts'
 import { defineSelector } from '../src/strategies/types.ts'
 import type { Bridge } from '../src/bridge/index.ts'
 import { TrainDriver } from '../src/trainers/driver.ts'
@@ -178,19 +180,23 @@ describe('components config and registry', () => {
     const dir = tempDir('components')
     mkdirSync(join(dir, 'configs'))
     writeFileSync(join(dir, 'configs', 'components.yaml'), DATAFLEX_COMPONENTS_YAML)
+    // near and tsds read prepared files at the shipped paths, relative to the working directory as in DataFlex.
+    mkdirSync(join(dir, 'src', 'dataflex', 'offline_selector'), { recursive: true })
+    writeNpy(join(dir, 'src', 'dataflex', 'offline_selector', 'top_indices.npy'), Int32Array.from([0, 1, 2, 3]), [2, 2])
+    writeNpy(join(dir, 'src', 'dataflex', 'offline_selector', 'tsds_probs.npy'), Float64Array.from([0.5, 0.5]), [2])
     const registry = defaultRegistry()
     for (const key of ['less', 'cluster_less', 'loss', 'delta_loss', 'tsds', 'near', 'random']) {
       const cfg = fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: key })
-      const r = await resolveSelector(cfg, { cwd: dir, registry })
+      const r = await resolveComponent(cfg, 'selector', { cwd: dir, registry })
       expect(r.strategy).toBe(key)
       // cache_dir is the preset's cache root, relative to the components file.
       expect(r.cacheRoot).toBe(join(dir, 'dataflex_saves', `${key}_output`))
       expect(r.rawParams).not.toHaveProperty('cache_dir')
     }
-    const less = await resolveSelector(fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'less' }), { cwd: dir })
+    const less = await resolveComponent(fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'less' }), 'selector', { cwd: dir })
     expect(less.params).toMatchObject({ proj_dim: 4096, seed: 123, gradient_type: 'adam' })
     // DataFlex's `custom` is a template to edit; ours loads a file, so the shipped preset asks for one.
-    const custom = await configError(resolveSelector(fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'custom' }), { cwd: dir }))
+    const custom = await configError(resolveComponent(fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'custom' }), 'selector', { cwd: dir }))
     expect(custom.key).toBe('selectors.custom.params.path')
     expect(custom.hint).toContain('examples/custom_selector.ts')
   })
@@ -203,8 +209,8 @@ describe('components config and registry', () => {
         less_big: { name: 'less', params: { proj_dim: 8192 } },
       },
     }
-    const small = await resolveSelector(fakeConfig(dir, { components, component_name: 'less_small' }), { cwd: dir })
-    const big = await resolveSelector(fakeConfig(dir, { components, component_name: 'less_big' }), { cwd: dir })
+    const small = await resolveComponent(fakeConfig(dir, { components, component_name: 'less_small' }), 'selector', { cwd: dir })
+    const big = await resolveComponent(fakeConfig(dir, { components, component_name: 'less_big' }), 'selector', { cwd: dir })
     expect([small.key, small.algorithm, small.strategy]).toEqual(['less_small', 'less', 'less'])
     expect(small.params).toMatchObject({ proj_dim: 256, seed: 1 })
     expect(big.params).toMatchObject({ proj_dim: 8192, seed: 42 })
@@ -213,10 +219,11 @@ describe('components config and registry', () => {
   it('an entry without name: uses its key as the algorithm; inline presets win over the file', async () => {
     const dir = tempDir('inline')
     writeFileSync(join(dir, 'components.yaml'), 'selectors:\n  random:\n    params: {seed: 7}\n')
-    const fromFile = await resolveSelector(fakeConfig(dir, { components_cfg_file: 'components.yaml', component_name: 'random' }), { cwd: '/' })
+    const fromFile = await resolveComponent(fakeConfig(dir, { components_cfg_file: 'components.yaml', component_name: 'random' }), 'selector', { cwd: '/' })
     expect(fromFile.params).toEqual({ seed: 7, replacement: false })
-    const inline = await resolveSelector(
+    const inline = await resolveComponent(
       fakeConfig(dir, { components_cfg_file: 'components.yaml', component_name: 'random', components: { selectors: { random: { params: { seed: 9 } } } } }),
+      'selector',
       { cwd: '/' },
     )
     expect(inline.params).toEqual({ seed: 9, replacement: false })
@@ -225,7 +232,7 @@ describe('components config and registry', () => {
   it('an unknown param is an error naming the key, with a hint', async () => {
     const dir = tempDir('badparam')
     const components = { selectors: { less_small: { name: 'less', params: { proj_dimm: 256 } } } }
-    const err = await configError(resolveSelector(fakeConfig(dir, { components, component_name: 'less_small' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'less_small' }), 'selector', { cwd: dir }))
     expect(err.code).toBe('unknown_key')
     expect(err.key).toBe('selectors.less_small.params.proj_dimm')
     expect(err.hint).toBe("did you mean 'proj_dim'?")
@@ -234,7 +241,7 @@ describe('components config and registry', () => {
   it('a bad param value is an error naming the key', async () => {
     const dir = tempDir('badvalue')
     const components = { selectors: { l: { name: 'loss', params: { focus: 'meduim' } } } }
-    const err = await configError(resolveSelector(fakeConfig(dir, { components, component_name: 'l' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'l' }), 'selector', { cwd: dir }))
     expect(err.code).toBe('bad_value')
     expect(err.key).toBe('selectors.l.params.focus')
     expect(err.hint).toBe("did you mean 'medium'?")
@@ -243,7 +250,7 @@ describe('components config and registry', () => {
   it('an unknown component_name lists the available presets', async () => {
     const dir = tempDir('badname')
     const components = { selectors: { less_small: { name: 'less' }, rand: { name: 'random' } } }
-    const err = await configError(resolveSelector(fakeConfig(dir, { components, component_name: 'less_smal' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'less_smal' }), 'selector', { cwd: dir }))
     expect(err.key).toBe('component_name')
     expect(err.hint).toContain("did you mean 'less_small'?")
     expect(err.hint).toContain('available selectors: less_small, rand')
@@ -252,14 +259,14 @@ describe('components config and registry', () => {
   it('an unknown algorithm name lists the registered ones', async () => {
     const dir = tempDir('badalgo')
     const components = { selectors: { x: { name: 'lesss' } } }
-    const err = await configError(resolveSelector(fakeConfig(dir, { components, component_name: 'x' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'x' }), 'selector', { cwd: dir }))
     expect(err.key).toBe('selectors.x.name')
     expect(err.hint).toBe("did you mean 'less'?")
   })
 
   it('a missing components file says where it looked', async () => {
     const dir = tempDir('nofile')
-    const err = await configError(resolveSelector(fakeConfig(dir, { components_cfg_file: 'nope.yaml', component_name: 'random' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components_cfg_file: 'nope.yaml', component_name: 'random' }), 'selector', { cwd: dir }))
     expect(err.code).toBe('file_not_found')
     expect(err.key).toBe('components_cfg_file')
   })
@@ -267,23 +274,23 @@ describe('components config and registry', () => {
   it('an unknown section in a components file is an error with a hint', async () => {
     const dir = tempDir('badsection')
     writeFileSync(join(dir, 'components.yaml'), 'selector:\n  random: {name: random}\n')
-    const err = await configError(resolveSelector(fakeConfig(dir, { components_cfg_file: 'components.yaml', component_name: 'random' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components_cfg_file: 'components.yaml', component_name: 'random' }), 'selector', { cwd: dir }))
     expect(err.code).toBe('unknown_key')
     expect(err.hint).toBe("did you mean 'selectors'?")
   })
 
-  it('custom loads a TypeScript strategy by path, relative to the file it is written in, and validates its params', async () => {
+  it('custom loads a TypeScript strategy by path (here found next to the components file) and validates its params', async () => {
     const dir = tempDir('custom')
     mkdirSync(join(dir, 'configs'))
     const path = relative(join(dir, 'configs'), EXAMPLE)
     writeFileSync(join(dir, 'configs', 'components.yaml'), `selectors:\n  fresh:\n    name: custom\n    params: {path: ${path}, pool_factor: 2}\n`)
     const cfg = fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'fresh' })
-    const r = await resolveSelector(cfg, { cwd: dir })
+    const r = await resolveComponent(cfg, 'selector', { cwd: dir })
     expect([r.key, r.algorithm, r.strategy, r.file]).toEqual(['fresh', 'custom', 'fresh_hard', EXAMPLE])
     expect(r.params).toEqual({ pool_factor: 2, novelty: 1 })
 
     writeFileSync(join(dir, 'configs', 'components.yaml'), `selectors:\n  fresh:\n    name: custom\n    params: {path: ${path}, pool_facter: 2}\n`)
-    const err = await configError(resolveSelector(cfg, { cwd: dir }))
+    const err = await configError(resolveComponent(cfg, 'selector', { cwd: dir }))
     expect(err.key).toBe('selectors.fresh.params.pool_facter')
     expect(err.hint).toBe("did you mean 'pool_factor'?")
   })
@@ -292,7 +299,7 @@ describe('components config and registry', () => {
     const dir = tempDir('custombad')
     writeFileSync(join(dir, 'mine.ts'), 'export default { hello: 1 }\n')
     const components = { selectors: { mine: { name: 'custom', params: { path: 'mine.ts' } } } }
-    const err = await configError(resolveSelector(fakeConfig(dir, { components, component_name: 'mine' }), { cwd: dir }))
+    const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'mine' }), 'selector', { cwd: dir }))
     expect(err.message).toContain('must default-export a selector')
   })
 
@@ -306,9 +313,9 @@ describe('components config and registry', () => {
   }, 120_000)
 
   it('`dataflex components` lists every registered selector with its params', () => {
-    const names = registryDocs().map((d) => d.name)
-    expect(names).toEqual(expect.arrayContaining(['random', 'loss', 'delta_loss', 'less', 'cluster_less', 'near', 'tsds', 'custom']))
-    const random = registryDocs().find((d) => d.name === 'random')!
+    const selectors = componentDocs().filter((d) => d.kind === 'selector')
+    expect(selectors.map((d) => d.name)).toEqual(expect.arrayContaining(['random', 'loss', 'delta_loss', 'less', 'cluster_less', 'near', 'tsds', 'custom']))
+    const random = selectors.find((d) => d.name === 'random')!
     expect(random.params.map((p) => p.name)).toEqual(['seed', 'replacement'])
   })
 })
@@ -434,8 +441,9 @@ async function runFake(
     create: () => ({ select: async (ctx) => ({ indices: selectFn(ctx) }) }),
   })
   const cfg = { ...fakeConfig(dir, { warmup_step: 2, update_step: 3, update_times: 2, component_name: 'fake', ...dataflex }), lf: { model_name_or_path: '/m' } }
-  const preset = { section: 'selectors' as const, key: 'fake', name: 'fake', params: {}, source: 'test', baseDir: dir }
-  await runSelect(driver, cfg, { key: 'fake', algorithm: 'fake', strategy: 'fake', definition, params: {}, rawParams: {}, cacheRoot: undefined, file: undefined, preset }, { log: () => {} })
+  const preset = { section: 'selectors' as const, key: 'fake', name: 'fake', params: {}, source: 'test', baseDir: dir, inline: true, warnings: [] }
+  const selector = { kind: 'selector' as const, key: 'fake', algorithm: 'fake', strategy: 'fake', definition, params: {}, rawParams: {}, cacheRoot: undefined, file: undefined, preset, inputs: [], warnings: [] }
+  await runSelect(driver, cfg, selector, { log: () => {} })
   const decisions = readFileSync(join(dir, 'out', 'dataflex', 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Decision)
   return { sent, decisions }
 }
@@ -677,6 +685,12 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
       expect(selects.map((d) => d.step)).toEqual([1, 2])
       expect(r.metrics).toHaveLength(3)
       if (name === 'tsds') for (const d of selects) for (const i of d.indices!) expect(i % 3).not.toBe(0)
+      if (name === 'near') {
+        // The run log says where the input file was found (the run's working directory is the config's folder).
+        const select = JSON.parse(readFileSync(join(r.out, 'dataflex', 'select.json'), 'utf8')) as { inputs: unknown[] }
+        expect(select.inputs).toEqual([{ param: 'indices_path', written: 'top_indices.npy', path: join(dir, 'top_indices.npy'), from: 'working directory' }])
+        expect(r.stderr).toContain(`[near_preset] indices_path 'top_indices.npy' → ${join(dir, 'top_indices.npy')} (found from the working directory)`)
+      }
     }, 240_000)
   }
 })

@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
 import { ConfigError, loadConfig } from '../config/index.ts'
-import { formatRegistry, registryDocs } from '../strategies/registry.ts'
 import { registerPrepare } from '../prepare/cli.ts'
 import { runTraining } from '../trainers/run.ts'
+import { componentDocs, formatComponents } from './components.ts'
 import { createProgress } from './progress.ts'
 import { printSummary } from './summary.ts'
 
@@ -161,10 +161,10 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
 
   program
     .command('components')
-    .description('list the registered strategies and their params')
-    .option('--json', 'print JSON instead of a table')
+    .description('list the registered selectors, mixers, weighters and reorders with their params')
+    .option('--json', 'print a JSON array of {kind, name, description, params} instead of a table')
     .action((options: { json?: boolean }) => {
-      io.stdout.write(options.json ? JSON.stringify(registryDocs(), null, 2) + '\n' : formatRegistry())
+      io.stdout.write(options.json ? JSON.stringify(componentDocs(), null, 2) + '\n' : formatComponents())
     })
 
   registerPrepare(program, {

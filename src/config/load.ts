@@ -10,6 +10,7 @@ import { ConfigError } from './errors.ts'
 import { loadLfArgNames } from './lf-args.ts'
 import { checkDatasets, checkModel, checkProportions, type PrecheckContext } from './prechecks.ts'
 import {
+  COMPONENT_SECTIONS,
   DATAFLEX_KEYS,
   DataflexConfigRulesSchema,
   DataflexConfigSchema,
@@ -140,7 +141,7 @@ function badValue(
   if (issue.code === 'unrecognized_keys') {
     const bad = issue.keys[0] ?? ''
     const full = key === '' ? bad : `${key}.${bad}`
-    const allowed = ['name', 'params', 'selectors', 'mixers', 'weighters']
+    const allowed = ['name', 'params', ...COMPONENT_SECTIONS]
     return new ConfigError('unknown_key', `unknown key '${full}' (${where(top)})`, {
       key: full,
       hint: didYouMean(bad, allowed),

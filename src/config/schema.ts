@@ -10,18 +10,48 @@ export type TrainType = z.output<typeof TrainTypeSchema>
 export const MixtureSampleRuleSchema = z.enum(['mixture', 'stratified', 'uniform'])
 export type MixtureSampleRule = z.output<typeof MixtureSampleRuleSchema>
 
-/** One preset in a components block: `{ name?, params }`, as in DataFlex's components.yaml. */
+/**
+ * One preset in a components block: `{ name?, params }`, as in DataFlex's components.yaml. `params:` with nothing
+ * after it is YAML null; DataFlex would crash on it, we read it as no params.
+ */
 export const ComponentPresetSchema = z.strictObject({
-  name: z.string().optional(),
-  params: z.record(z.string(), z.unknown()).default({}),
+  name: z.string().min(1).optional(),
+  params: z
+    .record(z.string(), z.unknown())
+    .nullish()
+    .transform((p) => p ?? {}),
 })
 
-/** Inline alternative to `components_cfg_file` (same layout as that file). */
-export const ComponentsBlockSchema = z.strictObject({
-  selectors: z.record(z.string(), ComponentPresetSchema).optional(),
-  mixers: z.record(z.string(), ComponentPresetSchema).optional(),
-  weighters: z.record(z.string(), ComponentPresetSchema).optional(),
-})
+/** The sections of a components block, one per component kind (the Python DataFlex's components.yaml). */
+export const COMPONENT_SECTIONS = ['selectors', 'mixers', 'weighters', 'reorders'] as const
+export type ComponentSection = (typeof COMPONENT_SECTIONS)[number]
+
+/** Older spellings still read (with a warning): DataFlex named the reorders section `reorderers:` at first. */
+export const LEGACY_SECTIONS: Readonly<Record<string, ComponentSection>> = { reorderers: 'reorders' }
+
+const SectionSchema = z.record(z.string(), ComponentPresetSchema).nullish()
+
+/** A components file, or the same layout inline in the training YAML under `components:`. */
+export const ComponentsBlockSchema = z
+  .strictObject({
+    selectors: SectionSchema,
+    mixers: SectionSchema,
+    weighters: SectionSchema,
+    reorders: SectionSchema,
+    reorderers: SectionSchema,
+  })
+  .superRefine((block, ctx) => {
+    for (const [legacy, section] of Object.entries(LEGACY_SECTIONS)) {
+      const b = block as Record<string, unknown>
+      if (b[legacy] !== undefined && b[section] !== undefined) {
+        ctx.addIssue({
+          code: 'custom',
+          path: [legacy],
+          message: `'${legacy}:' is the older spelling of '${section}:', and both are written; keep one (${section})`,
+        })
+      }
+    }
+  })
 export type ComponentsBlock = z.output<typeof ComponentsBlockSchema>
 
 // Python's None-defaulted keys may be written `key: null`; treat that as absent (optional on both sides).
@@ -61,7 +91,7 @@ export const DataflexConfigSchema = z.strictObject({
     'a list of non-negative numbers, one per dataset',
   ),
   mixer_eval_dataset: nullable(z.string().min(1)).describe('a comma-separated list of dataset names'),
-  components: nullable(ComponentsBlockSchema).describe('a mapping with selectors / mixers / weighters'),
+  components: nullable(ComponentsBlockSchema).describe('a mapping with selectors / mixers / weighters / reorders'),
 })
 
 /** Cross-key rules, checked after each key is valid on its own. */

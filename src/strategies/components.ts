@@ -1,8 +1,8 @@
 /**
  * The components config: which algorithm a `component_name` means and with which params. Two sources with one
- * layout (the Python DataFlex `components.yaml`, dataflex-algorithms.md §1.4):
+ * layout (the Python DataFlex `components.yaml`):
  *
- *   selectors:            # also mixers:, weighters:
+ *   selectors:            # also mixers:, weighters:, reorders: (older spelling reorderers:, read with a warning)
  *     less_small:         # the registry key: what component_name names
  *       name: less        # the algorithm (defaults to the key)
  *       params: {proj_dim: 1024}
@@ -13,14 +13,17 @@
 import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
-import { z } from 'zod'
 import { ConfigError } from '../config/errors.ts'
 import type { LoadedConfig } from '../config/load.ts'
+import {
+  COMPONENT_SECTIONS,
+  ComponentsBlockSchema,
+  LEGACY_SECTIONS,
+  type ComponentsBlock,
+  type ComponentSection,
+} from '../config/schema.ts'
 import { didYouMean } from '../config/suggest.ts'
 import { YamlSyntaxError, parsePythonYaml } from '../config/yaml.ts'
-
-export const COMPONENT_SECTIONS = ['selectors', 'mixers', 'weighters'] as const
-export type ComponentSection = (typeof COMPONENT_SECTIONS)[number]
 
 export interface ComponentPreset {
   section: ComponentSection
@@ -32,21 +35,15 @@ export interface ComponentPreset {
   params: Record<string, unknown>
   /** Where the preset was written, for messages: a file path, or `<config> (components:)`. */
   source: string
-  /** Directory relative paths in params resolve against: the file the preset is written in. */
+  /** Directory of the file the preset is written in: relative cache_dir resolves here, input paths fall back here. */
   baseDir: string
+  /** Written inline in the training YAML (baseDir is its folder) rather than in the components file. */
+  inline: boolean
+  /** For the run log: e.g. the preset was read from an older section spelling. */
+  warnings: string[]
 }
 
-// `params:` with nothing after it is YAML null; DataFlex would crash on it, we read it as no params.
-const PresetSchema = z.strictObject({
-  name: z.string().min(1).optional(),
-  params: z
-    .record(z.string(), z.unknown())
-    .nullish()
-    .transform((p) => p ?? {}),
-})
-const SectionSchema = z.record(z.string(), PresetSchema).nullish()
-const FileSchema = z.strictObject({ selectors: SectionSchema, mixers: SectionSchema, weighters: SectionSchema })
-type ComponentsFile = z.output<typeof FileSchema>
+type PresetEntry = NonNullable<NonNullable<ComponentsBlock['selectors']>[string]>
 
 function isPlain(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -80,7 +77,7 @@ export function locateComponentsFile(cfg: Pick<LoadedConfig, 'path' | 'dataflex'
 }
 
 /** Reads and checks the layout of a components file (params are checked later, by the chosen algorithm). */
-export async function readComponentsFile(path: string, cwd = process.cwd()): Promise<ComponentsFile> {
+export async function readComponentsFile(path: string, cwd = process.cwd()): Promise<ComponentsBlock> {
   const name = shown(path, cwd)
   let text: string
   try {
@@ -102,14 +99,14 @@ export async function readComponentsFile(path: string, cwd = process.cwd()): Pro
       cause: err,
     })
   }
-  if (!isPlain(value)) throw new ConfigError('bad_value', `${name} must be a mapping with selectors / mixers / weighters`)
-  const parsed = FileSchema.safeParse(value)
+  if (!isPlain(value)) throw new ConfigError('bad_value', `${name} must be a mapping with ${COMPONENT_SECTIONS.join(' / ')}`)
+  const parsed = ComponentsBlockSchema.safeParse(value)
   if (parsed.success) return parsed.data
   const issue = parsed.error.issues[0]!
   const at = issue.path.map(String).join('.')
   if (issue.code === 'unrecognized_keys') {
     const bad = issue.keys[0] ?? ''
-    const allowed = issue.path.length === 0 ? COMPONENT_SECTIONS : ['name', 'params']
+    const allowed = issue.path.length === 0 ? [...COMPONENT_SECTIONS] : ['name', 'params']
     const full = at === '' ? bad : `${at}.${bad}`
     throw new ConfigError('unknown_key', `unknown key '${full}' in components file ${name}`, {
       key: full,
@@ -123,6 +120,19 @@ export interface FindPresetOptions {
   cwd?: string
 }
 
+/** The presets of `section` in a block, from its older spelling (with a warning naming `where`) if that is used. */
+function sectionOf(block: ComponentsBlock | undefined, section: ComponentSection, where: string): { entries: Record<string, PresetEntry>; warning?: string } {
+  const current = block?.[section]
+  if (current !== undefined && current !== null) return { entries: current }
+  for (const [legacy, target] of Object.entries(LEGACY_SECTIONS) as [keyof ComponentsBlock, ComponentSection][]) {
+    const old = block?.[legacy]
+    if (target === section && old !== undefined && old !== null) {
+      return { entries: old, warning: `${where}: '${legacy}:' is the older spelling of '${section}:'; rename the section` }
+    }
+  }
+  return { entries: {} }
+}
+
 /**
  * The preset `key` of `section`, from the inline `components:` block or the components file. An unknown key is a
  * ConfigError listing the keys that exist (and the closest one).
@@ -134,43 +144,39 @@ export async function findPreset(
   opts: FindPresetOptions = {},
 ): Promise<ComponentPreset> {
   const cwd = opts.cwd ?? process.cwd()
-  const inline = cfg.dataflex.components?.[section]
-  const inlinePreset = inline?.[key]
+  const preset = (entry: PresetEntry, source: string, baseDir: string, inline: boolean, warning: string | undefined): ComponentPreset => ({
+    section,
+    key,
+    name: entry.name ?? key,
+    params: { ...entry.params },
+    source,
+    baseDir,
+    inline,
+    warnings: warning === undefined ? [] : [warning],
+  })
+  const block = cfg.dataflex.components
+  const inline = sectionOf(block, section, `${shown(cfg.path, cwd)} (components:)`)
+  const inlinePreset = inline.entries[key]
   if (inlinePreset !== undefined) {
-    return {
-      section,
-      key,
-      name: inlinePreset.name ?? key,
-      params: { ...inlinePreset.params },
-      source: `${shown(cfg.path, cwd)} (components.${section}.${key})`,
-      baseDir: dirname(cfg.path),
-    }
+    return preset(inlinePreset, `${shown(cfg.path, cwd)} (components.${section}.${key})`, dirname(cfg.path), true, inline.warning)
   }
-  const inlineKeys = Object.keys(inline ?? {})
-  let file: ComponentsFile | undefined
+  let file: ReturnType<typeof sectionOf> | undefined
   let filePath: string | undefined
   let fileMissing = ''
   try {
     filePath = locateComponentsFile(cfg, cwd)
   } catch (err) {
     // Only inline presets exist: say the key is unknown among them (and that the file was not found either).
-    if (!(err instanceof ConfigError) || cfg.dataflex.components === undefined) throw err
+    if (!(err instanceof ConfigError) || block === undefined) throw err
     fileMissing = ` (components_cfg_file '${cfg.dataflex.components_cfg_file}' not found)`
   }
-  if (filePath !== undefined) file = await readComponentsFile(filePath, cwd)
-  const fromFile = file?.[section]?.[key]
+  if (filePath !== undefined) file = sectionOf(await readComponentsFile(filePath, cwd), section, shown(filePath, cwd))
+  const fromFile = file?.entries[key]
   if (fromFile !== undefined && filePath !== undefined) {
-    return {
-      section,
-      key,
-      name: fromFile.name ?? key,
-      params: { ...fromFile.params },
-      source: `${shown(filePath, cwd)} (${section}.${key})`,
-      baseDir: dirname(filePath),
-    }
+    return preset(fromFile, `${shown(filePath, cwd)} (${section}.${key})`, dirname(filePath), false, file?.warning)
   }
-  const available = [...new Set([...inlineKeys, ...Object.keys(file?.[section] ?? {})])].sort()
-  const where = [filePath !== undefined ? shown(filePath, cwd) : undefined, inline !== undefined ? 'the inline components block' : undefined]
+  const available = [...new Set([...Object.keys(inline.entries), ...Object.keys(file?.entries ?? {})])].sort()
+  const where = [filePath !== undefined ? shown(filePath, cwd) : undefined, block !== undefined ? 'the inline components block' : undefined]
     .filter((w) => w !== undefined)
     .join(' and ')
   throw new ConfigError('bad_value', `unknown component_name '${key}': no ${section} preset of that name in ${where || 'any components config'}${fileMissing}`, {

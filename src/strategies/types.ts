@@ -2,6 +2,9 @@
  * The contract between trainers and strategies. A strategy is a typed object with a zod params schema and pure
  * functions over typed arrays; everything it needs from the model it asks through `ModelOps`, so it can be unit-
  * tested against saved losses/gradients and driven by the real executor alike.
+ *
+ * This file holds what every kind shares (ModelOps, the definition shape) and the selector contract; mixer.ts,
+ * weighter.ts and reorder.ts hold the other kinds'.
  */
 import type { z } from 'zod'
 import type { Rng } from '../math/rng.ts'
@@ -56,6 +59,45 @@ export interface ModelOps {
   embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix>
 }
 
+/** A value or its promise: the trainers await either, so a pure strategy may answer synchronously. */
+export type Awaitable<T> = T | Promise<T>
+
+/** Serialisable state for checkpoints, optional for every kind. */
+export interface Stateful {
+  state?(): unknown
+  restore?(state: unknown): void
+}
+
+/** What every strategy is given at creation. */
+export interface ComponentEnv {
+  readonly seed: number
+  /** Directory of the file the preset is written in (input paths in params arrive already resolved). */
+  readonly baseDir: string
+}
+
+/** One registered algorithm of any kind: a params schema and a factory of instances. */
+export interface ComponentDefinition<K extends string, P, E, I> {
+  readonly kind: K
+  readonly name: string
+  readonly description: string
+  readonly params: z.ZodType<P>
+  create(params: P, env: E): I
+}
+
+/** What a `define*` helper takes: create() is typed by the params schema's output. */
+export interface DefinitionSpec<S extends z.ZodType, E, I> {
+  name: string
+  description: string
+  params: S
+  create(params: z.output<S>, env: E): I
+}
+
+/** The `define*` helper of one kind. */
+export function definer<K extends string, E, I>(kind: K) {
+  return <S extends z.ZodType>(def: DefinitionSpec<S, E, I>): ComponentDefinition<K, z.output<S>, E, I> =>
+    ({ kind, ...def }) as ComponentDefinition<K, z.output<S>, E, I>
+}
+
 /** Everything a selection decision may depend on. Same inputs + same seed → same decision. */
 export interface SelectContext {
   /** Global optimizer step the decision follows (0: before the first step). */
@@ -83,34 +125,15 @@ export interface SelectResult {
   readonly info?: Readonly<Record<string, unknown>>
 }
 
-export interface SelectorInstance {
+export interface SelectorInstance extends Stateful {
   select(ctx: SelectContext): Promise<SelectResult>
-  /** Serialisable state for checkpoints (delta_loss's initial losses, …). */
-  state?(): unknown
-  restore?(state: unknown): void
 }
 
-export interface SelectorEnv {
+export interface SelectorEnv extends ComponentEnv {
   readonly numTrain: number
   readonly numEval: number
-  readonly seed: number
-  /** Directory of the config file, for resolving relative paths in params. */
-  readonly baseDir: string
 }
 
-export interface SelectorDefinition<P = unknown> {
-  readonly kind: 'selector'
-  readonly name: string
-  readonly description: string
-  readonly params: z.ZodType<P>
-  create(params: P, env: SelectorEnv): SelectorInstance
-}
+export type SelectorDefinition<P = unknown> = ComponentDefinition<'selector', P, SelectorEnv, SelectorInstance>
 
-export function defineSelector<S extends z.ZodType>(def: {
-  name: string
-  description: string
-  params: S
-  create(params: z.output<S>, env: SelectorEnv): SelectorInstance
-}): SelectorDefinition<z.output<S>> {
-  return { kind: 'selector', ...def } as SelectorDefinition<z.output<S>>
-}
+export const defineSelector = definer<'selector', SelectorEnv, SelectorInstance>('selector')

@@ -8,7 +8,8 @@ import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { startBridge, type LogEntry } from '../bridge/index.ts'
 import type { LoadedConfig } from '../config/index.ts'
-import { resolveSelector } from '../strategies/registry.ts'
+import { describeInput } from '../strategies/input-paths.ts'
+import { resolveComponent } from '../strategies/presets.ts'
 import { TrainDriver } from './driver.ts'
 import { Executor } from './executor.ts'
 import { RunLog } from './runlog.ts'
@@ -58,7 +59,9 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
   opts.signal?.throwIfAborted()
   // Strategy presets are resolved before the sidecar starts: a bad param is a config error in a second, not after
   // loading a model.
-  const selector = cfg.dataflex.train_type === 'dynamic_select' ? await resolveSelector(cfg) : undefined
+  const selector = cfg.dataflex.train_type === 'dynamic_select' ? await resolveComponent(cfg, 'selector') : undefined
+  for (const warning of selector?.warnings ?? []) opts.log?.(`warning: ${warning}`)
+  for (const input of selector?.inputs ?? []) opts.log?.(`[${selector!.key}] ${describeInput(input, selector!.preset)}`)
   if (cfg.dataflex.train_type !== 'static' && cfg.dataflex.train_type !== 'dynamic_select') {
     throw new UnsupportedTrainTypeError(`train_type '${cfg.dataflex.train_type}' is not supported yet`)
   }

@@ -12,7 +12,7 @@ import type { LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
 import { Rng } from '../math/rng.ts'
 import { uniformWithReplacement } from '../math/sampling.ts'
-import type { ResolvedSelector } from '../strategies/registry.ts'
+import type { ResolvedSelector } from '../strategies/presets.ts'
 import type { ModelOps, SelectContext, SelectResult, SelectorInstance } from '../strategies/types.ts'
 import { passPlanOf, type DriverSummary, type TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
@@ -258,6 +258,7 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     algorithm: sel.algorithm,
     strategy: sel.strategy,
     params: sel.rawParams,
+    inputs: sel.inputs,
     cache_dir: cacheDir,
     num_train: info.num_train,
     num_eval: info.num_eval,

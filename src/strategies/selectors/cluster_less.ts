@@ -102,7 +102,9 @@ export const ClusterLessParamsSchema = z.strictObject({
     .default('random')
     .describe(`representative strategy: one of ${STRATEGY_NAMES.join(', ')}`),
   lsh_num_bits: nullableDefault(z.int().positive()).describe('LSH hyperplanes (default ceil(log2 k), capped at 30)'),
-  embedding_model_name_or_path: nullableDefault(z.string().min(1)).describe('a separate model to embed with; null: the training model'),
+  embedding_model_name_or_path: nullableDefault(z.string().min(1).meta({ path: 'model_or_id' })).describe(
+    'a separate model to embed with (a local folder, else a model id); null: the training model',
+  ),
   embedding_model_dtype: z.enum(['auto', 'fp16', 'bf16', 'fp32']).default('auto').describe('accepted for DataFlex compatibility; no-op'),
   embedding_layer: z.int().default(-1).describe('hidden-state layer (-1: last)'),
 })
@@ -148,7 +150,8 @@ export function runClustering(emb: { data: Float32Array; rows: number; cols: num
 async function embedTrainingSet(model: ModelOps, params: ClusterLessParams, env: SelectorEnv): Promise<{ data: Float32Array; rows: number; cols: number }> {
   const n = model.numTrain
   const path = params.embedding_model_name_or_path
-  // A relative path is read against the config's folder when it exists there; otherwise it is a model id.
+  // The registry hands over a found local folder absolute (input-paths.ts) and a model id as written; a relative
+  // path from a direct create() is read against baseDir when it exists there.
   const resolved = path === null ? undefined : !isAbsolute(path) && existsSync(resolve(env.baseDir, path)) ? resolve(env.baseDir, path) : path
   const opts = { layer: params.embedding_layer, pooling: 'mask_mean', normalize: true, ...(resolved === undefined ? {} : { model: resolved }) } as const
   let out: Float32Array | null = null

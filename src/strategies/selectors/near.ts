@@ -4,7 +4,7 @@
  * nearest, then every query's second nearest, …), skipping repeats, until enough samples are collected.
  *
  * Deliberate differences from the Python DataFlex:
- * - `indices_path` is resolved against the config's folder (DataFlex used the working directory).
+ * - `indices_path` is an input path: the working directory first (as in DataFlex), then the components file's folder.
  * - The file is a .npy written C-order as '<i4' or '<i8'; problems with it (missing, dtype, shape, an index
  *   outside [0, N) such as FAISS's −1 "no hit") are config errors naming `indices_path`.
  * - The walk is deterministic and the same at every update (as in DataFlex); it is computed once per request
@@ -20,7 +20,11 @@ import { SelectorError, cacheDirParam } from './common.ts'
 const NAME = 'near'
 
 export const NearParamsSchema = z.strictObject({
-  indices_path: z.string().min(1).describe('a .npy int matrix M×K of neighbour indices (from `dataflex prepare`)'),
+  indices_path: z
+    .string()
+    .min(1)
+    .meta({ path: 'file' })
+    .describe('a .npy int matrix M×K of neighbour indices (from `dataflex prepare`)'),
   cache_dir: cacheDirParam,
 })
 export type NearParams = z.output<typeof NearParamsSchema>

@@ -89,11 +89,13 @@ export const NiceParamsSchema = z.strictObject({
   policy_model_path: z
     .string()
     .min(1)
+    .meta({ path: 'model' })
     .nullish()
     .describe('local policy model directory sharing the training tokenizer; unset: on-policy (the training model)'),
   reward_model_path: z
     .string({ error: 'reward_model_path is required: a local AutoModelForSequenceClassification directory' })
     .min(1)
+    .meta({ path: 'model' })
     .describe('local AutoModelForSequenceClassification directory (reward = sigmoid of a 1-logit head, else P(last class))'),
   gradient_type: z.enum(['adam', 'sgd']).default('adam').describe('training-gradient preconditioning (eval gradients are REINFORCE, raw)'),
   proj_dim: z.int().positive().default(8192).describe('random-projection dimension d'),
@@ -213,7 +215,8 @@ export const niceSelector = defineSelector({
   description: 'NICE: top-k training samples by mean cosine of their (Adam) gradient to REINFORCE gradients of sampled, reward-scored eval continuations',
   params: NiceParamsSchema,
   create(raw, env) {
-    // Model paths are relative to the config file, like near's indices_path; both must be local folders.
+    // Both must be local folders. The registry hands them over absolute (input-paths.ts); a relative one, from a
+    // direct create(), reads against baseDir.
     const local = (key: string, p: string): string => {
       const full = resolve(env.baseDir, p)
       if (!existsSync(full) || !statSync(full).isDirectory()) {

@@ -7,7 +7,8 @@
  *   calling NumPy's global RNG (which could disagree between ranks).
  * - When fewer samples have a non-zero probability than requested, it logs a warning and samples with
  *   replacement (NumPy's replace=False raised, and TSDS probabilities are sparse).
- * - `probs_path` is resolved against the config's folder; the file is a 1-D '<f4'/'<f8' .npy of length N;
+ * - `probs_path` is an input path: the working directory first (as in DataFlex), then the components file's folder;
+ *   the file is a 1-D '<f4'/'<f8' .npy of length N;
  *   it is normalised here, and negative or non-finite entries are config errors (DataFlex let NumPy complain).
  * - `cache_dir` is a no-op.
  */
@@ -22,7 +23,11 @@ import { SelectorError, cacheDirParam } from './common.ts'
 const NAME = 'tsds'
 
 export const TsdsParamsSchema = z.strictObject({
-  probs_path: z.string().min(1).describe('a .npy float vector of N sampling probabilities (from `dataflex prepare`)'),
+  probs_path: z
+    .string()
+    .min(1)
+    .meta({ path: 'file' })
+    .describe('a .npy float vector of N sampling probabilities (from `dataflex prepare`)'),
   cache_dir: cacheDirParam,
 })
 export type TsdsParams = z.output<typeof TsdsParamsSchema>

@@ -1,0 +1,44 @@
+/**
+ * The reorder contract (`train_type: dynamic_reorder`): put the chosen samples in a curriculum order by a score,
+ * once or every few steps. Built-in reorders (DataFlex's `static` and `dynamic`, presets named after the ordering)
+ * grow this contract; `custom` files use it as it stands.
+ */
+import type { Rng } from '../math/rng.ts'
+import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type ModelOps, type Stateful } from './types.ts'
+
+/** Everything an ordering decision may depend on. Same inputs + same seed → same order. */
+export interface OrderContext {
+  /** Global optimizer step the decision follows (0: before the first step). */
+  readonly step: number
+  /** The training-set indices to order. */
+  readonly indices: Int32Array
+  /** A score per entry of `indices`, when the trainer has one (e.g. from a selector). */
+  readonly scores?: Float32Array | Float64Array
+  /** Seeded from the run seed and the step: never shared between decisions. */
+  readonly rng: Rng
+  readonly model: ModelOps
+  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
+  readonly cacheDir: string
+  readonly log: (message: string) => void
+}
+
+export interface OrderResult {
+  /** The training-set indices in training order (a permutation of `indices`, or a prefix of one). */
+  readonly order: Int32Array
+  /** The score of each entry of `order`, logged as a summary. */
+  readonly scores?: Float32Array | Float64Array
+  /** Small extra facts for decisions.jsonl. */
+  readonly info?: Readonly<Record<string, unknown>>
+}
+
+export interface ReorderInstance extends Stateful {
+  order(ctx: OrderContext): Awaitable<OrderResult>
+}
+
+export interface ReorderEnv extends ComponentEnv {
+  readonly numTrain: number
+}
+
+export type ReorderDefinition<P = unknown> = ComponentDefinition<'reorder', P, ReorderEnv, ReorderInstance>
+
+export const defineReorder = definer<'reorder', ReorderEnv, ReorderInstance>('reorder')
