@@ -31,8 +31,12 @@ from dataflex_bridge.executor.projector import (  # noqa: E402
     sparse_entries,
 )
 
+from close import assert_close_scaled, close_scaled  # noqa: E402
 from tiny_run import DEMO, REPO, TINY, tiny_config as _tiny_config  # noqa: E402
+
 BRIDGE = REPO / "python_bridge"
+# Per-sample gradients by two methods: float rounding of the largest entries (float32 eps ≈ 1.2e-7).
+GRAD_REL = 4e-6
 
 pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="models/tiny-qwen2 missing (run `npm run setup`)")
 
@@ -116,7 +120,7 @@ def test_raw_gradients_equal_per_sample_backward(run) -> None:
     for method in ("linear", "vmap", "loop"):
         got, total = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=4, method=method))
         assert total == ref.shape[1] == got.shape[1]
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-6, err_msg=method)
+        assert_close_scaled(got, ref, GRAD_REL, err_msg=method)
 
 
 def test_gradient_passes_hold_at_most_a_training_micro_batch(run, monkeypatch) -> None:
@@ -129,7 +133,7 @@ def test_gradient_passes_hold_at_most_a_training_micro_batch(run, monkeypatch) -
     capped, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=16, method="linear"))
     assert seen == [4, 4, 2]
     small, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, chunk_size=3, method="linear"))
-    np.testing.assert_allclose(capped, small, rtol=0, atol=1e-6)  # a row's gradient does not depend on its pass
+    assert_close_scaled(capped, small, GRAD_REL)  # a row's gradient does not depend on its pass
 
 
 def test_linear_method_applies_only_to_plain_linear_parameters(run) -> None:
@@ -148,7 +152,7 @@ def test_linear_method_applies_only_to_plain_linear_parameters(run) -> None:
 def test_eval_split_gradients(run) -> None:
     idx = np.array([4, 0, 9], dtype=np.int64)
     got, _ = G.sample_gradients(run, "eval", idx, G.GradientArgs(proj_dim=0))
-    np.testing.assert_allclose(got, reference_gradients(run, "eval", idx), rtol=0, atol=1e-6)
+    assert_close_scaled(got, reference_gradients(run, "eval", idx), GRAD_REL)
 
 
 def test_adam_preconditioned_gradients(run) -> None:
@@ -156,9 +160,9 @@ def test_adam_preconditioned_gradients(run) -> None:
     raw, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0))
     got, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, precondition="adam"))
     # The transform itself, on the op's own raw gradients, exactly (float32 vs a float64 reference).
-    np.testing.assert_allclose(got, reference_adam(run, raw), rtol=0, atol=1e-6)
+    assert_close_scaled(got, reference_adam(run, raw), 1e-6)
     # End to end against the backward loop: 1/sqrt(v) amplifies the ~1e-8 raw differences where v is tiny.
-    np.testing.assert_allclose(got, reference_adam(run, reference_gradients(run, "train", idx)), rtol=0, atol=1e-4)
+    assert_close_scaled(got, reference_adam(run, reference_gradients(run, "train", idx)), 1e-4)
 
 
 def test_adam_before_the_first_step_uses_zero_moments(tmp_path) -> None:
@@ -169,7 +173,7 @@ def test_adam_before_the_first_step_uses_zero_moments(tmp_path) -> None:
     raw, _ = G.sample_gradients(fresh, "train", idx, G.GradientArgs(proj_dim=0))
     got, _ = G.sample_gradients(fresh, "train", idx, G.GradientArgs(proj_dim=0, precondition="adam"))
     want = (0.2 * raw) / (np.sqrt(0.05 * raw * raw) + 1e-6)
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+    assert_close_scaled(got, want, 1e-5)
 
 
 def test_projected_op_matches_projecting_raw(run) -> None:
@@ -184,8 +188,8 @@ def test_projected_op_matches_projecting_raw(run) -> None:
         assert res["trainable_params"] == sum(sizes)
         want = Projector(ProjectorArgs(dim=512, seed=9, kind=kind), sizes).project_flat(torch.from_numpy(raw))
         want = want / want.norm(dim=1, keepdim=True)
-        np.testing.assert_allclose(res["grads"], want.numpy(), rtol=0, atol=2e-6)
-        np.testing.assert_allclose(np.linalg.norm(res["grads"], axis=1), 1.0, atol=1e-5)
+        assert_close_scaled(res["grads"], want, 1e-5)
+        assert_close_scaled(np.linalg.norm(res["grads"], axis=1), np.ones(4), 1e-5)
 
 
 def test_gradient_op_is_deterministic_and_leaves_rng_and_mode_alone(run) -> None:
@@ -197,7 +201,7 @@ def test_gradient_op_is_deterministic_and_leaves_rng_and_mode_alone(run) -> None
     assert rng_snapshot() == before
     assert run.trainer.model.training
     assert a.tobytes() == executor.HANDLERS["gradients"](args, None)["grads"].tobytes()
-    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)  # chunking changes only float summation order
+    assert_close_scaled(b, a, 1e-6)  # chunking changes only float summation order
 
 
 def test_gradient_checkpointing_is_switched_off_and_restored(tmp_path) -> None:
@@ -214,7 +218,7 @@ def test_gradient_checkpointing_is_switched_off_and_restored(tmp_path) -> None:
     loop, _ = G.sample_gradients(gc, "train", idx, G.GradientArgs(proj_dim=0, method="loop"))
     for method in ("linear", "vmap"):
         got, _ = G.sample_gradients(gc, "train", idx, G.GradientArgs(proj_dim=0, method=method))
-        np.testing.assert_allclose(got, loop, rtol=0, atol=1e-6, err_msg=method)
+        assert_close_scaled(got, loop, GRAD_REL, err_msg=method)
     assert len(emb._forward_hooks) == hooks
     assert all(m.gradient_checkpointing for m in flagged)
 
@@ -228,12 +232,12 @@ def test_linear_method_hands_over_to_vmap_when_rows_are_not_per_sample(run, monk
     try:
         with caplog.at_level(logging.WARNING, logger="dataflex_bridge.executor.gradients"):
             got, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0))
-        assert "using vmap from now on" in caplog.text and run.extra["linear_unsupported"]
+        assert "using vmap from now on" in caplog.text and run.caches.linear_unsupported
         with pytest.raises(StateError, match="method 'linear' does not apply"):
             G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0, method="linear"))
     finally:
-        run.extra.pop("linear_unsupported", None)
-    np.testing.assert_allclose(got, reference_gradients(run, "train", idx), rtol=0, atol=1e-6)
+        run.caches.linear_unsupported = False
+    assert_close_scaled(got, reference_gradients(run, "train", idx), GRAD_REL)
 
 
 def test_vmap_failure_falls_back_to_the_loop(run, monkeypatch, caplog) -> None:
@@ -247,10 +251,10 @@ def test_vmap_failure_falls_back_to_the_loop(run, monkeypatch, caplog) -> None:
         with caplog.at_level(logging.WARNING, logger="dataflex_bridge.executor.gradients"):
             got, _ = G.sample_gradients(run, "train", idx, G.GradientArgs(proj_dim=0))
         assert "vmap failed" in caplog.text
-        assert run.extra["gradient_method"] == "loop"
+        assert run.caches.gradient_fallback == "loop"
     finally:
-        run.extra.pop("gradient_method", None)
-    np.testing.assert_allclose(got, reference_gradients(run, "train", idx), rtol=0, atol=1e-6)
+        run.caches.gradient_fallback = None
+    assert_close_scaled(got, reference_gradients(run, "train", idx), GRAD_REL)
 
 
 # --------------------------------------------------------------------------------------------- projectors
@@ -331,7 +335,7 @@ def test_projectors_preserve_inner_products(kind: str) -> None:
     assert (cos(y) - cos(xd))[off].abs().mean() < 0.03  # ≈ 0.6/sqrt(d) expected
     # block-invariant: one block or many give the same projection of the flat vector
     whole = Projector(ProjectorArgs(dim=1024, seed=5, kind=kind), [sum(sizes)]).project_flat(x)
-    np.testing.assert_allclose(whole.numpy(), y.float().numpy(), rtol=0, atol=1e-4)
+    assert_close_scaled(whole, y, 4e-6)
     # cache on and off agree exactly
     cold = Projector(ProjectorArgs(dim=1024, seed=5, kind=kind, cache_bytes=0), sizes).project_flat(x)
     assert torch.equal(cold, proj.project_flat(x))
@@ -340,7 +344,7 @@ def test_projectors_preserve_inner_products(kind: str) -> None:
 def test_dense_projector_is_the_explicit_matrix() -> None:
     x = torch.randn(3, 5000, generator=torch.Generator().manual_seed(1))
     got = Projector(ProjectorArgs(dim=100, seed=8, kind="dense", chunk_elems=30_000), [1000, 4000]).project_flat(x)
-    np.testing.assert_allclose(got.numpy(), (x @ dense_matrix(8, 0, 5000, 100)).numpy(), rtol=0, atol=1e-5)
+    assert_close_scaled(got, x @ dense_matrix(8, 0, 5000, 100), 1e-6)
 
 
 # ----------------------------------------------------------------------------------------- losses, embeddings
@@ -357,7 +361,7 @@ def test_scoring_forward_folds_lora_without_touching_the_model(run) -> None:
             assert forward is not model  # the test model is plain LoRA: folded
             got = forward(**batch).logits
         again = model(**batch).logits
-    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=0, atol=1e-5)
+    assert_close_scaled(got, want, 1e-6)
     assert torch.equal(again, want)  # adapters back on
     for n, p in model.named_parameters():
         assert torch.equal(p.detach(), before[n][0]) and p.requires_grad == before[n][1], n
@@ -377,19 +381,19 @@ def test_length_batches_cover_every_row_within_the_token_budget() -> None:
 
 def test_batched_losses_equal_batch_one(run) -> None:
     idx = np.array([0, 4, 9, 13, 18, 21, 25, 2, 7, 11, 16, 24], dtype=np.int64)  # mixed lengths
-    run.extra.pop("shared_prefix", None)
+    run.caches.prefix_check = None
     batched = model_ops.sample_losses(run, "train", idx, 8)
     # The template's system prompt is a shared prefix: batches ran from its cache, checked on the first one.
-    assert run.extra["shared_prefix"] is True
+    assert run.caches.prefix_check is True
     single = model_ops.sample_losses(run, "train", idx, 1)  # one row: no prefix cache
-    np.testing.assert_allclose(batched, single, rtol=0, atol=1e-6)
+    assert_close_scaled(batched, single, 1e-6)
     packed = model_ops.sample_losses(run, "train", idx, max_tokens=4096)  # the default: one token-budget batch
-    np.testing.assert_allclose(packed, single, rtol=0, atol=1e-6)
+    assert_close_scaled(packed, single, 1e-6)
     # Hugging Face's own loss (full logits) of each sample alone: the definition training uses.
     model = run.trainer.model
     with model_ops.eval_mode(model):
         hf = [model(**model_ops.collate(run, run.train_dataset, [i])).loss.item() for i in idx.tolist()]
-    np.testing.assert_allclose(single, hf, rtol=0, atol=1e-5)
+    assert_close_scaled(single, hf, 2e-6)
 
 
 def test_shared_prefix_length_stops_before_labels_and_differences() -> None:
@@ -422,17 +426,18 @@ def test_trim_after_labels_keeps_every_position_a_label_needs() -> None:
 def test_shared_prefix_falls_back_when_it_disagrees() -> None:
     from types import SimpleNamespace
 
+    from dataflex_bridge.executor.build import RunCaches
     from dataflex_bridge.executor.shared_prefix import PrefixScorer
 
     model = torch.nn.Module()
     model.get_input_embeddings = lambda: torch.nn.Embedding(4, 2)
-    run = SimpleNamespace(extra={})
+    run = SimpleNamespace(caches=RunCaches())
     scorer = PrefixScorer(run, model, forward=None)
     assert scorer.check(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0 + 1e-6]))
     assert scorer.verified
-    run.extra.clear()
+    run.caches = RunCaches()
     assert not scorer.check(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.5]))
-    assert not scorer.enabled and run.extra["shared_prefix"] is False
+    assert not scorer.enabled and run.caches.prefix_check is False
 
 
 def _manual_pool(h: torch.Tensor, pooling: str) -> torch.Tensor:
@@ -461,7 +466,7 @@ def test_embeddings_match_a_direct_forward(run, pooling: str, layer: int) -> Non
                 want.append(_manual_pool(states[layer][0].float(), pooling))
     finally:
         model.train()
-    np.testing.assert_allclose(got, torch.stack(want).numpy(), rtol=0, atol=1e-5)
+    assert_close_scaled(got, torch.stack(want), 5e-6)
 
 
 def test_embedding_op_normalises_and_leaves_rng_alone(run) -> None:
@@ -472,7 +477,7 @@ def test_embedding_op_normalises_and_leaves_rng_alone(run) -> None:
     assert rng_snapshot() == before and run.trainer.model.training
     e = res["embeddings"]
     assert e.dtype == np.float32 and e.shape == (6, 64)
-    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-5)
+    assert_close_scaled(np.linalg.norm(e, axis=1), np.ones(6), 1e-5)
 
 
 def test_embeddings_with_a_separate_model(run) -> None:
@@ -480,15 +485,15 @@ def test_embeddings_with_a_separate_model(run) -> None:
 
     idx = np.array([3, 1], dtype=np.int64)
     got = sample_embeddings(run, "train", idx, EmbeddingArgs(model=str(TINY), pooling="last_token"))
-    assert run.extra["embedding_models"][str(TINY.resolve())] is not None
+    assert run.caches.embed_models[str(TINY.resolve())] is not None
     base = AutoModelForCausalLM.from_pretrained(str(TINY)).eval()
     with torch.no_grad():
         want = [base(input_ids=torch.tensor([run.train_dataset[int(i)]["input_ids"]]), output_hidden_states=True)
                 .hidden_states[-1][0, -1] for i in idx]
-    np.testing.assert_allclose(got, torch.stack(want).numpy(), rtol=0, atol=1e-5)
+    assert_close_scaled(got, torch.stack(want), 5e-6)
     # the training model (LoRA trained for 3 steps) embeds differently
     trained = sample_embeddings(run, "train", idx, EmbeddingArgs(pooling="last_token"))
-    assert not np.allclose(got, trained, atol=1e-6)
+    assert not close_scaled(got, trained, 5e-6)
 
 
 def test_embedding_model_with_another_vocabulary_is_refused(run, tmp_path) -> None:

@@ -100,6 +100,7 @@ def op_begin_pass(args: dict, ctx: Any) -> dict:
         micro_in_epoch=args.get("micro_in_epoch"),
         micro_done=int(args.get("micro_done", 0)),
         weights=None if weights is None else np.asarray(weights, dtype=np.float32).reshape(-1),
+        reduction=args.get("reduction", "token_mean"),
     )
 
 

@@ -8,9 +8,39 @@ public loaders and construct its own trainer class.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .errors import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .projector import Projector
+    from .step_loop import Loop
+
+
+@dataclass
+class RunCaches:
+    """What the read-only ops learn or load once per run; each field is written by the one module named."""
+
+    # model_ops.sample_lengths: token count of every sample, per split ('train' / 'eval').
+    sample_lengths: dict[str, np.ndarray] = field(default_factory=dict)
+    # model_ops.sample_order: the trainer's own train dataloader, whose sampler gives the epoch orders.
+    train_dataloader: Any = None
+    # shared_prefix.PrefixScorer: None until the first check, then True (verified) or False (disabled for the run).
+    prefix_check: bool | None = None
+    # gradients: the method that failed on this model is not retried ('linear' -> vmap; vmap -> 'loop').
+    linear_unsupported: bool = False
+    gradient_fallback: Literal["loop"] | None = None
+    pass_rows_logged: bool = False
+    # gradients._get_projector (the gradients and policy_gradients ops): the last projector, keyed by its
+    # arguments, parameter sizes and device (one at a time bounds the memory).
+    projector: tuple[tuple, Projector] | None = None
+    # embeddings: separate embedding models by real path.
+    embed_models: dict[str, Any] = field(default_factory=dict)
+    # generation: (model, tokenizer) by real path, of NICE's policy models and reward models.
+    policy_models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    reward_models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -26,9 +56,9 @@ class Run:
     train_dataset: Any
     eval_dataset: Any
     collator: Any
-    # filled by the step loop
-    loop: Any = None
-    extra: dict = field(default_factory=dict)
+    # set by step_loop.begin
+    loop: Loop | None = None
+    caches: RunCaches = field(default_factory=RunCaches)
 
 
 def _ensure_torchaudio() -> None:

@@ -101,7 +101,7 @@ def _vocab_check(run, path: str, model) -> None:
 
 def embedding_model(run, path: str):
     """Load a separate causal LM once per run, in eval mode, on the training model's device and dtype."""
-    cache = run.extra.setdefault("embedding_models", {})
+    cache = run.caches.embed_models
     key = os.path.realpath(path)
     if key in cache:
         return cache[key]

@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -76,21 +76,21 @@ def _device_dtype(run):
     return ref.device, getattr(run.model_args, "compute_dtype", None) or ref.dtype
 
 
-def _load_local(run, path: str, kind: str, what: str):
+def _load_local(run, path: str, kind: Literal["causal", "seqcls"], what: str):
     """A local model loaded once per run (eval mode, frozen) with its tokenizer, on the training device and dtype."""
-    cache = run.extra.setdefault("generation_models", {})
-    key = (kind, os.path.realpath(path))
+    cache = run.caches.policy_models if kind == "causal" else run.caches.reward_models
+    key = os.path.realpath(path)
     if key in cache:
         return cache[key]
-    if not os.path.isdir(key[1]):
+    if not os.path.isdir(key):
         raise ConfigError(f"{what} '{path}' is not a local model directory")
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
     cls = AutoModelForCausalLM if kind == "causal" else AutoModelForSequenceClassification
     device, dtype = _device_dtype(run)
     try:
-        model = cls.from_pretrained(key[1], dtype=dtype)
-        tokenizer = AutoTokenizer.from_pretrained(key[1])
+        model = cls.from_pretrained(key, dtype=dtype)
+        tokenizer = AutoTokenizer.from_pretrained(key)
     except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"cannot load {what} '{path}': {exc}") from exc
     model.to(device).eval().requires_grad_(False)

@@ -292,9 +292,10 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
     mask = inputs.get("attention_mask")
     if mask is not None and mask.dim() != 2:
         raise StateError("gradients: packed sequences (4-D attention masks, neat_packing) are not supported")
-    method = run.extra.get("gradient_method", args.method)
+    caches = run.caches
+    method = caches.gradient_fallback or args.method
     batchable = mask is None or right_padded(mask)
-    try_linear = method == "linear" or (method == "auto" and not run.extra.get("linear_unsupported"))
+    try_linear = method == "linear" or (method == "auto" and not caches.linear_unsupported)
     if owners is not None and batchable and try_linear:
         # No column after the last label's predicting position feeds a loss term: leave them out of the pass.
         trimmed, short_labels = trim_after_labels({"input_ids": input_ids}, labels)
@@ -304,7 +305,7 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
             if method == "linear":
                 raise StateError(f"gradients: method 'linear' does not apply: {exc}") from exc
             log.warning("per-sample gradients: %s; using vmap from now on", exc)
-            run.extra["linear_unsupported"] = True
+            caches.linear_unsupported = True
     if method in ("vmap", "auto") and batchable:
         try:
             return per_sample_grads_vmap(model, named, input_ids, labels)
@@ -315,18 +316,18 @@ def _chunk_grads(run, model, named, owners, inputs: dict, args: GradientArgs):
                 raise
             log.warning("per-sample gradients: vmap failed (%s: %s); using the per-sample loop from now on",
                         type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
-            run.extra["gradient_method"] = "loop"
+            caches.gradient_fallback = "loop"
     return per_sample_grads_loop(model, named, input_ids, labels, mask)
 
 
 def _get_projector(run, args: GradientArgs, sizes: list[int], device) -> Projector:
     pa = ProjectorArgs(dim=args.proj_dim, seed=args.seed, kind=args.projector)
     key = (pa, tuple(sizes), str(device))
-    cached = run.extra.get("projector")
+    cached = run.caches.projector
     if cached is not None and cached[0] == key:
         return cached[1]
     projector = Projector(pa, sizes, device)
-    run.extra["projector"] = (key, projector)  # one at a time: bounds the cache memory
+    run.caches.projector = (key, projector)  # one at a time: bounds the cache memory
     return projector
 
 
@@ -340,8 +341,8 @@ def pass_rows(run, requested: int) -> int:
     """
     micro = int(getattr(run.trainer.args, "per_device_train_batch_size", 0) or 0)
     rows = min(requested, micro) if micro > 0 else requested
-    if rows < requested and not run.extra.get("pass_rows_logged"):
-        run.extra["pass_rows_logged"] = True
+    if rows < requested and not run.caches.pass_rows_logged:
+        run.caches.pass_rows_logged = True
         log.info("gradients: %d rows per batched pass (the training micro-batch), not %d", rows, requested)
     return rows
 

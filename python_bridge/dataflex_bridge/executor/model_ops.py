@@ -11,7 +11,7 @@ import torch
 
 from .errors import StateError
 from .shared_prefix import PrefixScorer
-from .weights import IGNORE_INDEX, masked_cross_entropy
+from .weights import IGNORE_INDEX, label_positions, masked_cross_entropy
 
 # CPU batches of the losses op: at most this many hidden activations per layer (2048 tokens at hidden 256) and logits
 # (16 MiB of float32). Measured on the tiny (hidden 64) and small (hidden 256) models: larger batches stop paying once
@@ -67,11 +67,11 @@ def collate(run, dataset, idx: list[int]) -> dict:
 
 def sample_lengths(run, split: str) -> np.ndarray:
     """Token count of every sample of a split, computed once per run."""
-    key = ("lengths", split)
-    if key not in run.extra:
+    cache = run.caches.sample_lengths
+    if split not in cache:
         column = dataset_for(run, split)["input_ids"]
-        run.extra[key] = np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
-    return run.extra[key]
+        cache[split] = np.fromiter((len(x) for x in column), dtype=np.int64, count=len(column))
+    return cache[split]
 
 
 def length_batches(lengths: np.ndarray, max_tokens: int, max_rows: int | None = None) -> list[np.ndarray]:
@@ -127,7 +127,7 @@ def label_token_losses(model, inputs: dict, labels: torch.Tensor, forward=None,
     this position on, the positions before it being in `past_key_values` (shared_prefix).
     """
     forward = forward or model
-    positions = (labels[:, 1:] != IGNORE_INDEX).any(dim=0).nonzero().squeeze(1)
+    positions = label_positions(labels)
     keep = positions - offset
     if _accepts_logits_to_keep(model):
         logits = forward(**inputs, logits_to_keep=keep).logits
@@ -283,10 +283,10 @@ def sample_order(run, epochs: list[int]) -> np.ndarray:
     when `disable_shuffling`), so TypeScript's static plan equals `llamafactory-cli train` without re-implementing
     torch's randperm.
     """
-    if "train_dataloader" not in run.extra:
+    if run.caches.train_dataloader is None:
         with preserved_rng():
-            run.extra["train_dataloader"] = run.trainer.get_train_dataloader()
-    loader = run.extra["train_dataloader"]
+            run.caches.train_dataloader = run.trainer.get_train_dataloader()
+    loader = run.caches.train_dataloader
     sampler = loader.batch_sampler.sampler if loader.batch_sampler is not None else loader.sampler
     orders = []
     with preserved_rng():

@@ -59,7 +59,7 @@ class PrefixScorer:
 
     @property
     def enabled(self) -> bool:
-        return self.run.extra.get("shared_prefix") is not False
+        return self.run.caches.prefix_check is not False
 
     def inputs(self, input_ids: torch.Tensor, labels: torch.Tensor) -> tuple[dict, int] | None:
         """(forward kwargs for the batch's tokens after the shared prefix, the prefix length), or None to score
@@ -82,19 +82,19 @@ class PrefixScorer:
         return {"input_ids": input_ids[:, c:], "attention_mask": mask, "past_key_values": past, "use_cache": True}, c
 
     def disable(self, why: str) -> None:
-        self.run.extra["shared_prefix"] = False
+        self.run.caches.prefix_check = False
         log.warning("losses: scoring without the shared-prefix cache from now on (%s)", why)
 
     @property
     def verified(self) -> bool:
-        return self.run.extra.get("shared_prefix") is True
+        return self.run.caches.prefix_check is True
 
     def check(self, got: torch.Tensor, want: torch.Tensor) -> bool:
         """First use in the run: the prefix path must match the plain forward on the same rows."""
         tol = 1e-4 if self.dtype == torch.float32 else 3e-2
         ok = bool(torch.allclose(got.float(), want.float(), rtol=tol, atol=tol))
         if ok:
-            self.run.extra["shared_prefix"] = True
+            self.run.caches.prefix_check = True
         else:
             self.disable(f"it differs from the plain forward by {float((got - want).abs().max()):.3g} on this model")
         return ok

@@ -2,8 +2,9 @@
 
 TypeScript sends the plan (which samples form each micro-batch and step); this module executes it with the
 trainer's `training_step`, optimizer, scheduler, accelerator and callbacks, in the order Hugging Face's
-`Trainer._inner_training_loop` uses (see docs/executor.md). It never calls `trainer.train()`, so no sampler
-runs ahead of the plan: a decision made after step s sees the model exactly as step s left it.
+`Trainer._inner_training_loop` uses (see docs/executor.md): `begin` is its prologue, `_optimizer_step` the body
+of its inner loop, `finish` its epilogue. It never calls `trainer.train()`, so no sampler runs ahead of the plan:
+a decision made after step s sees the model exactly as step s left it.
 
 Two details decide bit-exact parity with `llamafactory-cli train`:
   * `num_items_in_batch` is the label-token count of the whole gradient-accumulation group
@@ -16,16 +17,20 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .errors import StateError
+from .weights import LossSpec, Reduction, check_reduction, training_loss
+
+logger = logging.getLogger("dataflex_bridge.executor.step_loop")  # `log` is a step flag here
 
 
 class PlanBatchSampler(Sampler[list[int]]):
@@ -52,11 +57,17 @@ class Pass:
     micro_in_epoch: int               # denominator of state.epoch
     micro_done: int                   # micro-batches consumed so far in this epoch
     iterator: Iterator[Any]
-    next_step: int = 0
+    micro_sizes: list[int]
+    reduction: Reduction = "token_mean"
     weights: np.ndarray | None = None  # per planned sample, aligned with the pass's flat index list
-    micro_sizes: list[int] = field(default_factory=list)
-    micro_index: int = 0               # next micro-batch, for slicing `weights`
-    weight_offset: int = 0
+    next_step: int = 0
+    micro_index: int = 0               # next micro-batch of `micro_sizes`
+    sample_offset: int = 0             # its first sample in the flat plan (slices `weights`)
+
+    @property
+    def hf_loss(self) -> bool:
+        """Hugging Face's own loss, untouched: no weights under token_mean."""
+        return self.weights is None and self.reduction == "token_mean"
 
 
 @dataclass
@@ -69,6 +80,29 @@ class Loop:
     learning_rate: float | None = None
     current: Pass | None = None
     step_seconds: list[float] = field(default_factory=list)
+    warned_no_logits: bool = False
+
+
+class StepFlags(NamedTuple):
+    """TypeScript's decisions for one step (its schedule mirrors DefaultFlowCallback)."""
+
+    log: bool
+    evaluate: bool
+    save: bool
+
+
+@dataclass
+class StepRecord:
+    """What one optimizer step reports."""
+
+    loss: float                      # Σ over its micro-batches of the loss training_step returned
+    grad_norm: float                 # NaN without clipping
+    lr: float
+    tokens: int                      # num_items_in_batch (0 when the trainer does not count it)
+    eval_loss: float                 # NaN unless it evaluated
+    seconds: float
+    sample_loss_sum: torch.Tensor    # float32, per sample of its micro-batches in plan order (NaN: no logits)
+    sample_tokens: torch.Tensor      # int64, each sample's label tokens (CE terms)
 
 
 def begin(run, total_steps: int) -> dict:
@@ -122,17 +156,24 @@ def begin(run, total_steps: int) -> dict:
 
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
-               micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None) -> dict:
+               micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None,
+               reduction: str = "token_mean") -> dict:
+    """One pass over planned micro-batches; `weights` (one per planned sample) and `reduction` choose the loss
+    (weights.py). No weights under token_mean: Hugging Face's own loss."""
     loop = _loop(run)
     if loop.current is not None:
         raise StateError("begin_pass: the previous pass was not ended")
+    reduction = check_reduction(reduction)
     n = len(run.train_dataset)
     if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
         raise StateError(f"begin_pass: sample index out of range [0, {n})")
     if int(micro_sizes.sum()) != indices.size or int(step_sizes.sum()) != micro_sizes.size:
         raise StateError("begin_pass: micro-batch sizes / step sizes do not add up to the plan")
-    if weights is not None and weights.size != indices.size:
-        raise StateError("begin_pass: weights must have one entry per planned sample")
+    if weights is not None:
+        if weights.size != indices.size:
+            raise StateError("begin_pass: weights must have one entry per planned sample")
+        if not np.isfinite(weights).all():
+            raise StateError(f"begin_pass: weight {int(np.argmin(np.isfinite(weights)))} is not finite")
     trainer = run.trainer
     args = trainer.args
     trainer.control = trainer.callback_handler.on_epoch_begin(args, trainer.state, trainer.control)
@@ -151,8 +192,9 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         micro_in_epoch=int(micro_in_epoch or micro_sizes.size),
         micro_done=micro_done,
         iterator=iterator,
-        weights=weights,
         micro_sizes=micro_sizes.tolist(),
+        reduction=reduction,
+        weights=weights,
     )
     return {"steps": len(loop.current.steps)}
 
@@ -161,7 +203,9 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
                 on_step=None) -> dict:
     """Run the next `count` optimizer steps of the current pass.
 
-    `log`/`evaluate`/`save` are TypeScript's per-step decisions (its schedule mirrors DefaultFlowCallback).
+    `log`/`evaluate`/`save` are TypeScript's per-step decisions. Besides the per-step series, returns each trained
+    sample's label-token CE sum and label-token count from the training forward itself (`sample_loss_sum`,
+    `sample_tokens`: one entry per sample of every micro-batch trained, in plan order).
     """
     loop = _loop(run)
     p = loop.current
@@ -169,98 +213,146 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
         raise StateError("train_steps: no pass begun")
     if p.next_step + count > len(p.steps):
         raise StateError(f"train_steps: {count} steps requested, {len(p.steps) - p.next_step} left in this pass")
-    trainer = run.trainer
-    args = trainer.args
-    model = loop.model
-    out_loss = np.zeros(count, dtype=np.float64)
-    out_gn = np.full(count, np.nan, dtype=np.float64)
-    out_lr = np.zeros(count, dtype=np.float64)
-    out_tokens = np.zeros(count, dtype=np.int64)
-    out_eval = np.full(count, np.nan, dtype=np.float64)
-    out_sec = np.zeros(count, dtype=np.float64)
     op_start = time.perf_counter()
+    records: list[StepRecord] = []
     stop = False
-    done = 0
     for k in range(count):
-        t0 = time.perf_counter()
         n_micro = p.steps[p.next_step]
-        batches, num_items = trainer.get_batch_samples(p.iterator, n_micro, args.device)
-        if len(batches) != n_micro:
-            raise StateError("train_steps: the data loader ran out before the planned step")
-        trainer.current_gradient_accumulation_steps = len(batches)
-        step_loss = torch.tensor(0.0, device=args.device)
-        for i, inputs in enumerate(batches):
-            if i == 0:
-                trainer.control = trainer.callback_handler.on_step_begin(args, trainer.state, trainer.control)
-            ctx = (
-                functools.partial(trainer.accelerator.no_sync, model=model)
-                if i != len(batches) - 1
-                else contextlib.nullcontext
-            )
-            with ctx(), _weights_scope(run, p):
-                tr_loss_step = trainer.training_step(model, inputs, num_items)
-            if args.logging_nan_inf_filter and (torch.isnan(tr_loss_step) or torch.isinf(tr_loss_step)):
-                # HF replaces a non-finite loss by the running mean of the logged window.
-                tr_loss_step = loop.tr_loss / (1 + trainer.state.global_step - trainer._globalstep_last_logged)
-            loop.tr_loss = loop.tr_loss + tr_loss_step
-            step_loss = step_loss + tr_loss_step
-            trainer.current_flos += float(trainer.floating_point_ops(inputs))
-            p.micro_done += 1
-            if i != len(batches) - 1:
-                trainer.control = trainer.callback_handler.on_substep_end(args, trainer.state, trainer.control)
-
-        if args.max_grad_norm is not None and args.max_grad_norm > 0:
-            loop.grad_norm = trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
-        trainer.control = trainer.callback_handler.on_pre_optimizer_step(args, trainer.state, trainer.control)
-        trainer.optimizer.step()
-        trainer.control = trainer.callback_handler.on_optimizer_step(args, trainer.state, trainer.control)
-        loop.learning_rate = trainer._get_learning_rate()
-        if not trainer.accelerator.optimizer_step_was_skipped:
-            if not isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-                trainer.lr_scheduler.step()
-        model.zero_grad()
-        trainer.state.global_step += 1
-        trainer.state.epoch = p.epoch + p.micro_done / p.micro_in_epoch
-        trainer.control = trainer.callback_handler.on_step_end(args, trainer.state, trainer.control)
-        # TypeScript's schedule decides; callbacks may still ask to stop (e.g. early stopping).
-        trainer.control.should_log = bool(log[k])
-        trainer.control.should_evaluate = bool(evaluate[k])
-        trainer.control.should_save = bool(save[k])
-        metrics = _log_save_evaluate(run, loop)
-        p.next_step += 1
-        done += 1
-
-        out_loss[k] = float(step_loss.item())
-        gn = loop.grad_norm
-        if gn is not None:
-            out_gn[k] = float(gn.item() if isinstance(gn, torch.Tensor) else gn)
-        out_lr[k] = float(loop.learning_rate)
-        out_tokens[k] = int(num_items.item() if isinstance(num_items, torch.Tensor) else (num_items or 0))
-        if metrics and "eval_loss" in metrics:
-            out_eval[k] = float(metrics["eval_loss"])
-        out_sec[k] = time.perf_counter() - t0
-        loop.step_seconds.append(out_sec[k])
+        rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
+        records.append(rec)
+        loop.step_seconds.append(rec.seconds)
+        state = run.trainer.state
         if on_step is not None:
             on_step({
-                "step": trainer.state.global_step, "loss": out_loss[k], "lr": out_lr[k],
-                "grad_norm": None if math.isnan(out_gn[k]) else out_gn[k], "epoch": trainer.state.epoch,
+                "step": state.global_step, "loss": rec.loss, "lr": rec.lr,
+                "grad_norm": None if math.isnan(rec.grad_norm) else rec.grad_norm, "epoch": state.epoch,
             })
-        if trainer.control.should_training_stop:
+        if run.trainer.control.should_training_stop:
             stop = True
             break
+
+    def series(field_: str, dtype) -> np.ndarray:
+        return np.array([getattr(r, field_) for r in records], dtype=dtype)
+
+    def samples(field_: str, dtype) -> np.ndarray:
+        if not records:
+            return np.zeros(0, dtype=dtype)
+        return torch.cat([getattr(r, field_) for r in records]).cpu().numpy().astype(dtype, copy=False)
+
     return {
-        "done": done,
-        "global_step": trainer.state.global_step,
-        "epoch": trainer.state.epoch,
-        "loss": out_loss[:done],
-        "grad_norm": out_gn[:done],
-        "lr": out_lr[:done],
-        "tokens": out_tokens[:done],
-        "eval_loss": out_eval[:done],
-        "seconds": out_sec[:done],
+        "done": len(records),
+        "global_step": run.trainer.state.global_step,
+        "epoch": run.trainer.state.epoch,
+        "loss": series("loss", np.float64),
+        "grad_norm": series("grad_norm", np.float64),
+        "lr": series("lr", np.float64),
+        "tokens": series("tokens", np.int64),
+        "eval_loss": series("eval_loss", np.float64),
+        "seconds": series("seconds", np.float64),
+        "sample_loss_sum": samples("sample_loss_sum", np.float32),
+        "sample_tokens": samples("sample_tokens", np.int32),
         "op_seconds": time.perf_counter() - op_start,
         "should_training_stop": stop,
     }
+
+
+def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) -> StepRecord:
+    """One optimizer step of the plan: the body of the inner loop of transformers 4.57's
+    `Trainer._inner_training_loop`, and the one place that mirrors it.
+
+    Order, as there: `get_batch_samples` (num_items_in_batch of the whole group) → per micro-batch
+    `on_step_begin` (first) / `accelerator.no_sync` (all but the last) / `training_step` / the NaN-Inf filter /
+    `floating_point_ops` / `on_substep_end` (all but the last) → `clip_grad_norm_` → `on_pre_optimizer_step` →
+    `optimizer.step` → `on_optimizer_step` → `_get_learning_rate` → `lr_scheduler.step` → `zero_grad` →
+    global_step / epoch → `on_step_end` → `_maybe_log_save_evaluate` (here `_log_save_evaluate`, with TypeScript's
+    flags). It touches the Trainer's private attributes (`_globalstep_last_logged`, `current_flos`,
+    `current_gradient_accumulation_steps`, …) on purpose: parity with `llamafactory-cli train` is bit-exact only
+    if every one of them moves as in the Trainer. Each micro-batch's per-sample CE sums come from its own forward
+    (weights.training_loss).
+    """
+    trainer = run.trainer
+    args = trainer.args
+    model = loop.model
+    t0 = time.perf_counter()
+    batches, num_items = trainer.get_batch_samples(p.iterator, n_micro, args.device)
+    if len(batches) != n_micro:
+        raise StateError("train_steps: the data loader ran out before the planned step")
+    sizes = p.micro_sizes[p.micro_index : p.micro_index + n_micro]
+    trainer.current_gradient_accumulation_steps = len(batches)
+    step_loss = torch.tensor(0.0, device=args.device)
+    sums: list[torch.Tensor] = []
+    counts: list[torch.Tensor] = []
+    for i, inputs in enumerate(batches):
+        labels = inputs.get("labels")
+        if labels is None or labels.shape[0] != sizes[i]:
+            raise StateError(f"train_steps: micro-batch {p.micro_index} has no labels or not {sizes[i]} rows")
+        labels = labels.to(args.device)
+        spec = None
+        if not p.hf_loss:
+            w = (p.weights[p.sample_offset : p.sample_offset + sizes[i]] if p.weights is not None
+                 else np.ones(sizes[i], dtype=np.float32))
+            spec = LossSpec(p.reduction, torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32),
+                            group_samples=sum(sizes), group_micro=n_micro)
+        if i == 0:
+            trainer.control = trainer.callback_handler.on_step_begin(args, trainer.state, trainer.control)
+        ctx = (
+            functools.partial(trainer.accelerator.no_sync, model=model)
+            if i != len(batches) - 1
+            else contextlib.nullcontext
+        )
+        with ctx(), training_loss(trainer, model, labels, spec) as got:
+            tr_loss_step = trainer.training_step(model, inputs, num_items)
+        if got.sums is None:
+            got.sums = torch.full((sizes[i],), float("nan"), device=labels.device)
+            if not loop.warned_no_logits:
+                loop.warned_no_logits = True
+                logger.warning("train_steps: the model's training forward returns no full-length logits (e.g. a fused "
+                            "loss kernel); per-sample losses are reported as NaN")
+        sums.append(got.sums)
+        counts.append(got.counts)
+        p.micro_index += 1
+        p.sample_offset += sizes[i]
+        if args.logging_nan_inf_filter and (torch.isnan(tr_loss_step) or torch.isinf(tr_loss_step)):
+            # HF replaces a non-finite loss by the running mean of the logged window.
+            tr_loss_step = loop.tr_loss / (1 + trainer.state.global_step - trainer._globalstep_last_logged)
+        loop.tr_loss = loop.tr_loss + tr_loss_step
+        step_loss = step_loss + tr_loss_step
+        trainer.current_flos += float(trainer.floating_point_ops(inputs))
+        p.micro_done += 1
+        if i != len(batches) - 1:
+            trainer.control = trainer.callback_handler.on_substep_end(args, trainer.state, trainer.control)
+
+    if args.max_grad_norm is not None and args.max_grad_norm > 0:
+        loop.grad_norm = trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+    trainer.control = trainer.callback_handler.on_pre_optimizer_step(args, trainer.state, trainer.control)
+    trainer.optimizer.step()
+    trainer.control = trainer.callback_handler.on_optimizer_step(args, trainer.state, trainer.control)
+    loop.learning_rate = trainer._get_learning_rate()
+    if not trainer.accelerator.optimizer_step_was_skipped:
+        if not isinstance(trainer.lr_scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            trainer.lr_scheduler.step()
+    model.zero_grad()
+    trainer.state.global_step += 1
+    trainer.state.epoch = p.epoch + p.micro_done / p.micro_in_epoch
+    trainer.control = trainer.callback_handler.on_step_end(args, trainer.state, trainer.control)
+    # TypeScript's schedule decides; callbacks may still ask to stop (e.g. early stopping).
+    trainer.control.should_log = flags.log
+    trainer.control.should_evaluate = flags.evaluate
+    trainer.control.should_save = flags.save
+    metrics = _log_save_evaluate(run, loop)
+    p.next_step += 1
+
+    gn = loop.grad_norm
+    return StepRecord(
+        loss=float(step_loss.item()),
+        grad_norm=math.nan if gn is None else float(gn.item() if isinstance(gn, torch.Tensor) else gn),
+        lr=float(loop.learning_rate),
+        tokens=int(num_items.item() if isinstance(num_items, torch.Tensor) else (num_items or 0)),
+        eval_loss=float(metrics["eval_loss"]) if metrics and "eval_loss" in metrics else math.nan,
+        seconds=time.perf_counter() - t0,
+        sample_loss_sum=torch.cat(sums),
+        sample_tokens=torch.cat(counts),
+    )
 
 
 def end_pass(run, log: bool, evaluate: bool, save: bool) -> dict:
@@ -366,22 +458,6 @@ def _log_save_evaluate(run, loop: Loop) -> dict | None:
         trainer._save_checkpoint(loop.model, None)
         trainer.control = trainer.callback_handler.on_save(trainer.args, trainer.state, trainer.control)
     return metrics
-
-
-@contextlib.contextmanager
-def _weights_scope(run, p: Pass):
-    """Expose this micro-batch's per-sample weights to the trainer's loss (see weights.py)."""
-    if p.weights is None:
-        yield
-        return
-    from .weights import active_weights
-
-    size = p.micro_sizes[p.micro_index]
-    w = p.weights[p.weight_offset : p.weight_offset + size]
-    p.weight_offset += size
-    p.micro_index += 1
-    with active_weights(run, torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32)):
-        yield
 
 
 def _loop(run) -> Loop:
