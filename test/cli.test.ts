@@ -10,12 +10,14 @@ import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
-import type { ProgressEvent, RunOptions, RunSummary } from '../src/trainers/run.ts'
+import type { ProgressEvent } from '../src/trainers/events.ts'
+import type { RunOptions, RunSummary } from '../src/trainers/run.ts'
 
 const runTraining = vi.hoisted(() => vi.fn<(cfg: unknown, opts: RunOptions) => Promise<RunSummary>>())
 vi.mock('../src/trainers/run.ts', () => ({ runTraining }))
 
-const { main, formatError } = await import('../src/cli/main.ts')
+const { main } = await import('../src/cli/main.ts')
+const { formatError } = await import('../src/cli/report.ts')
 const { createProgress, formatProgressLine, formatDuration } = await import('../src/cli/progress.ts')
 const { formatSummary } = await import('../src/cli/summary.ts')
 
