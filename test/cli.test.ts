@@ -3,7 +3,7 @@
  * `main()` in-process with a stand-in runTraining for exit codes, signals and output.
  */
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
@@ -12,6 +12,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
 import type { ProgressEvent } from '../src/trainers/events.ts'
 import type { RunOptions, RunSummary } from '../src/trainers/run.ts'
+import { tempDir } from './temp-dirs.ts'
 
 const runTraining = vi.hoisted(() => vi.fn<(cfg: unknown, opts: RunOptions) => Promise<RunSummary>>())
 vi.mock('../src/trainers/run.ts', () => ({ runTraining }))
@@ -27,7 +28,7 @@ const HAS_PYTHON = existsSync(resolvePython().executable)
 
 /** A working directory with a model folder, a dataset and an output dir holding a previous checkpoint. */
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dfx-cli-'))
+  const dir = tempDir('cli')
   mkdirSync(join(dir, 'models', 'tiny'), { recursive: true })
   mkdirSync(join(dir, 'data'))
   writeFileSync(join(dir, 'data', 'dataset_info.json'), JSON.stringify({ synth_math: { file_name: 'math.json' } }))

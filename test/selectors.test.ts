@@ -5,7 +5,7 @@
  * both sides where a random draw is part of the definition).
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -32,6 +32,7 @@ import type {
   SelectorEnv,
   Split,
 } from '../src/strategies/types.ts'
+import { tempDir } from './temp-dirs.ts'
 
 // ───────────────────────────── fixtures ─────────────────────────────
 
@@ -158,10 +159,6 @@ function refQuantile(values: number[], q: number): number {
   const lo = Math.floor(pos)
   const hi = Math.ceil(pos)
   return s[lo]! + (pos - lo) * (s[hi]! - s[lo]!)
-}
-
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'dfx-sel-'))
 }
 
 function decisions(r: SelectResult): number[] {
@@ -686,7 +683,7 @@ describe('cluster_less selector (§3.7)', () => {
   })
 
   it('passes the embedding options through: a separate model resolved against the config folder, the layer', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const model = fakeModel(blobs.n, 2, { embDim: blobs.d, embedding: blobs.data })
     const sel = make(clusterLessSelector, params({ embedding_model_name_or_path: '.', embedding_layer: -2 }), envFor(blobs.n, 2, dir))
     await sel.select(ctxFor(model, 1, 5))
@@ -751,7 +748,7 @@ describe('npy reader/writer', () => {
     const v9 = Uint8Array.from(good)
     v9[6] = 9
     expectCode(v9, 'unsupported_version')
-    expect(() => readNpy(join(tempDir(), 'missing.npy'))).toThrow(expect.objectContaining({ code: 'not_found' }))
+    expect(() => readNpy(join(tempDir('sel'), 'missing.npy'))).toThrow(expect.objectContaining({ code: 'not_found' }))
   })
 
   const python = ['python3', 'python'].find((exe) => {
@@ -764,7 +761,7 @@ describe('npy reader/writer', () => {
   })
 
   it.skipIf(python === undefined)('interoperates with numpy in both directions', () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'ts.npy'), Int32Array.from([0, 1, 2, 3, 4, 5]), [2, 3], '<i8')
     const script = [
       'import numpy as np, sys',
@@ -802,7 +799,7 @@ describe('near selector (§3.10)', () => {
   const flat = Int32Array.from(neighbours.flat())
 
   it('walks the neighbour matrix rank by rank (int32 and int64 files), same set every update', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'top_i4.npy'), flat, [3, 4], '<i4')
     writeNpy(join(dir, 'top_i8.npy'), flat, [3, 4], '<i8')
     for (const file of ['top_i4.npy', 'top_i8.npy']) {
@@ -819,7 +816,7 @@ describe('near selector (§3.10)', () => {
   })
 
   it('validates the file against numTrain, dtype and shape at construction (config errors on indices_path)', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const expectConfig = (file: string, numTrain: number, code: string, pattern: RegExp) => {
       try {
         make(nearSelector, { indices_path: file }, envFor(numTrain, 0, dir))
@@ -855,7 +852,7 @@ describe('tsds selector (§3.9)', () => {
   const probs = Float64Array.from([0.1, 0, 0.3, 0.05, 0, 0.2, 0.15, 0.2])
 
   it('samples distinct non-zero indices, seeded per step, scores = normalised probabilities', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p8.npy'), probs, [8])
     writeNpy(join(dir, 'p4.npy'), Float32Array.from(probs, (p) => p * 10), [8]) // un-normalised float32
     for (const file of ['p8.npy', 'p4.npy']) {
@@ -873,7 +870,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('first-pick frequencies follow the probabilities', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p.npy'), probs, [8])
     const sel = make(tsdsSelector, { probs_path: 'p.npy' }, envFor(8, 0, dir))
     const counts = new Float64Array(8)
@@ -882,7 +879,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('falls back to sampling with replacement, with a warning, when too few probabilities are non-zero', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p.npy'), probs, [8])
     const sel = make(tsdsSelector, { probs_path: 'p.npy' }, envFor(8, 0, dir))
     const ctx = ctxFor(fakeModel(8, 0), 1, 12)
@@ -894,7 +891,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('validates length, dtype, shape and values at construction (config errors on probs_path)', () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const expectConfig = (file: string, pattern: RegExp, code = 'bad_value') => {
       try {
         make(tsdsSelector, { probs_path: file }, envFor(8, 0, dir))
