@@ -32,6 +32,7 @@ import type {
   SelectorEnv,
   Split,
 } from '../src/strategies/types.ts'
+import { expectClose } from './close.ts'
 import { tempDir } from './temp-dirs.ts'
 
 // ───────────────────────────── fixtures ─────────────────────────────
@@ -223,7 +224,7 @@ describe('loss selector (§3.4)', () => {
       ] as [number, number, [number, number]][]) {
         const got = probabilities(losses, { focus, focus_weight: fw, quantiles: qs, temperature: t })
         const ref = refProbs(losses, focus, fw, qs, t)
-        ref.forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 14))
+        ref.forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
         expect(got.nonFinite).toBe(2)
         expect(got.low + got.medium + got.high).toBe(59)
       }
@@ -321,7 +322,7 @@ describe('delta_loss selector (§3.5)', () => {
     for (const delta of [positive, mixed]) {
       for (let c = 2; c <= 6; c++) {
         const got = deltaProbabilities(delta, c, 6, 0.2)
-        refDeltaProbs(delta, c, 6, 0.2).forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 14))
+        refDeltaProbs(delta, c, 6, 0.2).forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
       }
     }
   })
@@ -343,9 +344,9 @@ describe('delta_loss selector (§3.5)', () => {
     const second = await sel.select(ctxFor(model, 7, 20, { updateIndex: 3, updateTimes: T }))
     expect(second.info).toMatchObject({ phase: 'delta' })
     const delta = Array.from(epochStart, (l0, i) => l0 - now[i]!)
-    second.indices.forEach((i, k) => expect(second.scores![k]).toBeCloseTo(delta[i]!, 6))
+    second.indices.forEach((i, k) => expectClose(second.scores![k], delta[i]!, { rel: 1e-6, scale: 1 }))
     const got = deltaProbabilities(delta, 3, T, 0.2)
-    refDeltaProbs(delta, 3, T, 0.2).forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 12))
+    refDeltaProbs(delta, 3, T, 0.2).forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
 
     // Next flex-epoch: ℓ⁰ is re-measured (DataFlex kept the first epoch's).
     const newStart = Float32Array.from(model.losses_)
@@ -353,7 +354,7 @@ describe('delta_loss selector (§3.5)', () => {
     expect(third.info).toMatchObject({ phase: 'initial' })
     for (let i = 0; i < n; i++) model.losses_[i] = model.losses_[i]! - 0.01 * i
     const fourth = await sel.select(ctxFor(model, 11, 20, { updateIndex: 2, updateTimes: T, flexEpoch: 1 }))
-    fourth.indices.forEach((i, k) => expect(fourth.scores![k]).toBeCloseTo(newStart[i]! - model.losses_[i]!, 6))
+    fourth.indices.forEach((i, k) => expectClose(fourth.scores![k], newStart[i]! - model.losses_[i]!, { rel: 1e-6, scale: 1 }))
   })
 
   it('initial passes are deterministic per seed and differ between steps', async () => {
@@ -422,7 +423,7 @@ describe('less selector (§3.6)', () => {
     const r = await sel.select(ctxFor(model, 12, 15))
     const ref = refLessScores(model.trainGrad.adam, model.evalGrad, n, ne, model.dim)
     expect(decisions(r)).toEqual(rankDesc(ref).slice(0, 15))
-    r.indices.forEach((i, k) => expect(r.scores![k]).toBeCloseTo(ref[i]!, 10))
+    r.indices.forEach((i, k) => expectClose(r.scores![k], ref[i]!, { rel: 1e-10, scale: 1 }))
     const grads = model.calls.filter((c) => c.op === 'gradients')
     expect(grads.filter((c) => c.split === 'eval').every((c) => c.grad!.precondition === 'sgd' && c.grad!.normalize)).toBe(true)
     expect(grads.filter((c) => c.split === 'train').every((c) => c.grad!.precondition === 'adam' && c.grad!.seed === 123)).toBe(true)
@@ -602,7 +603,7 @@ describe('cluster_less selector (§3.7)', () => {
     const reps = refNearestReps(blobs.data, blobs.truth, blobs.d, 3)
     const ref = refClusterLess(blobs.truth, reps, model.trainGrad.adam, model.evalGrad, ne, model.dim, k)
     expect(decisions(r)).toEqual(ref.indices)
-    r.indices.forEach((i, q) => expect(r.scores![q]).toBeCloseTo(ref.sampleScores[i]!, 10))
+    r.indices.forEach((i, q) => expectClose(r.scores![q], ref.sampleScores[i]!, { rel: 1e-10, scale: 1 }))
     // Only the representatives' training gradients were computed.
     const trainGradIdx = model.calls.filter((c) => c.op === 'gradients' && c.split === 'train').flatMap((c) => c.indices)
     expect(new Set(trainGradIdx)).toEqual(new Set([...reps.values()].flat()))
@@ -862,7 +863,7 @@ describe('tsds selector (§3.9)', () => {
       expect(decisions(a)).toEqual(decisions(b))
       expect(new Set(a.indices).size).toBe(5)
       expect(a.indices.includes(1) || a.indices.includes(4)).toBe(false)
-      a.indices.forEach((i, k) => expect(a.scores![k]).toBeCloseTo(probs[i]!, 6))
+      a.indices.forEach((i, k) => expectClose(a.scores![k], probs[i]!, { rel: 1e-6 }))
       const seen = new Set<string>()
       for (let s = 0; s < 10; s++) seen.add(decisions(await sel.select(ctxFor(fakeModel(8, 0), s, 3))).join(','))
       expect(seen.size).toBeGreaterThan(1)
