@@ -270,6 +270,24 @@ describe('main() in process', () => {
     signals.emit('SIGINT', 'SIGINT')
     expect(forced).toEqual([130])
   })
+
+  it('a run that ignores its abort is left 30 s after the signal, with the signal\'s code', async () => {
+    runTraining.mockImplementation(() => new Promise<RunSummary>(() => undefined))
+    const { io, signals, forced } = fakeIO(env)
+    void main(['train', validConfig()], io)
+    await vi.waitFor(() => expect(runTraining).toHaveBeenCalled())
+    vi.useFakeTimers()
+    try {
+      signals.emit('SIGTERM', 'SIGTERM')
+      vi.advanceTimersByTime(29_999)
+      expect(forced).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(forced).toEqual([143])
+      expect(io.stderr.text).toContain('the run did not stop within 30 s; exiting')
+    } finally {
+      vi.useRealTimers()
+    }
+  })
 })
 
 describe('progress and summary', () => {
