@@ -3,6 +3,8 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    // Removes each test file's temporary folders when it ends.
+    setupFiles: ['./test/cleanup.ts'],
     // forks, not threads: a zeromq socket torn down inside a worker thread can abort the whole run.
     pool: 'forks',
     // Generous: tests spawn Python sidecars (torch import) on a 2-core machine.

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// The whole test suite: vitest (TypeScript), then pytest (python_bridge/tests).
-// Streams both runners' output, then ends with one plain line over both:
+// The whole test suite: the import-cycle check (`npm run lint:cycles`), vitest (TypeScript), then pytest
+// (python_bridge/tests). Streams the output, then ends with one plain line over all three:
 //     N passed, N failed, N skipped
-// Exits non-zero when a test failed or a runner crashed (a crash counts as one failure in the line).
+// Exits non-zero when a test failed, a cycle was found or a runner crashed (a crash counts as one failure in the
+// line). The cycle check counts as one passed test when clean, else one failure per cycle.
 // pytest exit 5 ("no tests collected") is not a failure.
 //
-//   node scripts/test.mjs [--only=vitest|pytest] [vitest args ...]
+//   node scripts/test.mjs [--only=cycles|vitest|pytest] [vitest args ...]
 //     e.g. `npm test -- test/config.test.ts` (extra args go to vitest)
 //   The Python interpreter is DATAFLEX_PYTHON, else <repo>/.venv/bin/python (scripts/setup.mjs builds it).
 // Node built-ins only.
@@ -21,10 +22,10 @@ const IS_WIN = process.platform === 'win32'
 let only = null
 const vitestArgs = []
 for (const a of process.argv.slice(2)) {
-  const m = /^--only=(vitest|pytest)$/.exec(a)
+  const m = /^--only=(cycles|vitest|pytest)$/.exec(a)
   if (m) only = m[1]
   else if (a.startsWith('--only')) {
-    console.error(`test: bad option ${a} (use --only=vitest or --only=pytest)`)
+    console.error(`test: bad option ${a} (use --only=cycles, --only=vitest or --only=pytest)`)
     process.exit(2)
   } else vitestArgs.push(a)
 }
@@ -77,6 +78,26 @@ function add(c) {
 
 function banner(title) {
   process.stdout.write(`\n===== ${title} =====\n`)
+}
+
+// ---------------------------------------------------------------------------------------------
+// import cycles: dependency-cruiser, exactly as `npm run lint:cycles` runs it
+
+async function runCycles() {
+  banner('import cycles')
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'))
+  const [tool, ...args] = String(pkg.scripts?.['lint:cycles'] ?? '').split(/\s+/)
+  const entry = path.join(ROOT, 'node_modules', 'dependency-cruiser', 'bin', 'dependency-cruise.mjs')
+  if (tool !== 'depcruise' || !fs.existsSync(entry)) {
+    problems.push(tool !== 'depcruise' ? 'package.json has no `lint:cycles` depcruise script' : 'dependency-cruiser is not installed (run `npm run setup`)')
+    return
+  }
+  const r = await runTee(process.execPath, [entry, ...args], { ...process.env, NO_COLOR: '1' })
+  const t = stripAnsi(r.text)
+  const cycles = /(\d+) dependency violations? \((\d+) errors?/.exec(t)
+  if (r.code === 0 && /no dependency violations found \([1-9]\d* modules/.test(t)) add({ passed: 1, failed: 0, skipped: 0 })
+  else if (cycles && Number(cycles[2]) > 0) add({ passed: 0, failed: Number(cycles[2]), skipped: 0 })
+  else problems.push(`the import-cycle check failed to run (${r.error?.message ?? `exit ${r.signal ?? r.code}`}; see its output above)`)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -177,8 +198,9 @@ async function runPytest() {
 // ---------------------------------------------------------------------------------------------
 
 const t0 = performance.now()
-if (only !== 'pytest') await runVitest()
-if (only !== 'vitest' && !interrupted) await runPytest()
+if (only === null || only === 'cycles') await runCycles()
+if ((only === null || only === 'vitest') && !interrupted) await runVitest()
+if ((only === null || only === 'pytest') && !interrupted) await runPytest()
 if (interrupted) problems.push(`interrupted by ${interrupted}`)
 
 // A crashed or misbehaving runner counts as one failure, so the summary line never reads "0 failed" on exit 1.

@@ -3,19 +3,22 @@
  * `main()` in-process with a stand-in runTraining for exit codes, signals and output.
  */
 import { execFile } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { EventEmitter } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
-import type { ProgressEvent, RunOptions, RunSummary } from '../src/trainers/run.ts'
+import type { ProgressEvent } from '../src/trainers/events.ts'
+import type { RunOptions, RunSummary } from '../src/trainers/run.ts'
+import { tempDir } from './temp-dirs.ts'
 
 const runTraining = vi.hoisted(() => vi.fn<(cfg: unknown, opts: RunOptions) => Promise<RunSummary>>())
 vi.mock('../src/trainers/run.ts', () => ({ runTraining }))
 
-const { main, formatError } = await import('../src/cli/main.ts')
+const { main } = await import('../src/cli/main.ts')
+const { formatError } = await import('../src/cli/report.ts')
 const { createProgress, formatProgressLine, formatDuration } = await import('../src/cli/progress.ts')
 const { formatSummary } = await import('../src/cli/summary.ts')
 
@@ -25,7 +28,7 @@ const HAS_PYTHON = existsSync(resolvePython().executable)
 
 /** A working directory with a model folder, a dataset and an output dir holding a previous checkpoint. */
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dfx-cli-'))
+  const dir = tempDir('cli')
   mkdirSync(join(dir, 'models', 'tiny'), { recursive: true })
   mkdirSync(join(dir, 'data'))
   writeFileSync(join(dir, 'data', 'dataset_info.json'), JSON.stringify({ synth_math: { file_name: 'math.json' } }))
@@ -266,6 +269,24 @@ describe('main() in process', () => {
     signals.emit('SIGINT', 'SIGINT')
     signals.emit('SIGINT', 'SIGINT')
     expect(forced).toEqual([130])
+  })
+
+  it('a run that ignores its abort is left 30 s after the signal, with the signal\'s code', async () => {
+    runTraining.mockImplementation(() => new Promise<RunSummary>(() => undefined))
+    const { io, signals, forced } = fakeIO(env)
+    void main(['train', validConfig()], io)
+    await vi.waitFor(() => expect(runTraining).toHaveBeenCalled())
+    vi.useFakeTimers()
+    try {
+      signals.emit('SIGTERM', 'SIGTERM')
+      vi.advanceTimersByTime(29_999)
+      expect(forced).toEqual([])
+      vi.advanceTimersByTime(1)
+      expect(forced).toEqual([143])
+      expect(io.stderr.text).toContain('the run did not stop within 30 s; exiting')
+    } finally {
+      vi.useRealTimers()
+    }
   })
 })
 

@@ -3,12 +3,13 @@
  * (DATAFLEX_PYTHON, else the repo's .venv); tests that need it are skipped when no such Python exists.
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
 import { ConfigError, loadConfig, loadLfArgNames, parsePythonYaml, type LoadOptions } from '../src/config/index.ts'
+import { tempDir } from './temp-dirs.ts'
 
 const PYTHON = resolvePython().executable
 let lfNamesAvailable = false
@@ -19,7 +20,7 @@ beforeAll(async () => {
 
 /** A working directory with a model folder, data/dataset_info.json and its files. */
 function workspace(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'dfx-config-'))
+  const dir = tempDir('config')
   mkdirSync(join(dir, 'models', 'tiny'), { recursive: true })
   writeFileSync(join(dir, 'models', 'tiny', 'config.json'), '{}')
   mkdirSync(join(dir, 'data'))
@@ -281,7 +282,7 @@ describe('loadConfig: files and paths', () => {
   it('a hub id that is not in the local cache is model_not_found (runs never download)', async () => {
     const err = await configError(BASE, ['model_name_or_path=SomeOrg/some-model'], {
       python: false,
-      env: { ...process.env, HF_HUB_CACHE: mkdtempSync(join(tmpdir(), 'dfx-hub-')) },
+      env: { ...process.env, HF_HUB_CACHE: tempDir('hub') },
     })
     expect(err.code).toBe('model_not_found')
   })
@@ -317,7 +318,7 @@ describe('LLaMA-Factory argument names', () => {
   it.skipIf(!existsSync(PYTHON))(
     'are introspected once and cached per interpreter and version',
     async () => {
-      const cacheDir = mkdtempSync(join(tmpdir(), 'dfx-cache-'))
+      const cacheDir = tempDir('cache')
       const names = await loadLfArgNames({ cacheDir })
       expect(names.ok).toBe(true)
       if (!names.ok) return

@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { startBridge, type Bridge } from '../src/bridge/index.ts'
 import { Executor, type PassPlan } from '../src/trainers/executor.ts'
+import { expectAllClose } from './close.ts'
 import { tempDir, tinyConfig } from './support.ts'
 
 const bridges: Bridge[] = []
@@ -54,14 +55,14 @@ describe('model ops see the current model', () => {
     expect(Array.from(await live.losses('train', probe))).toEqual(Array.from(after))
     // Padding-aware: other batch compositions give the same per-sample losses.
     const small = await live.losses('train', probe, 3)
-    for (let i = 0; i < probe.length; i++) expect(Math.abs(small[i]! - after[i]!)).toBeLessThanOrEqual(1e-5)
+    expectAllClose(small, after, { rel: 1e-5 }, 'loss at batch size 3')
 
     const fresh = await executor()
     await fresh.load(
       tinyConfig(join(dir, 'reload'), { adapter_name_or_path: join(dir, 'out', `checkpoint-${k}`), eval_strategy: 'no' }),
     )
     const fromCheckpoint = await fresh.losses('train', probe)
-    for (let i = 0; i < probe.length; i++) expect(Math.abs(after[i]! - fromCheckpoint[i]!)).toBeLessThanOrEqual(1e-5)
+    expectAllClose(fromCheckpoint, after, { rel: 1e-5 }, 'loss from the checkpoint')
   }, 300_000)
 })
 
@@ -81,10 +82,8 @@ describe('per-sample weights', () => {
     const plain = await runWith(() => undefined)
     const ones = await runWith((n) => new Float32Array(n).fill(1))
     // Same loss up to float rounding (per-token sums vs Hugging Face's fused reduction).
-    for (let i = 0; i < 3; i++) {
-      expect(Math.abs(ones.loss[i]! - plain.loss[i]!)).toBeLessThanOrEqual(1e-5)
-      expect(Math.abs(ones.grad_norm[i]! - plain.grad_norm[i]!)).toBeLessThanOrEqual(1e-5)
-    }
+    expectAllClose(ones.loss, plain.loss, { rel: 1e-5 }, 'loss')
+    expectAllClose(ones.grad_norm, plain.grad_norm, { rel: 1e-5 }, 'grad_norm')
     const zeros = await runWith((n) => new Float32Array(n))
     expect(Array.from(zeros.loss)).toEqual([0, 0, 0])
     expect(Array.from(zeros.grad_norm)).toEqual([0, 0, 0])

@@ -23,6 +23,7 @@ import {
 } from '../src/math/sampling.ts'
 import { l2NormalizeRows, mean, quantile, quantiles, softmax } from '../src/math/stats.ts'
 import { argsortAsc, argsortDesc, topK } from '../src/math/topk.ts'
+import { expectClose } from './close.ts'
 
 /** Deterministic test data without the RNG under test: a tiny LCG. */
 function lcg(seed: number): () => number {
@@ -77,8 +78,8 @@ describe('stats', () => {
   it('quantile interpolates linearly between order statistics (torch.quantile default)', () => {
     const x = [4, 1, 3, 2]
     // pos = q·(n−1): 0.33 → 0.99 → 1 + 0.99·(2−1); 0.66 → 1.98 → 2 + 0.98·(3−2).
-    expect(quantile(x, 0.33)).toBeCloseTo(1.99, 12)
-    expect(quantile(x, 0.66)).toBeCloseTo(2.98, 12)
+    expectClose(quantile(x, 0.33), 1.99, { rel: 1e-12 })
+    expectClose(quantile(x, 0.66), 2.98, { rel: 1e-12 })
     expect(quantile(x, 0)).toBe(1)
     expect(quantile(x, 1)).toBe(4)
     expect(quantile([5], 0.5)).toBe(5)
@@ -90,7 +91,7 @@ describe('stats', () => {
       const pos = q * 100
       const lo = Math.floor(pos)
       const ref = sorted[lo]! + (pos - lo) * (sorted[Math.ceil(pos)]! - sorted[lo]!)
-      expect(qs[i]).toBeCloseTo(ref, 12)
+      expectClose(qs[i], ref, { rel: 1e-12 })
     }
     expect(() => quantile([], 0.5)).toThrow(RangeError)
     expect(() => quantile([1, NaN], 0.5)).toThrow(RangeError)
@@ -102,11 +103,11 @@ describe('stats', () => {
     const x = [1, 2, 3]
     const s = softmax(x)
     const z = x.reduce((a, v) => a + Math.exp(v), 0)
-    x.forEach((v, i) => expect(s[i]).toBeCloseTo(Math.exp(v) / z, 14))
+    x.forEach((v, i) => expectClose(s[i], Math.exp(v) / z, { rel: 1e-13 }))
     const big = softmax([1000, 1001], 1)
-    expect(big[1]! / big[0]!).toBeCloseTo(Math.E, 10)
+    expectClose(big[1]! / big[0]!, Math.E, { rel: 1e-10 })
     const t = softmax([0, 1], 2)
-    expect(t[1]! / t[0]!).toBeCloseTo(Math.exp(0.5), 12)
+    expectClose(t[1]! / t[0]!, Math.exp(0.5), { rel: 1e-12 })
   })
 
   it('l2NormalizeRows leaves zero rows at zero', () => {
@@ -127,25 +128,26 @@ describe('linalg', () => {
     for (let r = 0; r < a.rows; r++) {
       let s = 0
       for (let c = 0; c < 7; c++) s += a.data[r * 7 + c]! * v[c]!
-      expect(mv[r]).toBeCloseTo(s, 12)
-      expect(rowDot(a, r, v)).toBeCloseTo(s, 12)
+      // Terms up to 3 in size that may cancel: the error scales with them, not with the sum.
+      expectClose(mv[r], s, { rel: 1e-12, scale: 3 })
+      expectClose(rowDot(a, r, v), s, { rel: 1e-12, scale: 3 })
     }
     const m = meanRows(a)
     for (let c = 0; c < 7; c++) {
       let s = 0
       for (let r = 0; r < a.rows; r++) s += a.data[r * 7 + c]!
-      expect(m[c]).toBeCloseTo(s / a.rows, 12)
+      expectClose(m[c], s / a.rows, { rel: 1e-12, scale: 1 })
     }
     const sums = addRows(b, new Float64Array(7))
     for (let c = 0; c < 7; c++) {
       let s = 0
       for (let r = 0; r < b.rows; r++) s += b.data[r * 7 + c]!
-      expect(sums[c]).toBeCloseTo(s, 12)
+      expectClose(sums[c], s, { rel: 1e-12, scale: 1 })
     }
     const x = Float64Array.from([1, 2, 2])
     const y = Float64Array.from([2, 0, 1])
     expect(dot(x, y)).toBe(4)
-    expect(cosine(x, y)).toBeCloseTo(4 / (3 * Math.sqrt(5)), 14)
+    expectClose(cosine(x, y), 4 / (3 * Math.sqrt(5)), { rel: 1e-13 })
     expect(cosine(x, new Float64Array(3))).toBe(0)
   })
 
@@ -155,7 +157,7 @@ describe('linalg', () => {
       for (let j = 0; j < b.rows; j++) {
         let s = 0
         for (let c = 0; c < 7; c++) s += (a.data[i * 7 + c]! - b.data[j * 7 + c]!) ** 2
-        expect(full[i * b.rows + j]).toBeCloseTo(s, 12)
+        expectClose(full[i * b.rows + j], s, { rel: 1e-12 })
       }
     }
     for (const chunk of [1, 3, 4, 13, 100]) {

@@ -13,6 +13,7 @@ import { exactKnn, forEachKnnChunk, type Rows } from '../src/prepare/knn.ts'
 import { parsePrepareOptions } from '../src/prepare/options.ts'
 import { kernelDensity, tsdsProbabilities, uniqueIds, waterFill } from '../src/prepare/tsds.ts'
 import { asFloatVector, asIntMatrix, readNpy } from '../src/strategies/npy.ts'
+import { expectAllClose, expectClose } from './close.ts'
 import { TINY_MODEL, tempDir, tinyConfig, writeConfig } from './support.ts'
 
 // ------------------------------------------------------------------------------------------------ fixtures
@@ -180,7 +181,7 @@ describe('TSDS water-filling', () => {
     const ten = waterFill(idx, d, one, 1, 4, 8, { alpha: 0.5, c: 10 })
     expect(ten.stopped).toBe(false)
     expect(ten.lastK[0]).toBe(2)
-    for (const [i, v] of [[7, 1 / 3], [2, 1 / 3], [5, 1 / 3], [0, 0]] as const) expect(ten.probs[i]).toBeCloseTo(v, 15)
+    for (const [i, v] of [[7, 1 / 3], [2, 1 / 3], [5, 1 / 3], [0, 0]] as const) expectClose(ten.probs[i], v, { rel: 1e-14, scale: 1 })
   })
 
   it('matches the reference on random inputs, for several α, C, σ and K', () => {
@@ -199,8 +200,8 @@ describe('TSDS water-filling', () => {
       const got = tsdsProbabilities(queries, base, p)
       const want = refTsds(queries, base, p)
       expect(got.probs.length).toBe(40)
-      for (let i = 0; i < 40; i++) expect(Math.abs(got.probs[i]! - want[i]!)).toBeLessThan(1e-12)
-      expect(got.probs.reduce((a, b) => a + b, 0)).toBeCloseTo(1, 12)
+      expectAllClose(got.probs, want, { rel: 1e-12, scale: 1 }, 'probability')
+      expectClose(got.probs.reduce((a, b) => a + b, 0), 1, { rel: 1e-12 })
     }
   })
 
@@ -213,7 +214,7 @@ describe('TSDS water-filling', () => {
       expect(kappa[u]).toBeGreaterThanOrEqual(1)
       let want = 0
       for (let v = 0; v < ids.length; v++) want += Math.max(0, 1 - sq(base, ids[u]!, base, ids[v]!))
-      expect(kappa[u]).toBeCloseTo(want, 12)
+      expectClose(kappa[u], want, { rel: 1e-12 })
     }
     expect(Array.from(kernelDensity(base, ids, 5, 0))).toEqual([1, 1, 1, 1, 1])
   })
@@ -296,7 +297,7 @@ describe.skipIf(!CAN_RUN)('dataflex prepare on the tiny model', () => {
       expect(p).toBeGreaterThanOrEqual(0)
       sum += p
     }
-    expect(sum).toBeCloseTo(1, 12)
+    expectClose(sum, 1, { rel: 1e-12 })
     const tsdsMeta = JSON.parse(readFileSync(`${tsdsOut}.json`, 'utf8')) as Meta
     expect(tsdsMeta).toMatchObject({ method: 'tsds', shape: [52], params: { k: 52, kde_k: 52, sigma: 0.75, alpha: 0.6, c: 5 } })
     expect(tsdsMeta.data.queries).toMatchObject({ source: 'eval', rows: 26 })

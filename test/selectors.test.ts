@@ -5,7 +5,7 @@
  * both sides where a random draw is part of the definition).
  */
 import { execFileSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
@@ -32,6 +32,8 @@ import type {
   SelectorEnv,
   Split,
 } from '../src/strategies/types.ts'
+import { expectClose } from './close.ts'
+import { tempDir } from './temp-dirs.ts'
 
 // ───────────────────────────── fixtures ─────────────────────────────
 
@@ -160,10 +162,6 @@ function refQuantile(values: number[], q: number): number {
   return s[lo]! + (pos - lo) * (s[hi]! - s[lo]!)
 }
 
-function tempDir(): string {
-  return mkdtempSync(join(tmpdir(), 'dfx-sel-'))
-}
-
 function decisions(r: SelectResult): number[] {
   return Array.from(r.indices)
 }
@@ -226,7 +224,7 @@ describe('loss selector (§3.4)', () => {
       ] as [number, number, [number, number]][]) {
         const got = probabilities(losses, { focus, focus_weight: fw, quantiles: qs, temperature: t })
         const ref = refProbs(losses, focus, fw, qs, t)
-        ref.forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 14))
+        ref.forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
         expect(got.nonFinite).toBe(2)
         expect(got.low + got.medium + got.high).toBe(59)
       }
@@ -324,7 +322,7 @@ describe('delta_loss selector (§3.5)', () => {
     for (const delta of [positive, mixed]) {
       for (let c = 2; c <= 6; c++) {
         const got = deltaProbabilities(delta, c, 6, 0.2)
-        refDeltaProbs(delta, c, 6, 0.2).forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 14))
+        refDeltaProbs(delta, c, 6, 0.2).forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
       }
     }
   })
@@ -346,9 +344,9 @@ describe('delta_loss selector (§3.5)', () => {
     const second = await sel.select(ctxFor(model, 7, 20, { updateIndex: 3, updateTimes: T }))
     expect(second.info).toMatchObject({ phase: 'delta' })
     const delta = Array.from(epochStart, (l0, i) => l0 - now[i]!)
-    second.indices.forEach((i, k) => expect(second.scores![k]).toBeCloseTo(delta[i]!, 6))
+    second.indices.forEach((i, k) => expectClose(second.scores![k], delta[i]!, { rel: 1e-6, scale: 1 }))
     const got = deltaProbabilities(delta, 3, T, 0.2)
-    refDeltaProbs(delta, 3, T, 0.2).forEach((p, i) => expect(got.probs[i]).toBeCloseTo(p, 12))
+    refDeltaProbs(delta, 3, T, 0.2).forEach((p, i) => expectClose(got.probs[i], p, { rel: 1e-12, scale: 1 }))
 
     // Next flex-epoch: ℓ⁰ is re-measured (DataFlex kept the first epoch's).
     const newStart = Float32Array.from(model.losses_)
@@ -356,7 +354,7 @@ describe('delta_loss selector (§3.5)', () => {
     expect(third.info).toMatchObject({ phase: 'initial' })
     for (let i = 0; i < n; i++) model.losses_[i] = model.losses_[i]! - 0.01 * i
     const fourth = await sel.select(ctxFor(model, 11, 20, { updateIndex: 2, updateTimes: T, flexEpoch: 1 }))
-    fourth.indices.forEach((i, k) => expect(fourth.scores![k]).toBeCloseTo(newStart[i]! - model.losses_[i]!, 6))
+    fourth.indices.forEach((i, k) => expectClose(fourth.scores![k], newStart[i]! - model.losses_[i]!, { rel: 1e-6, scale: 1 }))
   })
 
   it('initial passes are deterministic per seed and differ between steps', async () => {
@@ -425,7 +423,7 @@ describe('less selector (§3.6)', () => {
     const r = await sel.select(ctxFor(model, 12, 15))
     const ref = refLessScores(model.trainGrad.adam, model.evalGrad, n, ne, model.dim)
     expect(decisions(r)).toEqual(rankDesc(ref).slice(0, 15))
-    r.indices.forEach((i, k) => expect(r.scores![k]).toBeCloseTo(ref[i]!, 10))
+    r.indices.forEach((i, k) => expectClose(r.scores![k], ref[i]!, { rel: 1e-10, scale: 1 }))
     const grads = model.calls.filter((c) => c.op === 'gradients')
     expect(grads.filter((c) => c.split === 'eval').every((c) => c.grad!.precondition === 'sgd' && c.grad!.normalize)).toBe(true)
     expect(grads.filter((c) => c.split === 'train').every((c) => c.grad!.precondition === 'adam' && c.grad!.seed === 123)).toBe(true)
@@ -605,7 +603,7 @@ describe('cluster_less selector (§3.7)', () => {
     const reps = refNearestReps(blobs.data, blobs.truth, blobs.d, 3)
     const ref = refClusterLess(blobs.truth, reps, model.trainGrad.adam, model.evalGrad, ne, model.dim, k)
     expect(decisions(r)).toEqual(ref.indices)
-    r.indices.forEach((i, q) => expect(r.scores![q]).toBeCloseTo(ref.sampleScores[i]!, 10))
+    r.indices.forEach((i, q) => expectClose(r.scores![q], ref.sampleScores[i]!, { rel: 1e-10, scale: 1 }))
     // Only the representatives' training gradients were computed.
     const trainGradIdx = model.calls.filter((c) => c.op === 'gradients' && c.split === 'train').flatMap((c) => c.indices)
     expect(new Set(trainGradIdx)).toEqual(new Set([...reps.values()].flat()))
@@ -686,7 +684,7 @@ describe('cluster_less selector (§3.7)', () => {
   })
 
   it('passes the embedding options through: a separate model resolved against the config folder, the layer', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const model = fakeModel(blobs.n, 2, { embDim: blobs.d, embedding: blobs.data })
     const sel = make(clusterLessSelector, params({ embedding_model_name_or_path: '.', embedding_layer: -2 }), envFor(blobs.n, 2, dir))
     await sel.select(ctxFor(model, 1, 5))
@@ -751,7 +749,7 @@ describe('npy reader/writer', () => {
     const v9 = Uint8Array.from(good)
     v9[6] = 9
     expectCode(v9, 'unsupported_version')
-    expect(() => readNpy(join(tempDir(), 'missing.npy'))).toThrow(expect.objectContaining({ code: 'not_found' }))
+    expect(() => readNpy(join(tempDir('sel'), 'missing.npy'))).toThrow(expect.objectContaining({ code: 'not_found' }))
   })
 
   const python = ['python3', 'python'].find((exe) => {
@@ -764,7 +762,7 @@ describe('npy reader/writer', () => {
   })
 
   it.skipIf(python === undefined)('interoperates with numpy in both directions', () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'ts.npy'), Int32Array.from([0, 1, 2, 3, 4, 5]), [2, 3], '<i8')
     const script = [
       'import numpy as np, sys',
@@ -802,7 +800,7 @@ describe('near selector (§3.10)', () => {
   const flat = Int32Array.from(neighbours.flat())
 
   it('walks the neighbour matrix rank by rank (int32 and int64 files), same set every update', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'top_i4.npy'), flat, [3, 4], '<i4')
     writeNpy(join(dir, 'top_i8.npy'), flat, [3, 4], '<i8')
     for (const file of ['top_i4.npy', 'top_i8.npy']) {
@@ -819,7 +817,7 @@ describe('near selector (§3.10)', () => {
   })
 
   it('validates the file against numTrain, dtype and shape at construction (config errors on indices_path)', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const expectConfig = (file: string, numTrain: number, code: string, pattern: RegExp) => {
       try {
         make(nearSelector, { indices_path: file }, envFor(numTrain, 0, dir))
@@ -855,7 +853,7 @@ describe('tsds selector (§3.9)', () => {
   const probs = Float64Array.from([0.1, 0, 0.3, 0.05, 0, 0.2, 0.15, 0.2])
 
   it('samples distinct non-zero indices, seeded per step, scores = normalised probabilities', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p8.npy'), probs, [8])
     writeNpy(join(dir, 'p4.npy'), Float32Array.from(probs, (p) => p * 10), [8]) // un-normalised float32
     for (const file of ['p8.npy', 'p4.npy']) {
@@ -865,7 +863,7 @@ describe('tsds selector (§3.9)', () => {
       expect(decisions(a)).toEqual(decisions(b))
       expect(new Set(a.indices).size).toBe(5)
       expect(a.indices.includes(1) || a.indices.includes(4)).toBe(false)
-      a.indices.forEach((i, k) => expect(a.scores![k]).toBeCloseTo(probs[i]!, 6))
+      a.indices.forEach((i, k) => expectClose(a.scores![k], probs[i]!, { rel: 1e-6 }))
       const seen = new Set<string>()
       for (let s = 0; s < 10; s++) seen.add(decisions(await sel.select(ctxFor(fakeModel(8, 0), s, 3))).join(','))
       expect(seen.size).toBeGreaterThan(1)
@@ -873,7 +871,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('first-pick frequencies follow the probabilities', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p.npy'), probs, [8])
     const sel = make(tsdsSelector, { probs_path: 'p.npy' }, envFor(8, 0, dir))
     const counts = new Float64Array(8)
@@ -882,7 +880,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('falls back to sampling with replacement, with a warning, when too few probabilities are non-zero', async () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     writeNpy(join(dir, 'p.npy'), probs, [8])
     const sel = make(tsdsSelector, { probs_path: 'p.npy' }, envFor(8, 0, dir))
     const ctx = ctxFor(fakeModel(8, 0), 1, 12)
@@ -894,7 +892,7 @@ describe('tsds selector (§3.9)', () => {
   })
 
   it('validates length, dtype, shape and values at construction (config errors on probs_path)', () => {
-    const dir = tempDir()
+    const dir = tempDir('sel')
     const expectConfig = (file: string, pattern: RegExp, code = 'bad_value') => {
       try {
         make(tsdsSelector, { probs_path: file }, envFor(8, 0, dir))

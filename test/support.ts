@@ -1,7 +1,6 @@
 /** Shared fixtures for the integration tests: the repo's Python, the tiny local model, temp run folders. */
 import { execFile } from 'node:child_process'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
@@ -11,9 +10,7 @@ export const PYTHON = resolvePython().executable
 export const TINY_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2')
 export const DEMO_DATA = join(REPO_ROOT, 'data', 'demo')
 
-export function tempDir(prefix: string): string {
-  return mkdtempSync(join(tmpdir(), `dfx-${prefix}-`))
-}
+export { tempDir } from './temp-dirs.ts'
 
 /** A small but complete LoRA SFT config on the tiny model (GA, warmup + cosine, clipping, dropout, eval). */
 export function tinyConfig(outputDir: string, extra: Record<string, unknown> = {}): Record<string, unknown> {

@@ -3,7 +3,7 @@
  * On a terminal the line is redrawn in place; elsewhere (CI logs, pipes) a plain line is written every
  * ~5% and at the end, so logs stay short and readable.
  */
-import type { ProgressEvent } from '../trainers/run.ts'
+import type { ProgressEvent } from '../trainers/events.ts'
 
 export interface ProgressStream {
   write(chunk: string): boolean

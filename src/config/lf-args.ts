@@ -5,10 +5,11 @@
  */
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises'
-import { dirname, join } from 'node:path'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { z } from 'zod'
 import { REPO_ROOT, resolvePython, sidecarEnv } from '../bridge/python.ts'
+import { writeFileAtomic } from '../util/atomic.ts'
 
 const CACHE_FORMAT = 1
 const INTROSPECT_TIMEOUT_MS = 60_000
@@ -76,14 +77,6 @@ async function readCache(file: string): Promise<LfArgNamesFile | undefined> {
   }
 }
 
-async function writeCache(file: string, data: LfArgNamesFile): Promise<void> {
-  // Write-then-rename so concurrent runs never read a half-written file.
-  await mkdir(dirname(file), { recursive: true })
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`
-  await writeFile(tmp, JSON.stringify(data))
-  await rename(tmp, file)
-}
-
 async function load(python: string, cacheDir: string, env: NodeJS.ProcessEnv): Promise<LfArgNames> {
   let version: z.output<typeof VersionSchema>
   try {
@@ -103,7 +96,11 @@ async function load(python: string, cacheDir: string, env: NodeJS.ProcessEnv): P
   } catch (err) {
     return { ok: false, reason: err instanceof Error ? err.message : String(err) }
   }
-  await writeCache(file, fresh).catch(() => undefined) // a read-only checkout just re-introspects next time
+  try {
+    writeFileAtomic(file, JSON.stringify(fresh)) // atomic: concurrent runs never read a half-written file
+  } catch {
+    // a read-only checkout just re-introspects next time
+  }
   return { ok: true, names: new Set(fresh.names), llamafactory: fresh.llamafactory, fromCache: false }
 }
 

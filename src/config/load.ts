@@ -7,6 +7,7 @@ import { homedir } from 'node:os'
 import { resolve } from 'node:path'
 import type { z } from 'zod'
 import { ConfigError } from './errors.ts'
+import { issueAt } from './issues.ts'
 import { loadLfArgNames } from './lf-args.ts'
 import { checkDatasets, checkModel, checkProportions, type PrecheckContext } from './prechecks.ts'
 import {
@@ -132,35 +133,27 @@ function envEnabled(value: string | undefined): boolean {
 }
 
 function badValue(
-  issue: z.core.$ZodIssue,
+  failure: z.ZodError | z.core.$ZodIssue,
   raw: Plain,
   where: (key: string) => string,
 ): ConfigError {
-  const key = issue.path.map(String).join('.')
+  const { issue, key, value, unknownKey, suggestion } = issueAt(failure, raw)
   const top = String(issue.path[0] ?? '')
-  if (issue.code === 'unrecognized_keys') {
-    const bad = issue.keys[0] ?? ''
-    const full = key === '' ? bad : `${key}.${bad}`
+  if (unknownKey !== undefined) {
     const allowed = ['name', 'params', ...COMPONENT_SECTIONS]
-    return new ConfigError('unknown_key', `unknown key '${full}' (${where(top)})`, {
-      key: full,
-      hint: didYouMean(bad, allowed),
+    return new ConfigError('unknown_key', `unknown key '${unknownKey.key}' (${where(top)})`, {
+      key: unknownKey.key,
+      hint: didYouMean(unknownKey.name, allowed),
     })
   }
-  let value: unknown = raw
-  for (const p of issue.path) value = isPlain(value) || Array.isArray(value) ? (value as Plain)[String(p)] : undefined
   const field = (DataflexConfigSchema.shape as Record<string, z.ZodType>)[top]
   const expected = issue.path.length === 1 && issue.code !== 'custom' ? field?.description : undefined
   const detail = expected !== undefined ? `expected ${expected}` : issue.message
-  let hint: string | undefined
-  if (issue.code === 'invalid_value' && typeof value === 'string') {
-    hint = didYouMean(value, issue.values.map(String))
-  }
   const message =
     value === undefined
       ? `missing '${key}' (${where(top)}): ${detail}`
       : `bad value for '${key}' (${where(top)}): ${show(value)}; ${detail}`
-  return new ConfigError('bad_value', message, { key, hint })
+  return new ConfigError('bad_value', message, { key, hint: suggestion })
 }
 
 /**
@@ -226,7 +219,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
     )
   }
   const parsed = DataflexConfigRulesSchema.safeParse(dataflexRaw)
-  if (!parsed.success) throw badValue(parsed.error.issues[0]!, dataflexRaw, where)
+  if (!parsed.success) throw badValue(parsed.error, dataflexRaw, where)
   const dataflex = parsed.data
 
   const ctx: PrecheckContext = { cwd, env, where, warn }

@@ -1,20 +1,17 @@
 /**
  * The `prepare` subcommand: `dataflex prepare near|tsds <config.yaml> [key=value ...] --out <file.npy> ...`.
- * main.ts registers it and passes its error reporter, so exit codes and messages match `train`.
+ * It runs under the same lifecycle as `train` (cli/lifecycle.ts), so signals, exit codes and messages match.
  */
 import type { Command } from 'commander'
-import type { CliIO } from '../cli/main.ts'
+import type { CliIO } from '../cli/io.ts'
+import { runCommand } from '../cli/lifecycle.ts'
 import { parsePrepareOptions, runPrepare, type PrepareCliOptions } from './index.ts'
 
 export interface PrepareCliContext {
   readonly io: CliIO
-  /** Prints the error as `train` would and returns the exit code. */
-  readonly report: (err: unknown) => number
+  /** Receives the command's exit code. */
   readonly done: (code: number) => void
 }
-
-const SIGNAL_EXIT = { SIGINT: 130, SIGTERM: 143 } as const
-type StopSignal = keyof typeof SIGNAL_EXIT
 
 export function registerPrepare(program: Command, ctx: PrepareCliContext): void {
   program
@@ -33,40 +30,26 @@ export function registerPrepare(program: Command, ctx: PrepareCliContext): void 
     .option('--alpha <x>', 'tsds: transport/diversity trade-off in [0, 1] (default 0.6)')
     .option('--c <x>', 'tsds: cost scale C > 0 (default 5.0)')
     .action(async (method: string, config: string, overrides: string[], options: PrepareCliOptions) => {
-      ctx.done(await prepareCommand(method, config, overrides, options, ctx))
+      ctx.done(await prepareCommand(method, config, overrides, options, ctx.io))
     })
 }
 
-async function prepareCommand(
+function prepareCommand(
   method: string,
   config: string,
   overrides: string[],
   options: PrepareCliOptions,
-  ctx: PrepareCliContext,
+  io: CliIO,
 ): Promise<number> {
-  const { io } = ctx
-  const controller = new AbortController()
-  let received: StopSignal | undefined
-  const onSignal = (signal: StopSignal): void => {
-    if (received !== undefined) {
-      io.forceExit(SIGNAL_EXIT[received])
-      return
-    }
-    received = signal
-    io.stderr.write(`\n${signal}: stopping (repeat to exit at once)\n`)
-    controller.abort(new DOMException(`interrupted by ${signal}`, 'AbortError'))
-  }
-  io.signals.on('SIGINT', onSignal)
-  io.signals.on('SIGTERM', onSignal)
-  try {
+  return runCommand(io, { what: 'prepare' }, async (signal) => {
     const settings = parsePrepareOptions(method, config, overrides, options)
     const summary = await runPrepare(settings, {
       env: io.env,
-      signal: controller.signal,
+      signal,
       log: (line) => void io.stderr.write(`${line}\n`),
       onWarning: (message) => void io.stderr.write(`warning: ${message}\n`),
     })
-    if (received !== undefined) return SIGNAL_EXIT[received]
+    if (signal.aborted) return
     const stats = Object.entries(summary.stats)
       .map(([k, v]) => `${k}=${typeof v === 'number' && !Number.isInteger(v) ? v.toPrecision(4) : v}`)
       .join(' ')
@@ -74,12 +57,5 @@ async function prepareCommand(
       `wrote ${summary.out} (${summary.dtype}, shape [${summary.shape.join(', ')}]) and ${summary.meta} in ` +
         `${summary.seconds.toFixed(1)} s${stats ? `\n  ${stats}` : ''}\n`,
     )
-    return 0
-  } catch (err) {
-    if (received !== undefined) return SIGNAL_EXIT[received]
-    return ctx.report(err)
-  } finally {
-    io.signals.off('SIGINT', onSignal)
-    io.signals.off('SIGTERM', onSignal)
-  }
+  })
 }

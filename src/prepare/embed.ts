@@ -8,7 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { NdArray, startBridge, type Bridge, type LogEntry } from '../bridge/index.ts'
+import { NdArray, type Bridge } from '../bridge/index.ts'
+import { withSidecar } from '../bridge/session.ts'
 import { ConfigError } from '../config/errors.ts'
 import type { LoadedConfig } from '../config/index.ts'
 import { Executor, type LoadInfo } from '../trainers/executor.ts'
@@ -105,39 +106,34 @@ async function embedSplit(
 }
 
 export async function embedPoolAndQueries(cfg: LoadedConfig, req: EmbedRequest): Promise<Embedded> {
+  // LLaMA-Factory wants an output_dir; prepare writes nothing there.
   const scratch = mkdtempSync(join(tmpdir(), 'dataflex-prepare-'))
-  const lf = sidecarConfig(cfg, req.queries, scratch)
-  const onLog = (e: LogEntry): void => {
-    if (e.source === 'sidecar' ? process.env.DATAFLEX_VERBOSE : e.level === 'warn' || e.level === 'error') req.log(e.message)
-  }
-  const bridge = await startBridge({ python: req.python, log: onLog, readyTimeoutMs: 120_000, helloTimeoutMs: 120_000 })
-  const abort = (): void => void bridge.close({ graceMs: 1_500 })
-  req.signal?.addEventListener('abort', abort, { once: true })
   try {
-    const t0 = performance.now()
-    const info = await new Executor(bridge).load(lf)
-    const t1 = performance.now()
-    if (info.num_eval === 0) {
-      throw new ConfigError('bad_value', 'no queries: the config has no eval set', {
-        key: '--queries',
-        hint: 'set eval_dataset (or val_size) in the config, or pass --queries <dataset name>',
-      })
-    }
-    req.log(`loaded: ${info.num_train} train rows, ${info.num_eval} query rows (${((t1 - t0) / 1000).toFixed(1)} s)`)
-    const train = await embedSplit(bridge, 'train', info.num_train, req)
-    const t2 = performance.now()
-    const queries = await embedSplit(bridge, 'eval', info.num_eval, req)
-    const t3 = performance.now()
-    if (queries.cols !== train.cols) {
-      throw new PrepareError('bad_model_output', `query embeddings have ${queries.cols} columns, train ${train.cols}`)
-    }
-    return { train, queries, info, seconds: { load: (t1 - t0) / 1000, train: (t2 - t1) / 1000, queries: (t3 - t2) / 1000 } }
-  } catch (err) {
-    if (req.signal?.aborted) throw new PrepareError('aborted', 'prepare interrupted', { cause: err })
-    throw err
+    const lf = sidecarConfig(cfg, req.queries, scratch)
+    const aborted = (cause: unknown): Error => new PrepareError('aborted', 'prepare interrupted', { cause })
+    return await withSidecar({ python: req.python, signal: req.signal, log: req.log, aborted }, (bridge) => embedAll(bridge, lf, req))
   } finally {
-    req.signal?.removeEventListener('abort', abort)
-    await bridge.close()
     rmSync(scratch, { recursive: true, force: true })
   }
+}
+
+async function embedAll(bridge: Bridge, lf: Record<string, unknown>, req: EmbedRequest): Promise<Embedded> {
+  const t0 = performance.now()
+  const info = await new Executor(bridge).load(lf)
+  const t1 = performance.now()
+  if (info.num_eval === 0) {
+    throw new ConfigError('bad_value', 'no queries: the config has no eval set', {
+      key: '--queries',
+      hint: 'set eval_dataset (or val_size) in the config, or pass --queries <dataset name>',
+    })
+  }
+  req.log(`loaded: ${info.num_train} train rows, ${info.num_eval} query rows (${((t1 - t0) / 1000).toFixed(1)} s)`)
+  const train = await embedSplit(bridge, 'train', info.num_train, req)
+  const t2 = performance.now()
+  const queries = await embedSplit(bridge, 'eval', info.num_eval, req)
+  const t3 = performance.now()
+  if (queries.cols !== train.cols) {
+    throw new PrepareError('bad_model_output', `query embeddings have ${queries.cols} columns, train ${train.cols}`)
+  }
+  return { train, queries, info, seconds: { load: (t1 - t0) / 1000, train: (t2 - t1) / 1000, queries: (t3 - t2) / 1000 } }
 }

@@ -8,19 +8,10 @@
 import { createHash, type Hash } from 'node:crypto'
 import { closeSync, existsSync, openSync, readFileSync, readSync, readdirSync, statSync } from 'node:fs'
 import { isAbsolute, join, relative, resolve } from 'node:path'
+import { canonicalJson } from '../util/canonical-json.ts'
 
 const WHOLE_LIMIT = 64 << 20
 const EDGE = 1 << 20
-
-/** JSON with sorted keys, so equal configs hash equal whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`
-  }
-  return JSON.stringify(value) ?? 'null'
-}
 
 export function sha256(text: string): string {
   return createHash('sha256').update(text).digest('hex')

@@ -9,10 +9,12 @@
 import { basename } from 'node:path'
 import { loadConfig, type LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
+import { writeNpy } from '../strategies/npy.ts'
+import { writeJsonAtomic } from '../util/atomic.ts'
+import { canonicalJson } from '../util/canonical-json.ts'
 import { embedPoolAndQueries } from './embed.ts'
-import { canonicalJson, datasetFingerprint, modelFingerprint, queryDatasets, sha256, trainDatasets } from './fingerprint.ts'
+import { datasetFingerprint, modelFingerprint, queryDatasets, sha256, trainDatasets } from './fingerprint.ts'
 import { exactKnn } from './knn.ts'
-import { metaPath, writeJsonAtomic, writeNpyAtomic } from './output.ts'
 import type { PrepareSettings } from './options.ts'
 import { tsdsProbabilities } from './tsds.ts'
 
@@ -72,7 +74,7 @@ export async function runPrepare(settings: PrepareSettings, hooks: PrepareHooks 
     dtype = '<i4'
     params = { k }
     stats = { distinct: new Set(nb.indices).size }
-    writeNpyAtomic(settings.out, nb.indices, shape, dtype)
+    writeNpy(settings.out, nb.indices, shape, dtype)
   } else {
     const r = tsdsProbabilities(emb.queries, emb.train, { k, kdeK: settings.kdeK, sigma: settings.sigma, alpha: settings.alpha, c: settings.c })
     shape = [n]
@@ -88,7 +90,7 @@ export async function runPrepare(settings: PrepareSettings, hooks: PrepareHooks 
       support: r.support,
       mean_neighbourhood: filled / m,
     }
-    writeNpyAtomic(settings.out, r.probs, shape, dtype)
+    writeNpy(settings.out, r.probs, shape, dtype)
   }
   const computeSeconds = (performance.now() - t1) / 1000
 
@@ -131,6 +133,11 @@ export async function runPrepare(settings: PrepareSettings, hooks: PrepareHooks 
   const metaFile = metaPath(settings.out)
   writeJsonAtomic(metaFile, meta)
   return { out: settings.out, meta: metaFile, shape, dtype, seconds: (performance.now() - t0) / 1000, stats }
+}
+
+/** The JSON record that sits next to `<out>`. */
+function metaPath(out: string): string {
+  return `${out}.json`
 }
 
 function round(s: number): number {

@@ -6,6 +6,7 @@ import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'
 import { z } from 'zod'
 import { ConfigError } from '../config/errors.ts'
+import { issueAt } from '../config/issues.ts'
 import { TSDS_DEFAULTS } from './tsds.ts'
 
 export const PREPARE_METHODS = ['near', 'tsds'] as const
@@ -54,7 +55,7 @@ function parseFlag<T>(flag: string, schema: z.ZodType<T>, raw: string | undefine
   if (raw === undefined) return fallback
   const r = schema.safeParse(raw)
   if (!r.success) {
-    throw new ConfigError('bad_value', `bad value for ${flag}: '${raw}'; ${r.error.issues[0]?.message ?? 'invalid'}`, { key: flag })
+    throw new ConfigError('bad_value', `bad value for ${flag}: '${raw}'; ${issueAt(r.error, raw).issue.message}`, { key: flag })
   }
   return r.data
 }

@@ -3,7 +3,8 @@
  * prepare` and the near/tsds selectors. Only little-endian, C-order float32/float64/int32/int64 arrays; anything
  * else is a typed NpyError that says what was found and what was expected.
  */
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync } from 'node:fs'
+import { writeFileAtomic } from '../util/atomic.ts'
 
 export type NpyDtype = '<f4' | '<f8' | '<i4' | '<i8'
 
@@ -171,8 +172,9 @@ export function encodeNpy(data: Float32Array | Float64Array | Int32Array, shape:
   return out
 }
 
+/** Writes a .npy atomically: a selector never reads a half-written file, an interrupted write leaves the old one. */
 export function writeNpy(path: string, data: Float32Array | Float64Array | Int32Array, shape: readonly number[], dtype?: NpyDtype): void {
-  writeFileSync(path, encodeNpy(data, shape, dtype))
+  writeFileAtomic(path, encodeNpy(data, shape, dtype))
 }
 
 function fmtShape(shape: readonly number[]): string {

@@ -5,7 +5,7 @@
  */
 import type { Bridge } from '../bridge/index.ts'
 import type { Executor, LoadInfo, PassPlan } from './executor.ts'
-import type { Phase, ProgressEvent } from './run.ts'
+import type { Phase, ProgressEvent } from './events.ts'
 import type { RunLog, StepRecord } from './runlog.ts'
 import { parseFlowArgs, stepEvents, type FlowArgs, type StepPosition } from './schedule.ts'
 

@@ -6,26 +6,16 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { startBridge, type LogEntry } from '../bridge/index.ts'
+import { withSidecar } from '../bridge/session.ts'
 import type { LoadedConfig } from '../config/index.ts'
 import { describeInput } from '../strategies/input-paths.ts'
 import { resolveComponent } from '../strategies/presets.ts'
 import { TrainDriver } from './driver.ts'
+import type { ProgressEvent } from './events.ts'
 import { Executor } from './executor.ts'
 import { RunLog } from './runlog.ts'
 import { runSelect } from './select.ts'
 import { runStatic } from './static.ts'
-
-export type Phase = 'loading' | 'warmup' | 'selecting' | 'training' | 'evaluating' | 'saving' | 'finishing'
-
-export interface ProgressEvent {
-  step: number
-  totalSteps: number
-  phase: Phase
-  loss?: number
-  lr?: number
-  epoch?: number
-}
 
 export interface RunSummary {
   steps: number
@@ -71,20 +61,12 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
   // buffered so a config error does not create files in the output dir.
   const sidecarLines: string[] = []
   let sidecarLog: string | undefined
-  const onLog = (e: LogEntry): void => {
-    if (e.source === 'sidecar') {
-      if (sidecarLog) appendFileSync(sidecarLog, e.message + '\n')
-      else sidecarLines.push(e.message)
-      if (process.env.DATAFLEX_VERBOSE) opts.log?.(e.message)
-    } else if (e.level === 'warn' || e.level === 'error') {
-      opts.log?.(`bridge ${e.level}: ${e.message}`)
-    }
+  const onSidecarLine = (line: string): void => {
+    if (sidecarLog) appendFileSync(sidecarLog, line + '\n')
+    else sidecarLines.push(line)
   }
-
-  const bridge = await startBridge({ python: opts.python, log: onLog, readyTimeoutMs: 120_000, helloTimeoutMs: 120_000 })
-  const abort = (): void => void bridge.close({ graceMs: 1_500 })
-  opts.signal?.addEventListener('abort', abort, { once: true })
-  try {
+  const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
+  return withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
     const exec = new Executor(bridge)
     const info = await exec.load(cfg.lf)
     opts.signal?.throwIfAborted()
@@ -100,11 +82,5 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
       ? await runSelect(driver, cfg, selector, { log: opts.log ?? (() => {}), signal: opts.signal })
       : await runStatic(driver)
     return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
-  } catch (err) {
-    if (opts.signal?.aborted) throw new RunAbortedError('training interrupted', { cause: err })
-    throw err
-  } finally {
-    opts.signal?.removeEventListener('abort', abort)
-    await bridge.close()
-  }
+  })
 }

@@ -1,5 +1,6 @@
-import { appendFileSync, mkdirSync, renameSync, writeFileSync } from 'node:fs'
-import { dirname, join } from 'node:path'
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { writeJsonAtomic } from '../util/atomic.ts'
 
 /** One line of `dataflex/decisions.jsonl`: every decision the run made, enough to replay it. */
 export interface Decision {
@@ -49,11 +50,4 @@ export class RunLog {
   writeJson(name: string, value: unknown): void {
     writeJsonAtomic(join(this.dir, name), value)
   }
-}
-
-export function writeJsonAtomic(path: string, value: unknown): void {
-  mkdirSync(dirname(path), { recursive: true })
-  const tmp = `${path}.tmp-${process.pid}`
-  writeFileSync(tmp, JSON.stringify(value, null, 2) + '\n')
-  renameSync(tmp, path)
 }

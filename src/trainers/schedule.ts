@@ -5,6 +5,7 @@
  * and `training_args.py`, and to accelerate 1.11.0's `data_loader.py`.
  */
 import { z } from 'zod'
+import { issueAt } from '../config/issues.ts'
 
 export class ScheduleError extends Error {
   override readonly name = 'ScheduleError'
@@ -173,8 +174,7 @@ function nonNegativeInt(value: number, name: string): number {
 export function buildStaticPlan(input: StaticPlanInput): StaticPlan {
   const parsedArgs = PlanArgsSchema.safeParse(input.args)
   if (!parsedArgs.success) {
-    const issue = parsedArgs.error.issues[0]!
-    const key = issue.path.map(String).join('.')
+    const { issue, key } = issueAt(parsedArgs.error, input.args)
     throw new ScheduleError('config_error', `bad value for '${key}': ${issue.message}`, { key, cause: parsedArgs.error })
   }
   const args = parsedArgs.data
@@ -320,8 +320,7 @@ export type FlowArgsInput = z.input<typeof FlowArgsSchema>
 export function parseFlowArgs(input: FlowArgsInput | Record<string, unknown>): FlowArgs {
   const parsed = FlowArgsSchema.safeParse(input)
   if (!parsed.success) {
-    const issue = parsed.error.issues[0]!
-    const key = issue.path.map(String).join('.')
+    const { issue, key } = issueAt(parsed.error, input)
     throw new ScheduleError('config_error', `bad value for '${key}': ${issue.message}`, { key, cause: parsed.error })
   }
   return parsed.data

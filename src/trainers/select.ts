@@ -14,6 +14,7 @@ import { Rng } from '../math/rng.ts'
 import { uniformWithReplacement } from '../math/sampling.ts'
 import type { ResolvedSelector } from '../strategies/presets.ts'
 import type { ModelOps, SelectContext, SelectResult, SelectorInstance } from '../strategies/types.ts'
+import { canonicalJson } from '../util/canonical-json.ts'
 import { passPlanOf, type DriverSummary, type TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
@@ -64,18 +65,6 @@ const NOT_IN_CACHE_KEY = new Set([
   'ddp_timeout',
 ])
 
-function canonical(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonical)
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.keys(value)
-        .sort()
-        .map((k) => [k, canonical((value as Record<string, unknown>)[k])]),
-    )
-  }
-  return value
-}
-
 export interface CacheKeyInput {
   cfg: Pick<LoadedConfig, 'lf' | 'dataflex'>
   selector: Pick<ResolvedSelector, 'key' | 'algorithm' | 'strategy' | 'rawParams' | 'file'>
@@ -114,7 +103,7 @@ export function cacheKey(input: CacheKeyInput): string {
     },
     training,
   }
-  return createHash('sha256').update(JSON.stringify(canonical(material))).digest('hex').slice(0, 16)
+  return createHash('sha256').update(canonicalJson(material)).digest('hex').slice(0, 16)
 }
 
 /** Checks what a selector returned and makes it exactly `want` long (see docs/select.md, "Short selections"). */
