@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
 import { ConfigError, loadConfig, loadLfArgNames, parsePythonYaml, type LoadOptions } from '../src/config/index.ts'
+import { trainerFor } from '../src/trainers/table.ts'
 import { tempDir } from './temp-dirs.ts'
 
 const PYTHON = resolvePython().executable
@@ -241,10 +242,20 @@ describe('loadConfig: bad values', () => {
     expect(err.hint).toContain('key=value')
   })
 
-  it('dynamic train types are not supported yet', async () => {
-    const err = await configError(`${BASE}train_type: dynamic_weight\n`, [], { python: false })
-    expect(err.code).toBe('unsupported')
-    expect(err.message).toContain('later release')
+  it('dynamic train types without a trainer yet are refused by the trainer table, naming the key', async () => {
+    const { cfg } = await load(`${BASE}train_type: dynamic_weight\ncomponent_name: w\n`, [], { python: false })
+    let err: unknown
+    try {
+      trainerFor(cfg)
+    } catch (e) {
+      err = e
+    }
+    expect(err).toBeInstanceOf(ConfigError)
+    expect((err as ConfigError).code).toBe('unsupported')
+    expect((err as ConfigError).key).toBe('train_type')
+    expect((err as ConfigError).message).toContain('later release')
+    expect((err as ConfigError).hint).toBe('supported now: static, dynamic_select')
+    expect(trainerFor({ ...cfg, dataflex: { ...cfg.dataflex, train_type: 'dynamic_select' } }).trainType).toBe('dynamic_select')
   })
 })
 

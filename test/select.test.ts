@@ -23,7 +23,8 @@ import type { Bridge } from '../src/bridge/index.ts'
 import { TrainDriver } from '../src/trainers/driver.ts'
 import type { Executor, LoadInfo, PassPlan, StepFlags } from '../src/trainers/executor.ts'
 import { RunLog } from '../src/trainers/runlog.ts'
-import { cacheKey, runSelect, settleIndices, splitInfo, summarizeScores } from '../src/trainers/select.ts'
+import { runSelect, settleIndices } from '../src/trainers/select.ts'
+import { cacheKey, splitInfo, summarizeScores } from '../src/trainers/strategy-runtime.ts'
 import { PYTHON, tempDir, tinyConfig, writeConfig } from './support.ts'
 
 const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
@@ -354,13 +355,13 @@ describe('decision plumbing', () => {
     const cfg = { ...fakeConfig(dir, { component_name: 'random' }), lf: { model_name_or_path: '/m', dataset: 'a,b', output_dir: '/o1', logging_steps: 1 } }
     const selector = { key: 'random', algorithm: 'random', strategy: 'random', rawParams: { seed: 1 }, file: undefined }
     const key = (over: Partial<Parameters<typeof cacheKey>[0]> = {}): string =>
-      cacheKey({ cfg, selector, numTrain: 10, numEval: 2, seed: 42, ...over })
+      cacheKey({ cfg, component: selector, numTrain: 10, numEval: 2, seed: 42, ...over })
     expect(key()).toBe(key())
     expect(key({ cfg: { ...cfg, lf: { ...cfg.lf, output_dir: '/o2', logging_steps: 5 } } })).toBe(key())
     expect(key({ cfg: { ...cfg, lf: { ...cfg.lf, model_name_or_path: '/m2' } } })).not.toBe(key())
     expect(key({ cfg: { ...cfg, lf: { ...cfg.lf, dataset: 'a' } } })).not.toBe(key())
     expect(key({ numTrain: 11 })).not.toBe(key())
-    expect(key({ selector: { ...selector, rawParams: { seed: 2 } } })).not.toBe(key())
+    expect(key({ component: { ...selector, rawParams: { seed: 2 } } })).not.toBe(key())
     expect(key({ seed: 43 })).not.toBe(key())
   })
 })

@@ -16,8 +16,8 @@ import {
   DataflexConfigRulesSchema,
   DataflexConfigSchema,
   TrainTypeSchema,
-  type DataflexConfig,
   type TrainType,
+  type DataflexConfig,
 } from './schema.ts'
 import { didYouMean } from './suggest.ts'
 import { YamlSyntaxError, parseOverrideValue, parsePythonYaml } from './yaml.ts'
@@ -41,10 +41,12 @@ export interface LoadOptions {
   /** Cache folder for the LLaMA-Factory key list; default <repo>/.cache. */
   cacheDir?: string
   onWarning?: (message: string) => void
+  /**
+   * Refuses a train type that cannot run here (throws), called as soon as `train_type` is read, before the keys it
+   * governs are judged; `where` locates the key. The train command passes the trainer table's gate.
+   */
+  checkTrainType?: (trainType: TrainType, where: string) => void
 }
-
-// The lead lifts this as the dynamic trainers land.
-const SUPPORTED_TRAIN_TYPES: ReadonlySet<TrainType> = new Set(['static', 'dynamic_select'])
 
 type Plain = Record<string, unknown>
 
@@ -205,19 +207,14 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
     }
   }
 
-  // train_type first: an unsupported mode should say so before its other keys are judged.
+  // train_type first: a misspelt one should say so before the keys it governs are judged. Which types run is the
+  // trainer table's call (trainers/table.ts).
   const trainType = TrainTypeSchema.default('static').safeParse(dataflexRaw['train_type'])
   if (!trainType.success) {
     const issue = trainType.error.issues[0]!
     throw badValue({ ...issue, path: ['train_type'] }, dataflexRaw, where)
   }
-  if (!SUPPORTED_TRAIN_TYPES.has(trainType.data)) {
-    throw new ConfigError(
-      'unsupported',
-      `train_type '${trainType.data}' (${where('train_type')}) is not supported yet; it lands in a later release`,
-      { key: 'train_type', hint: `supported now: ${[...SUPPORTED_TRAIN_TYPES].join(', ')}` },
-    )
-  }
+  opts.checkTrainType?.(trainType.data, where('train_type'))
   const parsed = DataflexConfigRulesSchema.safeParse(dataflexRaw)
   if (!parsed.success) throw badValue(parsed.error, dataflexRaw, where)
   const dataflex = parsed.data

@@ -4,7 +4,8 @@
  */
 import { z } from 'zod'
 
-export const TrainTypeSchema = z.enum(['static', 'dynamic_select', 'dynamic_mix', 'dynamic_weight'])
+// Every train type of the Python DataFlex; trainers/table.ts says which of them run.
+export const TrainTypeSchema = z.enum(['static', 'dynamic_select', 'dynamic_mix', 'dynamic_weight', 'dynamic_reorder', 'dynamic_lego'])
 export type TrainType = z.output<typeof TrainTypeSchema>
 
 export const MixtureSampleRuleSchema = z.enum(['mixture', 'stratified', 'uniform'])

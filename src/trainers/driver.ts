@@ -148,26 +148,3 @@ export class TrainDriver {
     this.unsubscribe = undefined
   }
 }
-
-/** Plan of consecutive micro-batches: `order` cut into micro-batches of `batch`, `perStep` of them per step. */
-export function passPlanOf(
-  order: Int32Array,
-  batch: number,
-  stepMicroCounts: readonly number[],
-  epoch: number,
-  microInEpoch: number,
-  microDone = 0,
-): PassPlan {
-  const microSizes: number[] = []
-  for (let start = 0; start < order.length; start += batch) microSizes.push(Math.min(batch, order.length - start))
-  const planned = stepMicroCounts.reduce((a, b) => a + b, 0)
-  if (planned !== microSizes.length) throw new Error(`plan has ${microSizes.length} micro-batches but its steps take ${planned}`)
-  return {
-    epoch,
-    indices: order,
-    microSizes: Int32Array.from(microSizes),
-    stepSizes: Int32Array.from(stepMicroCounts),
-    microInEpoch,
-    microDone,
-  }
-}

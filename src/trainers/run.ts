@@ -1,21 +1,18 @@
 /**
  * `dataflex train`: load the run in the sidecar, plan it in TypeScript, execute the plan step by step.
  *
- * This module owns the run's lifetime (sidecar, run log, abort); the train_type modules only build passes:
- * static.ts (a plain LLaMA-Factory run, step for step) and select.ts (dynamic_select), both over driver.ts.
+ * This module owns the run's lifetime (sidecar, run log, abort); the trainer of the train_type (table.ts) prepares
+ * before the sidecar starts, then plans and walks the run over driver.ts.
  */
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { withSidecar } from '../bridge/session.ts'
 import type { LoadedConfig } from '../config/index.ts'
-import { describeInput } from '../strategies/input-paths.ts'
-import { resolveComponent } from '../strategies/presets.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
 import { Executor } from './executor.ts'
 import { RunLog } from './runlog.ts'
-import { runSelect } from './select.ts'
-import { runStatic } from './static.ts'
+import { trainerFor } from './table.ts'
 
 export interface RunSummary {
   steps: number
@@ -38,23 +35,13 @@ export class RunAbortedError extends Error {
   readonly code = 'aborted'
 }
 
-export class UnsupportedTrainTypeError extends Error {
-  override readonly name = 'UnsupportedTrainTypeError'
-  readonly code = 'config_error'
-}
-
 export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Promise<RunSummary> {
   const started = performance.now()
   const progress = opts.onProgress ?? (() => {})
   opts.signal?.throwIfAborted()
-  // Strategy presets are resolved before the sidecar starts: a bad param is a config error in a second, not after
-  // loading a model.
-  const selector = cfg.dataflex.train_type === 'dynamic_select' ? await resolveComponent(cfg, 'selector') : undefined
-  for (const warning of selector?.warnings ?? []) opts.log?.(`warning: ${warning}`)
-  for (const input of selector?.inputs ?? []) opts.log?.(`[${selector!.key}] ${describeInput(input, selector!.preset)}`)
-  if (cfg.dataflex.train_type !== 'static' && cfg.dataflex.train_type !== 'dynamic_select') {
-    throw new UnsupportedTrainTypeError(`train_type '${cfg.dataflex.train_type}' is not supported yet`)
-  }
+  const log = opts.log ?? (() => {})
+  const trainer = trainerFor(cfg)
+  const prepared = await trainer.prepare(cfg, log)
   progress({ step: 0, totalSteps: 0, phase: 'loading' })
 
   // Sidecar output goes to <output_dir>/dataflex/sidecar.log once we know the run is valid; until then it is
@@ -78,9 +65,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     appendFileSync(sidecarLog, sidecarLines.join('\n') + (sidecarLines.length ? '\n' : ''))
 
     const driver = new TrainDriver(exec, bridge, info, runlog, progress)
-    const summary = selector
-      ? await runSelect(driver, cfg, selector, { log: opts.log ?? (() => {}), signal: opts.signal })
-      : await runStatic(driver)
+    const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal })
     return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
   })
 }

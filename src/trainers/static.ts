@@ -7,6 +7,8 @@ import { hashArrays } from '../math/hash.ts'
 import type { TrainDriver, DriverSummary } from './driver.ts'
 import type { LoadInfo, PassPlan } from './executor.ts'
 import { buildStaticPlan, type PlanPass, type StaticPlan } from './schedule.ts'
+import type { Trainer } from './trainer.ts'
+import { walk } from './walk.ts'
 
 export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
   const info = d.info
@@ -22,13 +24,14 @@ export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
     sampleOrder: (e) => orders.get(e) ?? fail(`no sample order for epoch ${e}`),
   })
 
-  await d.begin(plan.maxSteps)
-  try {
-    for (const pass of plan.passes) {
-      if (pass.steps.length === 0) continue
+  const windows = plan.passes.map((pass) => ({ pass, decisionStep: (pass.steps[0]?.globalStep ?? 1) - 1, steps: pass.steps }))
+  await walk(d, {
+    maxSteps: plan.maxSteps,
+    windows,
+    plan: ({ pass, decisionStep }) => {
       const passPlan = toPassPlan(pass, plan)
       d.runlog.decision({
-        step: pass.steps[0]!.globalStep - 1,
+        step: decisionStep,
         kind: 'plan',
         strategy: 'static',
         epoch: pass.epoch,
@@ -36,12 +39,9 @@ export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
         samples: passPlan.indices.length,
         hash: hashArrays(passPlan.indices, passPlan.microSizes, passPlan.stepSizes),
       })
-      const r = await d.trainPass(passPlan, pass.steps)
-      if (r.stopped) break
-    }
-  } finally {
-    d.close()
-  }
+      return passPlan
+    },
+  })
   return d.finish()
 }
 
@@ -78,4 +78,12 @@ function identity(n: number): Int32Array {
 
 function fail(message: string): never {
   throw new Error(message)
+}
+
+/** `train_type: static` (or none): nothing to prepare before the model loads. */
+export const staticTrainer: Trainer<undefined> = {
+  trainType: 'static',
+  description: 'plain LLaMA-Factory training, step for step',
+  prepare: async () => undefined,
+  train: (d) => runStatic(d),
 }

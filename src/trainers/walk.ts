@@ -1,0 +1,85 @@
+/**
+ * Walking a planned run. Every train_type plans its run as a list of windows — consecutive optimizer steps trained
+ * as one pass over one index plan — and this module walks them the same way for all: before each window the
+ * trainer decides its samples (a fixed sampler order, a selection, a draw by domain proportions, an ordering), then
+ * the window is trained as one pass, and a callback asking to stop (early stopping) ends the walk.
+ * Planning stays in the pure schedule modules (schedule.ts, select-schedule.ts); deciding stays in the trainers.
+ */
+import type { Rng } from '../math/rng.ts'
+import type { TrainDriver } from './driver.ts'
+import type { Phase } from './events.ts'
+import type { PassPlan } from './executor.ts'
+import type { StepPosition } from './schedule.ts'
+
+/** What the walker needs of a window; trainers keep their own richer window types. */
+export interface StepWindow {
+  /** Global step the window's decision follows (0: before the first step). */
+  readonly decisionStep: number
+  /** Flow-callback position of each step, in order (one pass = these steps). */
+  readonly steps: readonly StepPosition[]
+}
+
+export interface Walk<W extends StepWindow> {
+  /** Optimizer steps of the whole run (the scheduler's horizon). */
+  readonly maxSteps: number
+  readonly windows: Iterable<W>
+  /** The window's pass: its samples decided and cut into micro-batches and steps. */
+  plan(window: W): PassPlan | Promise<PassPlan>
+  /** Progress phase while the window trains (default 'training'). */
+  phase?(window: W): Phase
+  readonly signal?: AbortSignal
+}
+
+/** Trains every window in order; returns how many windows were trained (a stop request ends the walk early). */
+export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): Promise<number> {
+  await d.begin(run.maxSteps)
+  let walked = 0
+  try {
+    for (const w of run.windows) {
+      run.signal?.throwIfAborted()
+      if (w.steps.length === 0) continue
+      const plan = await run.plan(w)
+      d.report(run.phase?.(w) ?? 'training', w.decisionStep)
+      const r = await d.trainPass(plan, w.steps)
+      walked++
+      if (r.stopped) break
+    }
+  } finally {
+    d.close()
+  }
+  return walked
+}
+
+/**
+ * Plan of consecutive micro-batches: `order` cut into micro-batches of `batch`, `stepMicroCounts[k]` of them for
+ * step k — what a DataLoader over `order` with batch size `batch` yields, grouped by gradient accumulation.
+ */
+export function passPlanOf(
+  order: Int32Array,
+  batch: number,
+  stepMicroCounts: readonly number[],
+  epoch: number,
+  microInEpoch: number,
+  microDone = 0,
+): PassPlan {
+  const microSizes: number[] = []
+  for (let start = 0; start < order.length; start += batch) microSizes.push(Math.min(batch, order.length - start))
+  const planned = stepMicroCounts.reduce((a, b) => a + b, 0)
+  if (planned !== microSizes.length) throw new Error(`plan has ${microSizes.length} micro-batches but its steps take ${planned}`)
+  return {
+    epoch,
+    indices: order,
+    microSizes: Int32Array.from(microSizes),
+    stepSizes: Int32Array.from(stepMicroCounts),
+    microInEpoch,
+    microDone,
+  }
+}
+
+/** Fisher–Yates with a seeded stream: the order a RandomSampler over Subset(train, indices) would visit. */
+export function shuffled(indices: Int32Array, rng: Rng): Int32Array {
+  const perm = rng.permutation(indices.length)
+  const out = new Int32Array(indices.length)
+  for (let i = 0; i < out.length; i++) out[i] = indices[perm[i]!]!
+  return out
+}
