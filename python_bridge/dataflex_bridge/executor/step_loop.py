@@ -122,8 +122,11 @@ def begin(run, total_steps: int) -> dict:
 
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
-               micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None) -> dict:
+               micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None,
+               reduction: str = "token_mean") -> dict:
     loop = _loop(run)
+    if reduction != "token_mean":  # TODO(wave1-D): sample_mean
+        raise StateError(f"begin_pass: reduction {reduction!r} is not implemented yet")
     if loop.current is not None:
         raise StateError("begin_pass: the previous pass was not ended")
     n = len(run.train_dataset)
