@@ -6,9 +6,9 @@
 import { readFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import { NdArray, type Bridge } from '../src/bridge/index.ts'
+import { NdArray, OpArgsError, type Bridge } from '../src/bridge/index.ts'
 import { OPS_SCHEMA_PATH, opsSchemaText } from '../src/bridge/ops-schema.ts'
-import { NDARRAY_KEYWORD, OP_NAMES, OPS, OpArgsError, OpClient, ndarray, toJsonSchema } from '../src/bridge/ops.ts'
+import { NDARRAY_KEYWORD, OP_NAMES, OPS, OpClient, ndarray, toJsonSchema } from '../src/bridge/ops.ts'
 
 /** A bridge that records what would be sent and answers with `reply`. */
 function recordingBridge(reply: Record<string, unknown> = {}) {

@@ -12,7 +12,7 @@
  * Names on the wire are snake_case; TypeScript callers that use camelCase map them word for word.
  */
 import { z } from 'zod'
-import { BridgeError } from './errors.ts'
+import { OpArgsError } from './errors.ts'
 import { NdArray, type DType } from './frames.ts'
 import type { Bridge } from './index.ts'
 
@@ -378,26 +378,9 @@ export type OpName = keyof typeof OPS
 export type SidecarOpName = { [N in OpName]: (typeof OPS)[N]['direction'] extends 'to_sidecar' ? N : never }[OpName]
 /** What a caller passes (defaults may be left out). */
 export type OpArgs<N extends OpName> = z.input<(typeof OPS)[N]['args']>
-/** What goes on the wire (defaults applied). */
-export type OpWireArgs<N extends OpName> = z.output<(typeof OPS)[N]['args']>
 export type OpResult<N extends OpName> = z.output<(typeof OPS)[N]['result']>
 
 export const OP_NAMES = Object.keys(OPS) as OpName[]
-
-/** Args that do not match the catalog, refused before anything is sent. */
-export class OpArgsError extends BridgeError {
-  declare readonly code: 'bad_args'
-  readonly op: string
-
-  constructor(op: string, error: z.ZodError) {
-    const issues = error.issues
-      .slice(0, 3)
-      .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(args)'}: ${i.message}`)
-      .join('; ')
-    super('bad_args', `${op}: invalid args: ${issues}`, { cause: error })
-    this.op = op
-  }
-}
 
 /** The catalog's ops over a bridge: args parsed (defaults applied) before sending, results parsed on return. */
 export class OpClient {
