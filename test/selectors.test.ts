@@ -427,7 +427,7 @@ describe('less selector (§3.6)', () => {
     const grads = model.calls.filter((c) => c.op === 'gradients')
     expect(grads.filter((c) => c.split === 'eval').every((c) => c.grad!.precondition === 'sgd' && c.grad!.normalize)).toBe(true)
     expect(grads.filter((c) => c.split === 'train').every((c) => c.grad!.precondition === 'adam' && c.grad!.seed === 123)).toBe(true)
-    expect(grads.every((c) => c.grad!.batchRows === 16)).toBe(true) // save_interval: rows per batched gradient pass
+    expect(grads.every((c) => c.grad!.chunkSize === 16)).toBe(true) // save_interval: rows per batched gradient pass
     expect(grads.filter((c) => c.split === 'train').flatMap((c) => c.indices)).toEqual(Array.from({ length: n }, (_, i) => i))
 
     const sgd = make(lessSelector, { ...shipped, gradient_type: 'sgd' }, envFor(n, ne))

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -97,18 +96,16 @@ def watch_parent() -> None:
 
 
 def load_executor() -> tuple[dict[str, Handler | Op], dict[str, Any]]:
-    """The executor's ops, if that package exists. Its absence is fine (bridge-only sidecar)."""
+    """The executor's ops (one table, built from the op catalog), if that package exists. Its absence is fine
+    (bridge-only sidecar)."""
     name = "dataflex_bridge.executor"
     try:
         if importlib.util.find_spec(name) is None:
             return {}, {"status": "absent", "error": None}
-        mod = importlib.import_module(name)
+        handlers = importlib.import_module(name).Executor().handlers()
     except Exception as exc:  # a broken executor must not take the bridge down: hello reports it
-        log.warning("could not import %s:\n%s", name, traceback.format_exc())
+        log.warning("could not load %s:\n%s", name, traceback.format_exc())
         return {}, {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-    handlers = getattr(mod, "HANDLERS", None)
-    if not isinstance(handlers, Mapping):
-        return {}, {"status": "failed", "error": f"{name} has no HANDLERS map"}
     return dict(handlers), {"status": "loaded", "error": None}
 
 

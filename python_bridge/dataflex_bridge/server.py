@@ -44,11 +44,15 @@ class Op:
 
     ``worker``: the single heavy-op thread (busy while it runs). ``inline``: the socket thread; must
     return in microseconds and cannot call ``ctx.request``. ``thread``: its own thread, not counted
-    as busy; for ops that mostly wait.
+    as busy; for ops that mostly wait. ``check`` validates the args first (the executor's ops: their
+    catalog schema).
     """
 
     fn: Handler
     mode: Mode = "worker"
+    # Validates the args before the handler is scheduled (on the socket thread, so even while busy); raises an
+    # exception with a ``code`` (e.g. catalog.BadArgs) that becomes the error reply.
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 class OpError(Exception):
@@ -363,6 +367,12 @@ class Server:
         if self._stopping and op_name not in ("ping", "hello", "shutdown"):
             self._reply_error(peer, msg_id, "cancelled", f"op {op_name!r} refused: the sidecar is shutting down")
             return
+        if op.check is not None:
+            try:
+                op.check(header["args"])
+            except Exception as exc:
+                self._reply_error(peer, msg_id, error_code(exc), error_message(exc))
+                return
         ctx = CallContext(self, peer, msg_id, op_name, deadline, op.mode)
         if op.mode == "inline":
             self._call(op, header["args"], ctx, peer, done=False)

@@ -33,6 +33,7 @@ ERROR_CODES = frozenset(
         "op_failed",
         "protocol_mismatch",
         "cancelled",
+        "bad_args",
     }
 )
 

@@ -21,11 +21,12 @@ from dataflex_bridge.executor.errors import StateError  # noqa: E402
 from dataflex_bridge.executor.projector import Projector, ProjectorArgs  # noqa: E402
 
 from close import assert_close_scaled  # noqa: E402
-from tiny_run import DEMO, REPO, TINY, tiny_config  # noqa: E402
+from tiny_run import DEMO, REPO, TINY, run_op, tiny_config  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="models/tiny-qwen2 missing (run `npm run setup`)")
 
 EVAL = np.array([0, 3, 5], dtype=np.int64)
+EXECUTOR = executor.Executor()
 
 
 
@@ -50,13 +51,13 @@ def run(tmp_path_factory, reward_model):
                          step_sizes=np.full(2, 2), micro_in_epoch=None, micro_done=0, weights=None)
     flags = np.zeros(2, dtype=np.uint8)
     step_loop.train_steps(r, 2, log=flags, evaluate=flags, save=flags)
-    executor._RUN = r
+    EXECUTOR.run = r
     yield r
-    executor._RUN = None
+    EXECUTOR.run = None
 
 
 def op(name: str, **args) -> dict:
-    return executor.HANDLERS[name](args, None)
+    return run_op(EXECUTOR, name, args)
 
 
 def ragged(flat: np.ndarray, lengths: np.ndarray) -> list[list[int]]:

@@ -32,13 +32,15 @@ from dataflex_bridge.executor.projector import (  # noqa: E402
 )
 
 from close import assert_close_scaled, close_scaled  # noqa: E402
-from tiny_run import DEMO, REPO, TINY, tiny_config as _tiny_config  # noqa: E402
+from tiny_run import DEMO, REPO, TINY, run_op, tiny_config as _tiny_config  # noqa: E402
 
 BRIDGE = REPO / "python_bridge"
 # Per-sample gradients by two methods: float rounding of the largest entries (float32 eps ≈ 1.2e-7).
 GRAD_REL = 4e-6
 
 pytestmark = pytest.mark.skipif(not TINY.is_dir(), reason="models/tiny-qwen2 missing (run `npm run setup`)")
+
+EXECUTOR = executor.Executor()
 
 
 def tiny_config(output_dir: str, **extra) -> dict:
@@ -59,9 +61,9 @@ def run(tmp_path_factory):
     flags = np.zeros(3, dtype=np.uint8)
     step_loop.train_steps(r, 3, log=flags, evaluate=flags, save=flags)
     assert r.trainer.model.training
-    executor._RUN = r  # the op handlers read the module's run
+    EXECUTOR.run = r  # the op handlers read the executor's run
     yield r
-    executor._RUN = None
+    EXECUTOR.run = None
 
 
 # --------------------------------------------------------------------------------------------- references
@@ -181,9 +183,9 @@ def test_projected_op_matches_projecting_raw(run) -> None:
     raw, _ = G.sample_gradients(run, "train", idx.astype(np.int64), G.GradientArgs(proj_dim=0, precondition="adam"))
     sizes = [p.numel() for _, p in G.trainable_parameters(run.trainer.model)]
     for kind in ("dense", "sparse"):
-        res = executor.HANDLERS["gradients"](
+        res = run_op(EXECUTOR, "gradients",
             {"split": "train", "indices": idx, "proj_dim": 512, "seed": 9, "precondition": "adam",
-             "normalize": True, "projector": kind, "chunk_size": 3}, None)
+             "normalize": True, "projector": kind, "chunk_size": 3})
         assert res["grads"].dtype == np.float32 and res["grads"].shape == (4, 512)
         assert res["trainable_params"] == sum(sizes)
         want = Projector(ProjectorArgs(dim=512, seed=9, kind=kind), sizes).project_flat(torch.from_numpy(raw))
@@ -196,11 +198,11 @@ def test_gradient_op_is_deterministic_and_leaves_rng_and_mode_alone(run) -> None
     args = {"split": "train", "indices": np.arange(10, dtype=np.int32), "proj_dim": 256, "seed": 3,
             "precondition": "adam", "normalize": False}
     before = rng_snapshot()
-    a = executor.HANDLERS["gradients"](args, None)["grads"]
-    b = executor.HANDLERS["gradients"]({**args, "chunk_size": 7}, None)["grads"]
+    a = run_op(EXECUTOR, "gradients", args)["grads"]
+    b = run_op(EXECUTOR, "gradients", {**args, "chunk_size": 7})["grads"]
     assert rng_snapshot() == before
     assert run.trainer.model.training
-    assert a.tobytes() == executor.HANDLERS["gradients"](args, None)["grads"].tobytes()
+    assert a.tobytes() == run_op(EXECUTOR, "gradients", args)["grads"].tobytes()
     assert_close_scaled(b, a, 1e-6)  # chunking changes only float summation order
 
 
@@ -471,9 +473,9 @@ def test_embeddings_match_a_direct_forward(run, pooling: str, layer: int) -> Non
 
 def test_embedding_op_normalises_and_leaves_rng_alone(run) -> None:
     before = rng_snapshot()
-    res = executor.HANDLERS["embeddings"](
+    res = run_op(EXECUTOR, "embeddings",
         {"split": "eval", "indices": np.arange(6, dtype=np.int32), "layer": -1, "pooling": "mask_mean",
-         "normalize": True}, None)
+         "normalize": True})
     assert rng_snapshot() == before and run.trainer.model.training
     e = res["embeddings"]
     assert e.dtype == np.float32 and e.shape == (6, 64)

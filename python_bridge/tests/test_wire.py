@@ -284,4 +284,5 @@ def test_error_codes_match_the_protocol_doc() -> None:
         "op_failed",
         "protocol_mismatch",
         "cancelled",
+        "bad_args",
     }

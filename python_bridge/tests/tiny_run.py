@@ -26,3 +26,10 @@ def tiny_config(output_dir: str, **extra) -> dict:
         "learning_rate": 5.0e-3, "num_train_epochs": 1.0, "bf16": False, "seed": 42,
         "eval_dataset": "demo_eval", "per_device_eval_batch_size": 8, **extra,
     }
+
+
+def run_op(executor, name: str, args: dict) -> dict:
+    """Call an executor op's handler as the sidecar would after TypeScript sent `args` (catalog defaults filled)."""
+    from dataflex_bridge import catalog
+
+    return executor.handlers()[name].fn(catalog.with_defaults(name, args), None)

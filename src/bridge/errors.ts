@@ -2,6 +2,7 @@
  * Bridge errors. Every error the bridge raises is a BridgeError with a string `code` (switch on it, not on
  * the message) and, where one exists, the underlying `cause`.
  */
+import type { z } from 'zod'
 import type { RemoteErrorCode } from './protocol.ts'
 
 export type BridgeErrorCode =
@@ -16,6 +17,7 @@ export type BridgeErrorCode =
   | 'bad_array'
   | 'bad_result'
   | 'encode'
+  | 'bad_args'
 
 export class BridgeError extends Error {
   readonly code: string
@@ -158,5 +160,20 @@ export class SendError extends BridgeError {
 
   constructor(op: string, cause: unknown) {
     super('send_failed', `could not send request '${op}'`, { cause })
+  }
+}
+
+/** Args of a catalog op (ops.ts) that do not match its schema, refused before anything is sent. */
+export class OpArgsError extends BridgeError {
+  declare readonly code: 'bad_args'
+  readonly op: string
+
+  constructor(op: string, error: z.ZodError) {
+    const issues = error.issues
+      .slice(0, 3)
+      .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(args)'}: ${i.message}`)
+      .join('; ')
+    super('bad_args', `${op}: invalid args: ${issues}`, { cause: error })
+    this.op = op
   }
 }

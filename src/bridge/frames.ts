@@ -3,7 +3,7 @@
  * is pulled out into its own raw little-endian frame and replaced by `{"$nd": i, dtype, shape}`.
  *
  * Arrays never go through msgpack: msgpackr silently corrupts a Float32Array packed directly, and raw
- * frames are 2-5x faster for large payloads (docs in /work/shared/reference/node-bridge.md).
+ * frames spare large payloads a copy through the msgpack encoder.
  */
 import { endianness } from 'node:os'
 import { Packr, type Options } from 'msgpackr'

@@ -2,12 +2,19 @@
  * The bridge facade: `startBridge()` spawns the Python sidecar, connects, shakes hands, and returns a
  * Bridge to call ops on, answer the sidecar's requests, listen to its events and close it.
  *
+ * The executor's ops are called through the op catalog's typed client (ops.ts), not `request`:
+ *
  * ```ts
  * const bridge = await startBridge()
- * bridge.handle('weights', ({ losses }) => ({ weights: myWeighter(losses as Float32Array) }))
- * const { loss } = await bridge.request('train_steps', { batches }, { timeoutMs: 600_000 })
+ * const ops = new OpClient(bridge) // import { OpClient } from './ops.ts'
+ * const info = await ops.call('load', { config: { model_name_or_path: 'models/tiny-qwen2', ... } })
+ * const { losses } = await ops.call('losses', { indices: Int32Array.of(0, 1, 2) }) // split defaults to 'train'
+ * bridge.on('step', (d) => console.log(d.step, d.loss)) // train_steps emits one event per optimizer step
  * await bridge.close()
  * ```
+ *
+ * `request` stays for the built-in ops (ping, echo, …) and test ops; `handle(op, fn)` answers the sidecar's
+ * `ctx.request` calls.
  */
 import { BridgeClient, type Body, type EventListener, type HeartbeatOptions, type RequestHandler, type RequestOptions } from './client.ts'
 import { BridgeClosedError, SidecarExitedError } from './errors.ts'

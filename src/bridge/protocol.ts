@@ -19,6 +19,7 @@ export const REMOTE_ERROR_CODES = [
   'op_failed',
   'protocol_mismatch',
   'cancelled',
+  'bad_args',
 ] as const
 export type RemoteErrorCode = (typeof REMOTE_ERROR_CODES)[number]
 

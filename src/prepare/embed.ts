@@ -7,8 +7,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { z } from 'zod'
-import { NdArray, type Bridge } from '../bridge/index.ts'
+import type { Bridge } from '../bridge/index.ts'
+import type { OpClient } from '../bridge/ops.ts'
 import { withSidecar } from '../bridge/session.ts'
 import { ConfigError } from '../config/errors.ts'
 import type { LoadedConfig } from '../config/index.ts'
@@ -61,15 +61,8 @@ export function sidecarConfig(cfg: LoadedConfig, queries: string, scratch: strin
   return lf
 }
 
-const EMBED_REPLY = z.object({ embeddings: z.instanceof(NdArray) })
-
 /** Rows of the embeddings op, in chunks of about 16M floats (64 MiB) per reply. */
-async function embedSplit(
-  bridge: Bridge,
-  split: 'train' | 'eval',
-  n: number,
-  req: EmbedRequest,
-): Promise<Rows> {
+async function embedSplit(ops: OpClient, split: 'train' | 'eval', n: number, req: EmbedRequest): Promise<Rows> {
   let data: Float32Array | undefined
   let cols = 0
   let chunk = 512
@@ -77,22 +70,17 @@ async function embedSplit(
     req.signal?.throwIfAborted()
     const count = Math.min(chunk, n - start)
     const indices = Int32Array.from({ length: count }, (_, i) => start + i)
-    const reply = await bridge.request(
-      'embeddings',
-      {
-        split,
-        indices,
-        layer: -1,
-        pooling: 'mask_mean',
-        normalize: true,
-        ...(req.embedModel !== undefined ? { model: req.embedModel } : {}),
-        ...(req.batchSize !== undefined ? { batch_size: req.batchSize } : {}),
-      },
-      { timeoutMs: 24 * 3600_000, result: EMBED_REPLY },
-    )
-    const arr = reply.embeddings
-    if (arr.shape.length !== 2 || arr.shape[0] !== count || !(arr.data instanceof Float32Array)) {
-      throw new PrepareError('bad_model_output', `embeddings returned shape [${arr.shape.join(', ')}] (${arr.dtype}) for ${count} rows`)
+    const { embeddings: arr } = await ops.call('embeddings', {
+      split,
+      indices,
+      layer: -1,
+      pooling: 'mask_mean',
+      normalize: true,
+      model: req.embedModel,
+      batch_size: req.batchSize,
+    })
+    if (arr.shape[0] !== count) {
+      throw new PrepareError('bad_model_output', `embeddings returned shape [${arr.shape.join(', ')}] for ${count} rows`)
     }
     if (data === undefined) {
       cols = arr.shape[1]!
@@ -119,7 +107,8 @@ export async function embedPoolAndQueries(cfg: LoadedConfig, req: EmbedRequest):
 
 async function embedAll(bridge: Bridge, lf: Record<string, unknown>, req: EmbedRequest): Promise<Embedded> {
   const t0 = performance.now()
-  const info = await new Executor(bridge).load(lf)
+  const exec = new Executor(bridge)
+  const info = await exec.load(lf)
   const t1 = performance.now()
   if (info.num_eval === 0) {
     throw new ConfigError('bad_value', 'no queries: the config has no eval set', {
@@ -128,9 +117,9 @@ async function embedAll(bridge: Bridge, lf: Record<string, unknown>, req: EmbedR
     })
   }
   req.log(`loaded: ${info.num_train} train rows, ${info.num_eval} query rows (${((t1 - t0) / 1000).toFixed(1)} s)`)
-  const train = await embedSplit(bridge, 'train', info.num_train, req)
+  const train = await embedSplit(exec.ops, 'train', info.num_train, req)
   const t2 = performance.now()
-  const queries = await embedSplit(bridge, 'eval', info.num_eval, req)
+  const queries = await embedSplit(exec.ops, 'eval', info.num_eval, req)
   const t3 = performance.now()
   if (queries.cols !== train.cols) {
     throw new PrepareError('bad_model_output', `query embeddings have ${queries.cols} columns, train ${train.cols}`)

@@ -27,8 +27,9 @@ export interface GradientOptions {
   readonly precondition: 'sgd' | 'adam'
   /** L2-normalise each projected row. */
   readonly normalize: boolean
-  /** Samples projected together (the sidecar's passes hold at most the training micro-batch of them); default 16. */
-  readonly batchRows?: number
+  /** Samples projected together, the `gradients` op's chunk_size (the sidecar's passes hold at most the training
+   *  micro-batch of them); default: the op catalog's. less/cluster_less set it from their `save_interval` param. */
+  readonly chunkSize?: number
 }
 
 export type Pooling = 'mask_mean' | 'position_weighted' | 'last_token'

@@ -3,7 +3,6 @@
  * so one reply stays a bounded frame (2048 rows × d=8192 float32 = 64 MiB) and the sidecar stays responsive to
  * heartbeats between chunks; the rows are assembled into one Matrix in request order.
  */
-import { z } from 'zod'
 import type { NdArray } from '../bridge/index.ts'
 import type { PolicyGradientOptions, PolicyGradientResult, PolicyModelOps } from '../strategies/selectors/nice.ts'
 import type { EmbeddingOptions, GradientOptions, LossOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
@@ -14,8 +13,8 @@ export interface BridgeModelOpsOptions {
   readonly maxRows?: number
   /** Projector of the gradients op (default: the executor's, 'sparse'). */
   readonly projector?: 'dense' | 'sparse'
-  /** Samples projected together in the gradients op when a request sets no batchRows (default: the executor's, 16). */
-  readonly gradientChunkSize?: number
+  /** Samples projected together in the gradients op when a request sets no chunkSize (default: the catalog's). */
+  readonly chunkSize?: number
   /** Batch size of the embeddings forward (default: the run's per_device_eval_batch_size). */
   readonly embeddingBatchSize?: number
 }
@@ -41,52 +40,46 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
   }
 
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix> {
-    const { projector, gradientChunkSize } = this.options
-    const chunkSize = opts.batchRows ?? gradientChunkSize
+    const { projector } = this.options
+    const chunkSize = opts.chunkSize ?? this.options.chunkSize
     return this.chunked(indices, async (part) => {
       const r = await this.exec.gradients(split, part, {
-        projDim: opts.projDim,
+        proj_dim: opts.projDim,
         seed: opts.seed,
         precondition: opts.precondition,
         normalize: opts.normalize,
-        ...(projector ? { projector } : {}),
-        ...(chunkSize ? { chunkSize } : {}),
+        projector,
+        chunk_size: chunkSize,
       })
       return r.grads
     })
   }
 
   embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix> {
-    const batchSize = this.options.embeddingBatchSize
     return this.chunked(indices, (part) =>
       this.exec.embeddings(split, part, {
         layer: opts.layer,
         pooling: opts.pooling,
         normalize: opts.normalize,
-        ...(opts.model !== undefined ? { model: opts.model } : {}),
-        ...(batchSize ? { batchSize } : {}),
+        model: opts.model,
+        batch_size: this.options.embeddingBatchSize,
       }),
     )
   }
 
   /** NICE's validation signal: generate → reward → projected REINFORCE gradients, three executor ops in turn. */
   async policyGradients(split: Split, indices: Int32Array, opts: PolicyGradientOptions): Promise<PolicyGradientResult> {
-    const bridge = this.exec.bridge
-    const long = { timeoutMs: 24 * 3600_000 }
-    const gen = await bridge.request(
-      'generate',
-      {
-        split,
-        indices,
-        ...(opts.policyModel !== undefined ? { model: opts.policyModel } : {}),
-        max_new_tokens: opts.maxNewTokens,
-        temperature: opts.temperature,
-        samples: opts.samples,
-        seed: opts.seed,
-        max_prompt_length: opts.maxPromptLength,
-      },
-      { ...long, result: GeneratedSchema },
-    )
+    const ops = this.exec.ops
+    const gen = await ops.call('generate', {
+      split,
+      indices,
+      model: opts.policyModel,
+      max_new_tokens: opts.maxNewTokens,
+      temperature: opts.temperature,
+      samples: opts.samples,
+      seed: opts.seed,
+      max_prompt_length: opts.maxPromptLength,
+    })
     const ids = {
       prompt_ids: gen.prompt_ids,
       prompt_lengths: gen.prompt_lengths,
@@ -94,16 +87,15 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
       response_lengths: gen.response_lengths,
       samples: opts.samples,
     }
-    const { rewards } = await bridge.request(
-      'reward',
-      { ...ids, model: opts.rewardModel },
-      { ...long, result: z.object({ rewards: z.instanceof(Float32Array) }) },
-    )
-    const pg = await bridge.request(
-      'policy_gradients',
-      { ...ids, rewards, proj_dim: opts.projDim, seed: opts.projSeed, normalize: opts.normalize, baseline: opts.baseline },
-      { ...long, result: z.object({ grads: NdFloat32, zero_rows: z.number().int() }) },
-    )
+    const { rewards } = await ops.call('reward', { ...ids, model: opts.rewardModel })
+    const pg = await ops.call('policy_gradients', {
+      ...ids,
+      rewards,
+      proj_dim: opts.projDim,
+      seed: opts.projSeed,
+      normalize: opts.normalize,
+      baseline: opts.baseline,
+    })
     return {
       gradients: { data: pg.grads.data, rows: indices.length, cols: pg.grads.shape[1] ?? 0 },
       rewards,
@@ -135,14 +127,3 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
     return { data: data!, rows: n, cols }
   }
 }
-
-const NdFloat32 = z.custom<NdArray<Float32Array>>(
-  (v) => typeof v === 'object' && v !== null && 'data' in v && (v as { data: unknown }).data instanceof Float32Array,
-  'expected a 2-D float32 array',
-)
-const GeneratedSchema = z.object({
-  prompt_ids: z.instanceof(Int32Array),
-  prompt_lengths: z.instanceof(Int32Array),
-  response_ids: z.instanceof(Int32Array),
-  response_lengths: z.instanceof(Int32Array),
-})

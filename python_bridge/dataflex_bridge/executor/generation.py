@@ -24,7 +24,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Literal
 
 import numpy as np
 import torch
@@ -119,9 +119,8 @@ def _stop_ids(run, model) -> set[int]:
     return {int(i) for i in ids if i is not None}
 
 
-def _ragged(flat: Any, lengths: Any, what: str) -> list[np.ndarray]:
-    if flat is None or lengths is None:
-        raise StateError(f"missing array arguments '{what}_ids' / '{what}_lengths'")
+def ragged(flat: np.ndarray, lengths: np.ndarray, what: str) -> list[np.ndarray]:
+    """Rows of a flat id list cut at `lengths` (how the ops send NICE's prompts and responses)."""
     flat = np.asarray(flat).astype(np.int64, copy=False).reshape(-1)
     lengths = np.asarray(lengths).astype(np.int64, copy=False).reshape(-1)
     if (lengths < 0).any() or int(lengths.sum()) != flat.size:
@@ -375,84 +374,3 @@ def policy_gradients(run, prompts: list[np.ndarray], responses: list[np.ndarray]
     if args.normalize:
         out = out / out.norm(dim=1, keepdim=True).clamp_min(1e-12)
     return out.cpu().numpy(), total, zero_rows
-
-
-# ------------------------------------------------------------------------------------------------------ ops
-
-
-def _int_array(args: dict, key: str) -> np.ndarray:
-    value = args.get(key)
-    if value is None:
-        raise StateError(f"missing array argument '{key}'")
-    return np.asarray(value).astype(np.int64, copy=False).reshape(-1)
-
-
-def _opt_str(value: Any) -> str | None:
-    return str(value) if value not in (None, "") else None
-
-
-def handlers(get_run: Callable[[], Any]) -> dict:
-    """The ops, bound to the executor's current run."""
-
-    def op_generate(args: dict, ctx: Any) -> dict:
-        mpl = args.get("max_prompt_length")
-        return generate(
-            get_run(),
-            str(args.get("split", "eval")),
-            _int_array(args, "indices"),
-            GenerateArgs(
-                max_new_tokens=int(args.get("max_new_tokens", GenerateArgs.max_new_tokens)),
-                temperature=float(args.get("temperature", GenerateArgs.temperature)),
-                samples=int(args.get("samples", GenerateArgs.samples)),
-                seed=int(args.get("seed", GenerateArgs.seed)),
-                model=_opt_str(args.get("model")),
-                max_prompt_length=int(mpl) if mpl is not None else None,
-            ),
-        )
-
-    def op_reward(args: dict, ctx: Any) -> dict:
-        path = _opt_str(args.get("model"))
-        if path is None:
-            raise ConfigError("reward: 'model' (a local sequence-classification model directory) is required")
-        t0 = time.perf_counter()
-        scores, reencoded = rewards(
-            get_run(),
-            _ragged(args.get("prompt_ids"), args.get("prompt_lengths"), "prompt"),
-            _ragged(args.get("response_ids"), args.get("response_lengths"), "response"),
-            int(args.get("samples", 1)),
-            path,
-            int(args.get("batch_size") or 8),
-        )
-        return {"rewards": scores, "reencoded": reencoded, "seconds": time.perf_counter() - t0}
-
-    def op_policy_gradients(args: dict, ctx: Any) -> dict:
-        rewards_ = args.get("rewards")
-        if rewards_ is None:
-            raise StateError("missing array argument 'rewards'")
-        projector = args.get("projector")
-        chunk = args.get("chunk_size")
-        t0 = time.perf_counter()
-        grads, total, zero_rows = policy_gradients(
-            get_run(),
-            _ragged(args.get("prompt_ids"), args.get("prompt_lengths"), "prompt"),
-            _ragged(args.get("response_ids"), args.get("response_lengths"), "response"),
-            np.asarray(rewards_, dtype=np.float64).reshape(-1),
-            int(args.get("samples", 1)),
-            GradientArgs(
-                proj_dim=int(args.get("proj_dim", GradientArgs.proj_dim)),
-                seed=int(args.get("seed", 0)),
-                precondition="sgd",
-                normalize=bool(args.get("normalize", False)),
-                projector=str(projector) if projector is not None else GradientArgs.projector,  # type: ignore[arg-type]
-                chunk_size=int(chunk) if chunk is not None else GradientArgs.chunk_size,
-            ),
-            baseline=str(args.get("baseline", "mean")),
-        )
-        return {
-            "grads": grads,
-            "trainable_params": total,
-            "zero_rows": zero_rows,
-            "seconds": time.perf_counter() - t0,
-        }
-
-    return {"generate": op_generate, "reward": op_reward, "policy_gradients": op_policy_gradients}

@@ -74,7 +74,7 @@ export async function forEachGradientChunk(
 
 /** The training-gradient request of less and cluster_less: normalised rows, save_interval rows per projection. */
 export function trainGradientOptions(params: Pick<LessParams, 'proj_dim' | 'seed' | 'gradient_type' | 'save_interval'>): GradientOptions {
-  return { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true, batchRows: params.save_interval }
+  return { projDim: params.proj_dim, seed: params.seed, precondition: params.gradient_type, normalize: true, chunkSize: params.save_interval }
 }
 
 /** mean_j ê_j over the whole eval set: SGD gradients (otherwise as `train`'s request), each row L2-normalised. */

@@ -1,0 +1,90 @@
+/**
+ * The op catalog against the real sidecar and the tiny model: the sidecar answers exactly the catalog's ops; each
+ * op's example args, sent in a valid order, get a result that parses with the catalog's (strict) result schema;
+ * and args that break the schema are answered `bad_args` naming the op and the arg, before any handler runs.
+ */
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { RemoteError, startBridge, type Bridge } from '../src/bridge/index.ts'
+import { OP_NAMES, OPS, OpClient, type OpArgs, type SidecarOpName } from '../src/bridge/ops.ts'
+import { runPython, tempDir, tinyConfig } from './support.ts'
+
+const BUILT_IN = ['echo', 'hello', 'ping', 'shutdown', 'sleep']
+
+let bridge: Bridge
+let dir = ''
+let rewardModel = ''
+
+beforeAll(async () => {
+  dir = tempDir('ops-contract')
+  rewardModel = join(dir, 'reward')
+  const built = runPython(['-m', 'dataflex_bridge.tools.make_tiny_model', '--out', rewardModel, '--data', 'data/demo', '--head', 'seqcls'])
+  bridge = await startBridge({ readyTimeoutMs: 120_000, helloTimeoutMs: 120_000 })
+  await built
+}, 240_000)
+
+afterAll(async () => {
+  await bridge?.close()
+})
+
+async function remoteError(op: string, args: Record<string, unknown>): Promise<RemoteError> {
+  const err = await bridge.request(op, args).catch((e: unknown) => e)
+  expect(err).toBeInstanceOf(RemoteError)
+  return err as RemoteError
+}
+
+describe('op catalog contract', () => {
+  it('the sidecar answers exactly the catalog ops', () => {
+    expect(bridge.info.executor).toEqual({ status: 'loaded', error: null })
+    const executorOps = bridge.info.ops.filter((op) => !BUILT_IN.includes(op)).sort()
+    const catalogOps = OP_NAMES.filter((name) => OPS[name].direction === 'to_sidecar').sort()
+    expect(executorOps).toEqual(catalogOps)
+  })
+
+  it('answers args that break the schema with bad_args naming the op and the arg', async () => {
+    const indices = new Int32Array(2)
+    // Every case would fail in its handler too (no run is loaded yet): validation comes first.
+    const cases: [op: string, args: Record<string, unknown>, arg: string, says: string][] = [
+      ['gradients', { ...OPS.gradients.args.parse(OPS.gradients.example), proj_dim: 'many' }, 'proj_dim', 'expected integer'],
+      ['losses', { split: 'train' }, 'indices', 'required but missing'],
+      ['embeddings', { split: 'train', indices, layer: -1, pooling: 'mask_mean', normalize: false, rows: 3 }, 'rows', 'unknown key'],
+      ['losses', { split: 'train', indices: new Float64Array(2) }, 'indices', 'expected a 1-D int32 array'],
+      ['end_pass', { log: 1, evaluate: false, save: false }, 'log', 'expected boolean'],
+      ['load', { config: ['model_name_or_path'] }, 'config', 'expected object'],
+    ]
+    for (const [op, args, arg, says] of cases) {
+      const err = await remoteError(op, args)
+      expect(err.code).toBe('bad_args')
+      expect(err.message).toContain(`invalid args for '${op}': ${arg}: ${says}`)
+    }
+    // The same checks let valid-but-early requests through to the handler.
+    expect((await remoteError('finish', {})).code).toBe('bad_state')
+  })
+
+  it("every op's example, in a valid order, gets a result the catalog parses", async () => {
+    const ops = new OpClient(bridge)
+    // Paths the catalog cannot know: a run folder of this test and the reward model built above.
+    const overrides: Partial<{ [N in SidecarOpName]: Partial<OpArgs<N>> }> = {
+      load: { config: tinyConfig(join(dir, 'out'), { save_steps: 1000 }) },
+      reward: { model: rewardModel },
+    }
+    const order: SidecarOpName[] = [
+      'load', 'sample_order', 'begin', 'begin_pass', 'train_steps', 'end_pass', 'losses', 'gradients', 'embeddings',
+      'evaluate', 'save_checkpoint', 'generate', 'reward', 'policy_gradients', 'finish',
+    ]
+    expect([...order].sort()).toEqual(OP_NAMES.filter((n) => OPS[n].direction === 'to_sidecar').sort())
+    const results: Record<string, unknown> = {}
+    for (const name of order) {
+      // OpClient parses the result with the catalog's strict schema: a missing, extra or mistyped field rejects.
+      results[name] = await ops.call(name, { ...OPS[name].example, ...overrides[name] } as never)
+    }
+    const load = results.load as { num_train: number; trainable_params: number }
+    expect(load.num_train).toBeGreaterThan(0)
+    expect(load.trainable_params).toBeGreaterThan(0)
+    expect((results.train_steps as { done: number; global_step: number })).toMatchObject({ done: 1, global_step: 1 })
+    expect((results.gradients as { grads: { shape: number[] } }).grads.shape).toEqual([3, 32])
+    expect((results.policy_gradients as { grads: { shape: number[] } }).grads.shape).toEqual([1, 32])
+    expect((results.reward as { rewards: Float32Array }).rewards.length).toBe(2)
+    expect((results.finish as { global_step: number }).global_step).toBe(1)
+  }, 300_000)
+})
