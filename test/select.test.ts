@@ -427,7 +427,8 @@ async function runFake(
   dataflex: Record<string, unknown>,
   selectFn: (ctx: { numSamples: number; step: number }) => Int32Array,
   info: Partial<LoadInfo> = {},
-): Promise<{ sent: Sent; decisions: Decision[] }> {
+  state?: () => unknown,
+): Promise<{ sent: Sent; decisions: Decision[]; dir: string }> {
   const dir = tempDir('select-fake')
   const sent: Sent = { plans: [], flags: [], ends: [], total: 0 }
   const bridge = { on: () => () => {} } as unknown as Bridge
@@ -439,19 +440,32 @@ async function runFake(
     name: 'fake',
     description: 'test',
     params: z.strictObject({}),
-    create: () => ({ select: async (ctx) => ({ indices: selectFn(ctx) }) }),
+    create: () => ({ select: async (ctx) => ({ indices: selectFn(ctx) }), ...(state ? { state } : {}) }),
   })
   const cfg = { ...fakeConfig(dir, { warmup_step: 2, update_step: 3, update_times: 2, component_name: 'fake', ...dataflex }), lf: { model_name_or_path: '/m' } }
   const preset = { section: 'selectors' as const, key: 'fake', name: 'fake', params: {}, source: 'test', baseDir: dir, inline: true, warnings: [] }
   const selector = { kind: 'selector' as const, key: 'fake', algorithm: 'fake', strategy: 'fake', definition, params: {}, rawParams: {}, cacheRoot: undefined, file: undefined, preset, inputs: [], warnings: [] }
   await runSelect(driver, cfg, selector, { log: () => {} })
   const decisions = readFileSync(join(dir, 'out', 'dataflex', 'decisions.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Decision)
-  return { sent, decisions }
+  return { sent, decisions, dir }
 }
 
 const firstN = (ctx: { numSamples: number }) => Int32Array.from({ length: ctx.numSamples }, (_, i) => i)
 
 describe('select trainer (fake executor)', () => {
+  it("saves the strategy's state() beside checkpoints and at the end, atomically, with the step it follows", async () => {
+    let calls = 0
+    const { dir, sent } = await runFake({}, firstN, { save_strategy: 'steps', save_steps: 5 }, () => ({ calls: ++calls }))
+    // Windows W 1-2 | S 3-5 | S 6-8 || W 9-10 | S 11-12: checkpoints at steps 5, 10 and 12 (the flow callback saves
+    // at the last step too).
+    const saved = sent.flags.flatMap((f, k) => (f.save.includes(1) ? [k] : []))
+    expect(saved).toEqual([1, 3, 4])
+    // One write after each window that saved a checkpoint, and one at the end.
+    expect(calls).toBe(4)
+    const written = JSON.parse(readFileSync(join(dir, 'out', 'dataflex', 'state', 'fake.json'), 'utf8'))
+    expect(written).toEqual({ step: 12, kind: 'selector', strategy: 'fake', state: { calls } })
+  })
+
   it('one pass per window: micro-batches of b, steps of GA, the flex-epoch position, epoch-end events', async () => {
     const { sent, decisions } = await runFake({}, firstN)
     // W=2, U=3, T=2 → E=8; 1.5 epochs → 12 steps: W 1-2 | S 3-5 | S 6-8 || W 9-10 | S 11-12

@@ -14,6 +14,8 @@ export interface PassResult {
   done: number
   /** A callback (e.g. early stopping) ended training before the pass did. */
   stopped: boolean
+  /** A checkpoint was saved during the pass (a step's or the pass end's save flag). */
+  saved: boolean
 }
 
 export interface DriverSummary {
@@ -120,7 +122,8 @@ export class TrainDriver {
     const last = steps[r.done - 1]
     const end = last ? stepEvents(last, this.flow).epochEnd : null
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
-    return { done: r.done, stopped: r.should_training_stop && r.done < n }
+    const saved = flags.save.subarray(0, r.done).includes(1) || (end?.save ?? false)
+    return { done: r.done, stopped: r.should_training_stop && r.done < n, saved }
   }
 
   /** The loop's epilogue in the executor, and `dataflex/summary.json`. */

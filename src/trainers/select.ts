@@ -122,6 +122,7 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     windows,
     signal: opts.signal,
     phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
+    onCheckpoint: (step) => runtime.saveState(instance, step),
     plan: async ({ window: w }) => {
       const picked = w.kind === 'warmup' ? warmup(w) : await select(w)
       const order = info.disable_shuffling ? picked : shuffled(picked, Rng.derive(seed, 'shuffle', w.decisionStep))

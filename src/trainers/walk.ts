@@ -27,6 +27,8 @@ export interface Walk<W extends StepWindow> {
   plan(window: W): PassPlan | Promise<PassPlan>
   /** Progress phase while the window trains (default 'training'). */
   phase?(window: W): Phase
+  /** After a checkpoint was saved in a window (e.g. to save strategy state beside it); `step` is the last trained. */
+  onCheckpoint?(step: number): void
   readonly signal?: AbortSignal
 }
 
@@ -42,6 +44,7 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
       const r = await d.trainPass(plan, w.steps)
       walked++
+      if (r.saved) run.onCheckpoint?.(d.stepsTrained)
       if (r.stopped) break
     }
   } finally {
