@@ -336,8 +336,7 @@ def pass_rows(run, requested: int) -> int:
 
     A pass is a forward and backward like a training step's, so with no more rows (length-sorted, so no longer
     padded than the longest micro-batch can be) it holds no more activations: it fits wherever training fits, and
-    the run's peak memory stays the training step's (measured: 16 rows on the small bench model took ~110 MB more
-    than its 8-row training steps).
+    the run's peak memory stays the training step's (bench/results/model-ops.md).
     """
     micro = int(getattr(run.trainer.args, "per_device_train_batch_size", 0) or 0)
     rows = min(requested, micro) if micro > 0 else requested
