@@ -36,11 +36,12 @@ def preserved_rng():
 
 
 @contextlib.contextmanager
-def eval_mode(model):
+def eval_mode(model, grad: bool = False):
+    """Eval mode (no dropout) with autograd off, or on for the gradient ops; training mode restored afterwards."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             yield
     finally:
         if was_training:
@@ -57,6 +58,15 @@ def dataset_for(run, split: str):
             raise StateError("per-dataset eval sets (eval_on_each_dataset) are not supported here")
         return run.eval_dataset
     raise StateError(f"unknown split '{split}' (expected 'train' or 'eval')")
+
+
+def rows_of(run, split: str, indices: np.ndarray, op: str):
+    """The split's dataset, once every index is one of its rows (else a StateError naming the op)."""
+    dataset = dataset_for(run, split)
+    n = len(dataset)
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise StateError(f"{op}: index out of range [0, {n}) for split '{split}'")
+    return dataset
 
 
 def collate(run, dataset, idx: list[int]) -> dict:
@@ -214,10 +224,7 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
 
     Batches hold at most `max_tokens` padded tokens (default: loss_batch_tokens) and at most `batch_size` rows.
     """
-    dataset = dataset_for(run, split)
-    n = len(dataset)
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise StateError(f"losses: index out of range [0, {n}) for split '{split}'")
+    dataset = rows_of(run, split, indices, "losses")
     model = run.trainer.model
     out = np.empty(indices.size, dtype=np.float32)
     with preserved_rng(), eval_mode(model), scoring_forward(model) as forward:
