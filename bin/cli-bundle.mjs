@@ -1,7 +1,7 @@
 // The CLI runs as one ES module bundled from src/ by esbuild (dist/cli/main.mjs), not through a TypeScript loader:
-// tsx's loader lives on a separate thread for the life of the process (measured: the Node process of a training
-// run takes ≈ 100 MB with it, 68 MB without; README, "How it works"). The bundle is rebuilt on use whenever an
-// input changed, so a checkout never runs stale code and there is no build step to forget.
+// tsx's loader lives on a separate thread for the life of the process (it makes the Node process of a training run
+// larger and slower to start: bench/results/setup.md). The bundle is rebuilt on use whenever an input changed, so a
+// checkout never runs stale code and there is no build step to forget.
 //
 //   node bin/cli-bundle.mjs    build now if stale (setup runs this)
 

@@ -7,7 +7,7 @@
 //                       the bridge itself (`pip install --no-deps -e python_bridge`) and the torchaudio stub.
 //   3. Demo assets      models/tiny-qwen2, built locally from data/demo (a few seconds).
 //   4. CLI bundle       dist/cli/main.mjs, esbuild's bundle of src/ (bin/cli-bundle.mjs; the CLI also rebuilds it
-//                       itself when a source changed, so this only saves the first run ~0.1 s).
+//                       itself when a source changed, so this only saves the first run the build).
 //
 // Each step keeps a stamp (a hash of its inputs) and is skipped while the stamp matches, so a warm run
 // takes milliseconds and spawns nothing. A step that fails leaves no stamp, so the next run retries it.
@@ -351,7 +351,7 @@ function setupVenv() {
   return 'installed'
 }
 
-/** Which of `mods` the interpreter cannot find (find_spec: no heavy imports, ~50 ms). */
+/** Which of `mods` the interpreter cannot find (find_spec: no heavy imports). */
 function checkModules(py, mods) {
   const code =
     'import importlib.util as u, json, sys\n' +

@@ -1,6 +1,7 @@
 /**
- * `dataflex prepare`: exact k-NN and TSDS against independent references written here from the spec formulas
- * (dataflex-algorithms.md §3.11) on small fixed inputs, plus one end-to-end run of the CLI on the tiny model.
+ * `dataflex prepare`: exact k-NN and TSDS against independent references written here from the formulas of
+ * docs/algorithms.md#offline-half-dataflex-prepare-tsds on small fixed inputs, plus one end-to-end run of the CLI on
+ * the tiny model.
  */
 import { execFile } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
@@ -40,7 +41,7 @@ function unitRows(rows: number, cols: number, seed: number, dupEvery = 0): Rows 
 
 // -------------------------------------------------------------------------------------------- references
 
-/** Squared distance as the spec states it: Σ_c (q_c − x_c)², read as float32 inputs. */
+/** Squared distance as docs/algorithms.md states it: Σ_c (q_c − x_c)², read as float32 inputs. */
 function sq(a: Rows, i: number, b: Rows, j: number): number {
   let s = 0
   for (let c = 0; c < a.cols; c++) s += (a.data[i * a.cols + c]! - b.data[j * b.cols + c]!) ** 2
@@ -61,8 +62,9 @@ function refKnn(q: Rows, x: Rows, k: number): { idx: number[][]; d2: number[][] 
 }
 
 /**
- * TSDS straight from §3.11 without a heap: every round scans all queries for the smallest (c, k, j) frontier,
- * and recomputes cost_j = Σ_{i≤k} (d_{j,k+1} − d_{j,i}) / κ_{j,i} and the total from scratch.
+ * TSDS straight from docs/algorithms.md#offline-half-dataflex-prepare-tsds without a heap: every round scans all
+ * queries for the smallest (c, k, j) frontier, and recomputes cost_j = Σ_{i≤k} (d_{j,k+1} − d_{j,i}) / κ_{j,i} and
+ * the total from scratch.
  */
 function refTsds(q: Rows, x: Rows, p: { k: number; kdeK: number; sigma: number; alpha: number; c: number }): number[] {
   const m = q.rows

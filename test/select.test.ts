@@ -31,7 +31,7 @@ const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
 const EXAMPLE = join(REPO_ROOT, 'examples', 'custom_selector.ts')
 const HAS_PYTHON = existsSync(PYTHON)
 
-/** The Python DataFlex's shipped components.yaml (dataflex-algorithms.md §1.4), params as shipped. */
+/** The Python DataFlex 1.1.0's shipped src/dataflex/configs/components.yaml, params as shipped. */
 const DATAFLEX_COMPONENTS_YAML = `selectors:
   nice:
     name: nice

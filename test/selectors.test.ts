@@ -1,7 +1,7 @@
 /**
  * Fidelity of the built-in selectors: a fake ModelOps serves fixed losses / gradients / embeddings generated
  * here, and every decision is checked against an independent reference written in this file from the formulas
- * of dataflex-algorithms.md §3.4–3.10 (plain loops; nothing from the code under test except the Rng that seeds
+ * of docs/algorithms.md (#loss … #tsds) (plain loops; nothing from the code under test except the Rng that seeds
  * both sides where a random draw is part of the definition).
  */
 import { execFileSync } from 'node:child_process'
@@ -180,7 +180,7 @@ describe('BUILTIN_SELECTORS', () => {
 
 // ───────────────────────────── loss ─────────────────────────────
 
-describe('loss selector (§3.4)', () => {
+describe('loss selector (docs/algorithms.md#loss)', () => {
   const shipped = { cache_dir: '../dataflex_saves/loss_output', focus: 'medium' }
 
   it('accepts the shipped components.yaml params and the code defaults', () => {
@@ -279,8 +279,8 @@ describe('loss selector (§3.4)', () => {
 
 // ───────────────────────────── delta_loss ─────────────────────────────
 
-describe('delta_loss selector (§3.5)', () => {
-  /** Window from the spec: x = (c−1)/(T−1), σ = 1/(1+e^{−10(x−0.5)}), [⌊σ(N−wN)⌋, ⌊σ(N−wN)+wN⌋). */
+describe('delta_loss selector (docs/algorithms.md#delta_loss)', () => {
+  /** Window (docs/algorithms.md#delta_loss): x = (c−1)/(T−1), σ = 1/(1+e^{−10(x−0.5)}), [⌊σ(N−wN)⌋, ⌊σ(N−wN)+wN⌋). */
   function refWindow(c: number, t: number, n: number, w: number): [number, number] {
     const x = (c - 1) / (t - 1)
     const s = 1 / (1 + Math.exp(-10 * (x - 0.5)))
@@ -405,7 +405,7 @@ function refLessScores(train: Float32Array, evalG: Float32Array, n: number, ne: 
   return out
 }
 
-describe('less selector (§3.6)', () => {
+describe('less selector (docs/algorithms.md#less)', () => {
   const shipped = { cache_dir: '../dataflex_saves/less_output', gradient_type: 'adam', proj_dim: 8, seed: 123, save_interval: 16 }
 
   it('accepts the shipped params, defaults proj_dim 8192 / seed 42, rejects unknown keys', () => {
@@ -530,7 +530,7 @@ function refNearestReps(emb: Float32Array, clusterOf: number[], d: number, spc: 
   return reps
 }
 
-describe('cluster_less selector (§3.7)', () => {
+describe('cluster_less selector (docs/algorithms.md#cluster_less)', () => {
   const shippedYaml = {
     cache_dir: '../dataflex_saves/cluster_less_output',
     gradient_type: 'adam',
@@ -783,7 +783,7 @@ describe('npy reader/writer', () => {
 
 // ───────────────────────────── near ─────────────────────────────
 
-describe('near selector (§3.10)', () => {
+describe('near selector (docs/algorithms.md#near)', () => {
   /** Reference walk: column by column, row by row, skipping repeats, until k. */
   function refWalk(m: number[][], k: number): number[] {
     const out: number[] = []
@@ -849,7 +849,7 @@ describe('near selector (§3.10)', () => {
 
 // ───────────────────────────── tsds ─────────────────────────────
 
-describe('tsds selector (§3.9)', () => {
+describe('tsds selector (docs/algorithms.md#tsds)', () => {
   const probs = Float64Array.from([0.1, 0, 0.3, 0.05, 0, 0.2, 0.15, 0.2])
 
   it('samples distinct non-zero indices, seeded per step, scores = normalised probabilities', async () => {

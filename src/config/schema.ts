@@ -1,5 +1,5 @@
 /**
- * The keys DataFlex adds to a LLaMA-Factory YAML (reference: dataflex-algorithms.md §1.5). Defaults are the
+ * The keys DataFlex adds to a LLaMA-Factory YAML (docs/select.md#configure). Defaults are the
  * Python DataFlex ones unless a comment says why not. Every other key belongs to LLaMA-Factory.
  */
 import { z } from 'zod'
@@ -99,7 +99,8 @@ export const DataflexConfigSchema = z.strictObject({
 export const DataflexConfigRulesSchema = DataflexConfigSchema.superRefine((cfg, ctx) => {
   const usesUpdates = cfg.train_type === 'dynamic_select' || (cfg.train_type === 'dynamic_mix' && !cfg.static_mix)
   if (usesUpdates && cfg.update_step < 1) {
-    // update_step is a modulus in both trainers (dataflex-algorithms.md §2.1, §2.2).
+    // update_step is a modulus of the update schedule (docs/algorithms.md#schedule-dynamic_select); dynamic_mix
+    // uses it the same way.
     ctx.addIssue({ code: 'custom', path: ['update_step'], message: `must be >= 1 with train_type ${cfg.train_type}` })
   }
   const needsComponent = cfg.train_type !== 'static' && !(cfg.train_type === 'dynamic_mix' && cfg.static_mix)

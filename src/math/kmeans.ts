@@ -1,5 +1,5 @@
 /**
- * Partitioning of row vectors into k groups (dataflex-algorithms.md §3.7): Euclidean and spherical k-means,
+ * Partitioning of row vectors into k groups (docs/algorithms.md#clustering-methods): Euclidean and spherical k-means,
  * farthest-first (k-center), random-hyperplane LSH and a random partition. All randomness comes from the Rng
  * passed in; ties go to the lower centre index, so a clustering is a pure function of (data, k, seed).
  */

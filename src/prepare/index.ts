@@ -1,6 +1,7 @@
 /**
- * `dataflex prepare near|tsds`: the offline halves of the near and tsds selectors (dataflex-algorithms.md §3.11),
- * computed against the run's own preprocessed train set.
+ * `dataflex prepare near|tsds`: the offline halves of the near and tsds selectors
+ * (docs/algorithms.md#offline-half-dataflex-prepare-near, #offline-half-dataflex-prepare-tsds), computed against the
+ * run's own preprocessed train set.
  *
  * near → an int32 [M × K] .npy of each query's K nearest train rows, nearest first (near's `indices_path`).
  * tsds → a float64 [N] .npy of sampling probabilities (tsds's `probs_path`).

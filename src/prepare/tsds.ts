@@ -1,12 +1,12 @@
 /**
- * TSDS sampling probabilities (dataflex-algorithms.md §3.11): each query spreads mass 1/M over its nearest
- * candidates up to a common water level s, down-weighting dense regions by a kernel density κ, and the
- * neighbourhoods stop growing once the transport cost exceeds the budget set by α and C.
+ * TSDS sampling probabilities (docs/algorithms.md#offline-half-dataflex-prepare-tsds): each query spreads mass 1/M
+ * over its nearest candidates up to a common water level s, down-weighting dense regions by a kernel density κ, and
+ * the neighbourhoods stop growing once the transport cost exceeds the budget set by α and C.
  *
  * One deliberate difference from DataFlex's offline_tsds: a query the queue never advanced (including the one
  * whose pop fired the stop rule at k = 0) starts at lastK = −1, so all of its 1/M goes to its nearest candidate.
  * DataFlex starts at lastK = 0, which hands such a query (1/M)·c₀/s ≥ 1/M, more than its mass, before the
- * final normalisation. Everything else follows the reference step by step.
+ * final normalisation. Everything else follows DataFlex's offline_tsds_selector.py step by step.
  */
 import { forEachKnnChunk, gatherRows, exactKnn, type KnnOptions, type Rows } from './knn.ts'
 
@@ -80,7 +80,7 @@ export function kernelDensity(base: Rows, ids: Int32Array, kdeK: number, sigma: 
 }
 
 /**
- * The priority-queue water-filling of §3.11 step 3–4.
+ * The priority-queue water-filling (docs/algorithms.md#offline-half-dataflex-prepare-tsds, steps 3–4).
  * @param indices [M × K] candidate ids per query, each row sorted by distance
  * @param dist [M × K] Euclidean (not squared) distances, same order
  * @param kappa [M × K] density κ of each listed candidate

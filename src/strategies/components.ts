@@ -14,6 +14,7 @@ import { existsSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { dirname, isAbsolute, relative, resolve } from 'node:path'
 import { ConfigError } from '../config/errors.ts'
+import { issueAt } from '../config/issues.ts'
 import type { LoadedConfig } from '../config/load.ts'
 import {
   COMPONENT_SECTIONS,
@@ -102,18 +103,15 @@ export async function readComponentsFile(path: string, cwd = process.cwd()): Pro
   if (!isPlain(value)) throw new ConfigError('bad_value', `${name} must be a mapping with ${COMPONENT_SECTIONS.join(' / ')}`)
   const parsed = ComponentsBlockSchema.safeParse(value)
   if (parsed.success) return parsed.data
-  const issue = parsed.error.issues[0]!
-  const at = issue.path.map(String).join('.')
-  if (issue.code === 'unrecognized_keys') {
-    const bad = issue.keys[0] ?? ''
+  const { issue, key, unknownKey } = issueAt(parsed.error, value)
+  if (unknownKey !== undefined) {
     const allowed = issue.path.length === 0 ? [...COMPONENT_SECTIONS] : ['name', 'params']
-    const full = at === '' ? bad : `${at}.${bad}`
-    throw new ConfigError('unknown_key', `unknown key '${full}' in components file ${name}`, {
-      key: full,
-      hint: didYouMean(bad, allowed) ?? `allowed here: ${allowed.join(', ')}`,
+    throw new ConfigError('unknown_key', `unknown key '${unknownKey.key}' in components file ${name}`, {
+      key: unknownKey.key,
+      hint: didYouMean(unknownKey.name, allowed) ?? `allowed here: ${allowed.join(', ')}`,
     })
   }
-  throw new ConfigError('bad_value', `bad value for '${at}' in components file ${name}: ${issue.message}`, { key: at })
+  throw new ConfigError('bad_value', `bad value for '${key}' in components file ${name}: ${issue.message}`, { key })
 }
 
 export interface FindPresetOptions {

@@ -3,8 +3,7 @@
  * and the trainer draws the next samples by them (TypeScript knows every sample's domain). Built-in mixers (static,
  * random, doremi, odm, dynamic_moe, ado) grow this contract; `custom` files use it as it stands.
  */
-import type { Rng } from '../math/rng.ts'
-import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type ModelOps, type Stateful } from './types.ts'
+import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type DecisionContext, type Stateful } from './types.ts'
 
 /** One training domain: a dataset of the run's `dataset:` list. */
 export interface Domain {
@@ -14,18 +13,12 @@ export interface Domain {
 }
 
 /** Everything a mixing decision may depend on. Same inputs + same seed → same proportions. */
-export interface MixContext {
+export interface MixContext extends DecisionContext {
   /** Global optimizer step the decision follows (0: before the first step). */
   readonly step: number
   readonly domains: readonly Domain[]
   /** Mean training loss per domain over the steps since the previous decision (NaN: no sample of it trained). */
   readonly domainLosses: Float64Array
-  /** Seeded from the run seed and the step: never shared between decisions. */
-  readonly rng: Rng
-  readonly model: ModelOps
-  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
-  readonly cacheDir: string
-  readonly log: (message: string) => void
 }
 
 export interface MixResult {

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod'
 import { ConfigError } from '../config/errors.ts'
+import { issueAt } from '../config/issues.ts'
 import { didYouMean } from '../config/suggest.ts'
 import type { ComponentPreset } from './components.ts'
 import type { AnyDefinition, ComponentKind } from './kinds.ts'
@@ -114,23 +115,18 @@ export function validateParams(
   }
   const parsed = def.params.safeParse(params)
   if (parsed.success) return parsed.data
-  const issue = parsed.error.issues[0]!
-  const path = issue.path.map(String).join('.')
-  if (issue.code === 'unrecognized_keys') {
-    const bad = issue.keys[0] ?? ''
-    throw new ConfigError('unknown_key', `unknown param '${bad}' for ${what}`, {
-      key: paramKey(preset, path === '' ? bad : `${path}.${bad}`),
-      hint: didYouMean(bad, known ?? []),
+  const { issue, key: path, value, unknownKey, suggestion } = issueAt(parsed.error, params)
+  if (unknownKey !== undefined) {
+    throw new ConfigError('unknown_key', `unknown param '${unknownKey.name}' for ${what}`, {
+      key: paramKey(preset, unknownKey.key),
+      hint: didYouMean(unknownKey.name, known ?? []),
     })
   }
-  let value: unknown = params
-  for (const p of issue.path) value = typeof value === 'object' && value !== null ? (value as Record<string, unknown>)[String(p)] : undefined
   const message =
     value === undefined && path !== ''
       ? `missing param '${path}' for ${what}: ${issue.message}`
       : `bad value for param '${path || '(params)'}' of ${what}: ${JSON.stringify(value)}; ${issue.message}`
-  const hint = issue.code === 'invalid_value' && typeof value === 'string' ? didYouMean(value, issue.values.map(String)) : undefined
-  throw new ConfigError('bad_value', message, { key: paramKey(preset, path), hint, cause: parsed.error })
+  throw new ConfigError('bad_value', message, { key: paramKey(preset, path), hint: suggestion, cause: parsed.error })
 }
 
 export interface ParamDoc {

@@ -3,23 +3,16 @@
  * once or every few steps. Built-in reorders (DataFlex's `static` and `dynamic`, presets named after the ordering)
  * grow this contract; `custom` files use it as it stands.
  */
-import type { Rng } from '../math/rng.ts'
-import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type ModelOps, type Stateful } from './types.ts'
+import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type DecisionContext, type Stateful } from './types.ts'
 
 /** Everything an ordering decision may depend on. Same inputs + same seed → same order. */
-export interface OrderContext {
+export interface OrderContext extends DecisionContext {
   /** Global optimizer step the decision follows (0: before the first step). */
   readonly step: number
   /** The training-set indices to order. */
   readonly indices: Int32Array
   /** A score per entry of `indices`, when the trainer has one (e.g. from a selector). */
   readonly scores?: Float32Array | Float64Array
-  /** Seeded from the run seed and the step: never shared between decisions. */
-  readonly rng: Rng
-  readonly model: ModelOps
-  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
-  readonly cacheDir: string
-  readonly log: (message: string) => void
 }
 
 export interface OrderResult {

@@ -99,8 +99,18 @@ export function definer<K extends string, E, I>(kind: K) {
     ({ kind, ...def }) as ComponentDefinition<K, z.output<S>, E, I>
 }
 
+/** What every kind's decision context carries besides its own inputs. */
+export interface DecisionContext {
+  /** Seeded from the run seed and the step: never shared between decisions. */
+  readonly rng: Rng
+  readonly model: ModelOps
+  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
+  readonly cacheDir: string
+  readonly log: (message: string) => void
+}
+
 /** Everything a selection decision may depend on. Same inputs + same seed → same decision. */
-export interface SelectContext {
+export interface SelectContext extends DecisionContext {
   /** Global optimizer step the decision follows (0: before the first step). */
   readonly step: number
   /** How many indices to return (global batch × update_step). */
@@ -110,12 +120,6 @@ export interface SelectContext {
   readonly updateTimes: number
   /** 0-based flex-epoch. */
   readonly flexEpoch: number
-  /** Seeded from the run seed and the step: never shared between decisions. */
-  readonly rng: Rng
-  readonly model: ModelOps
-  /** Private folder of this strategy instance, keyed by model, data and params (never stale). */
-  readonly cacheDir: string
-  readonly log: (message: string) => void
 }
 
 export interface SelectResult {

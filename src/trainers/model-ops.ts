@@ -11,7 +11,7 @@ import type { Executor, LoadInfo } from './executor.ts'
 export interface BridgeModelOpsOptions {
   /** Most rows per gradients/embeddings request (default 2048). */
   readonly maxRows?: number
-  /** Projector of the gradients op (default: the executor's, 'sparse'). */
+  /** Projector of the gradients op (default: the catalog's). */
   readonly projector?: 'dense' | 'sparse'
   /** Samples projected together in the gradients op when a request sets no chunkSize (default: the catalog's). */
   readonly chunkSize?: number

@@ -1,7 +1,7 @@
 /**
- * The flex-epoch schedule of `train_type: dynamic_select` (dataflex-algorithms.md §2.1), as a pure function of
- * the config: how many steps the run trains, and which window each step belongs to — a random warm-up window
- * or the window of one selection. The trainer walks `windows` in order; nothing else decides when to select.
+ * The flex-epoch schedule of `train_type: dynamic_select` (docs/algorithms.md#schedule-dynamic_select), as a pure
+ * function of the config: how many steps the run trains, and which window each step belongs to — a random warm-up
+ * window or the window of one selection. The trainer walks `windows` in order; nothing else decides when to select.
  *
  * Deliberate differences from the Python DataFlex (docs/select.md lists them all):
  * - `warmup_step: 0` works: the first selection of every flex-epoch happens at its first step (the first one

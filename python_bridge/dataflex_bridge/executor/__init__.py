@@ -24,6 +24,18 @@ def _indices(value: np.ndarray) -> np.ndarray:
     return np.asarray(value).astype(np.int64, copy=False).reshape(-1)
 
 
+def _projection(args: dict, precondition: str) -> gradients.GradientArgs:
+    """The projection args gradients and policy_gradients share (`projection` in src/bridge/ops.ts)."""
+    return gradients.GradientArgs(
+        proj_dim=args["proj_dim"],
+        seed=args["seed"],
+        precondition=precondition,
+        normalize=args["normalize"],
+        projector=args["projector"],
+        chunk_size=args["chunk_size"],
+    )
+
+
 def _flags(args: dict, key: str, count: int) -> np.ndarray:
     arr = args[key]
     if arr.size != count:
@@ -150,14 +162,7 @@ class Executor:
             self.current(),
             args["split"],
             _indices(args["indices"]),
-            gradients.GradientArgs(
-                proj_dim=args["proj_dim"],
-                seed=args["seed"],
-                precondition=args["precondition"],
-                normalize=args["normalize"],
-                projector=args["projector"],
-                chunk_size=args["chunk_size"],
-            ),
+            _projection(args, args["precondition"]),
         )
 
     def op_embeddings(self, args: dict, ctx: Any) -> dict:
@@ -213,14 +218,7 @@ class Executor:
             generation.ragged(args["response_ids"], args["response_lengths"], "response"),
             np.asarray(args["rewards"], dtype=np.float64).reshape(-1),
             args["samples"],
-            gradients.GradientArgs(
-                proj_dim=args["proj_dim"],
-                seed=args["seed"],
-                precondition="sgd",
-                normalize=args["normalize"],
-                projector=args["projector"],
-                chunk_size=args["chunk_size"],
-            ),
+            _projection(args, "sgd"),
             baseline=args["baseline"],
         )
         return {"grads": grads, "trainable_params": total, "zero_rows": zero_rows, "seconds": time.perf_counter() - t0}

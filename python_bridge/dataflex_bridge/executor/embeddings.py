@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StateError
-from .model_ops import collate, dataset_for, eval_mode, preserved_rng, right_padded, sample_lengths
+from .model_ops import collate, eval_mode, preserved_rng, right_padded, rows_of, sample_lengths
 
 log = logging.getLogger("dataflex_bridge.executor.embeddings")
 
@@ -127,10 +127,7 @@ def sample_embeddings(run, split: str, indices: np.ndarray, args: EmbeddingArgs)
         raise StateError(f"embeddings: pooling must be one of {', '.join(POOLINGS)}, got {args.pooling!r}")
     if args.batch_size < 1:
         raise StateError("embeddings: batch_size must be >= 1")
-    dataset = dataset_for(run, split)
-    n = len(dataset)
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise StateError(f"embeddings: index out of range [0, {n}) for split '{split}'")
+    dataset = rows_of(run, split, indices, "embeddings")
     model = run.trainer.model if args.model is None else embedding_model(run, args.model)
     # Length-sorted batches pad less; with the attention mask, a row does not depend on its batch.
     order = np.argsort(sample_lengths(run, split)[indices], kind="stable")

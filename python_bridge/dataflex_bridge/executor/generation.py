@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StateError
-from .gradients import MAX_RAW_BYTES, GradientArgs, _get_projector, grad_eval_mode, trainable_parameters
-from .model_ops import causal_inputs, dataset_for, eval_mode, preserved_rng
+from .gradients import MAX_RAW_BYTES, GradientArgs, _get_projector, trainable_parameters
+from .model_ops import causal_inputs, eval_mode, preserved_rng, rows_of
 from .weights import IGNORE_INDEX
 
 log = logging.getLogger("dataflex_bridge.executor.generation")
@@ -192,10 +192,7 @@ def sample_continuations(model, prompt: list[int], seeds: list[int], args: Gener
 def generate(run, split: str, indices: np.ndarray, args: GenerateArgs) -> dict:
     if args.samples < 1 or args.max_new_tokens < 0:
         raise StateError("generate: samples must be >= 1 and max_new_tokens >= 0")
-    dataset = dataset_for(run, split)
-    n = len(dataset)
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise StateError(f"generate: index out of range [0, {n}) for split '{split}'")
+    dataset = rows_of(run, split, indices, "generate")
     if "labels" not in dataset.column_names:
         raise StateError(f"generate: split '{split}' has no labels column, so prompts cannot be told from responses")
     model = _policy(run, args.model)
@@ -346,7 +343,7 @@ def policy_gradients(run, prompts: list[np.ndarray], responses: list[np.ndarray]
     offsets = np.cumsum([0] + sizes)
     out = torch.zeros(n, dim, dtype=torch.float32, device=device)
     zero_rows = 0
-    with preserved_rng(), grad_eval_mode(model):
+    with preserved_rng(), eval_mode(model, grad=True):
         for start in range(0, n, args.chunk_size):
             stop = min(n, start + args.chunk_size)
             # Per-parameter accumulators of the chunk's examples: [rows, numel] each, fp32.

@@ -33,10 +33,11 @@ from .errors import StateError
 from .model_ops import (
     causal_inputs,
     collate,
-    dataset_for,
+    eval_mode,
     preserved_rng,
     right_padded,
     row_losses,
+    rows_of,
     sample_lengths,
     trim_after_labels,
 )
@@ -82,19 +83,6 @@ class AdamMoments:
 def trainable_parameters(model) -> list[tuple[str, torch.nn.Parameter]]:
     """Trainable params in `named_parameters` order: the order of the flat gradient vector."""
     return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
-@contextlib.contextmanager
-def grad_eval_mode(model):
-    """Eval mode with autograd on (model_ops.eval_mode also disables grad)."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.enable_grad():
-            yield
-    finally:
-        if was_training:
-            model.train()
 
 
 def _hook_active(module) -> bool:
@@ -336,8 +324,7 @@ def pass_rows(run, requested: int) -> int:
 
     A pass is a forward and backward like a training step's, so with no more rows (length-sorted, so no longer
     padded than the longest micro-batch can be) it holds no more activations: it fits wherever training fits, and
-    the run's peak memory stays the training step's (measured: 16 rows on the small bench model took ~110 MB more
-    than its 8-row training steps).
+    the run's peak memory stays the training step's (bench/results/model-ops.md).
     """
     micro = int(getattr(run.trainer.args, "per_device_train_batch_size", 0) or 0)
     rows = min(requested, micro) if micro > 0 else requested
@@ -357,10 +344,7 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
         raise StateError(f"gradients: projector must be 'dense' or 'sparse', got {args.projector!r}")
     if args.proj_dim < 0 or args.chunk_size < 1:
         raise StateError("gradients: proj_dim must be >= 0 and chunk_size >= 1")
-    dataset = dataset_for(run, split)
-    n = len(dataset)
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise StateError(f"gradients: index out of range [0, {n}) for split '{split}'")
+    dataset = rows_of(run, split, indices, "gradients")
     model = run.trainer.model
     named = trainable_parameters(model)
     if not named:
@@ -381,7 +365,7 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
     # Length-sorted chunks pad less; each row is independent of its chunk, so the order is free.
     order = np.argsort(sample_lengths(run, split)[indices], kind="stable")
     offsets = np.cumsum([0] + sizes)
-    with preserved_rng(), grad_eval_mode(model), no_checkpointing(model):
+    with preserved_rng(), eval_mode(model, grad=True), no_checkpointing(model):
         step = pass_rows(run, args.chunk_size)
         # Forward/backward passes of at most a micro-batch; their gradients are transformed and projected together
         # once chunk_size rows are in (DataFlex's save_interval: rows per projection), as the dense projector pays

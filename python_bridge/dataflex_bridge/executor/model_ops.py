@@ -14,9 +14,8 @@ from .shared_prefix import PrefixScorer
 from .weights import IGNORE_INDEX, label_positions, masked_cross_entropy
 
 # CPU batches of the losses op: at most this many hidden activations per layer (2048 tokens at hidden 256) and logits
-# (16 MiB of float32). Measured on the tiny (hidden 64) and small (hidden 256) models: larger batches stop paying once
-# a layer's activations leave the cache, and the peak memory keeps growing (small: +60 MB at 2048 tokens, +330 MB at
-# 8192; tiny: +85 MB of logits at 8192).
+# (16 MiB of float32): larger batches stop paying once a layer's activations leave the cache, while peak memory keeps
+# growing (measured on the tiny and small test models: bench/results/model-ops.md).
 CPU_LOSS_BATCH_ACTIVATIONS = 1 << 19
 CPU_LOSS_BATCH_LOGITS = 1 << 22
 
@@ -37,11 +36,12 @@ def preserved_rng():
 
 
 @contextlib.contextmanager
-def eval_mode(model):
+def eval_mode(model, grad: bool = False):
+    """Eval mode (no dropout) with autograd off, or on for the gradient ops; training mode restored afterwards."""
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             yield
     finally:
         if was_training:
@@ -58,6 +58,15 @@ def dataset_for(run, split: str):
             raise StateError("per-dataset eval sets (eval_on_each_dataset) are not supported here")
         return run.eval_dataset
     raise StateError(f"unknown split '{split}' (expected 'train' or 'eval')")
+
+
+def rows_of(run, split: str, indices: np.ndarray, op: str):
+    """The split's dataset, once every index is one of its rows (else a StateError naming the op)."""
+    dataset = dataset_for(run, split)
+    n = len(dataset)
+    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
+        raise StateError(f"{op}: index out of range [0, {n}) for split '{split}'")
+    return dataset
 
 
 def collate(run, dataset, idx: list[int]) -> dict:
@@ -105,8 +114,8 @@ def causal_inputs(input_ids: torch.Tensor) -> dict:
     Under causal attention right padding never reaches a real token and pads carry no label, so every real
     position's result is its unpadded one. All ones, rather than the padding mask, lets transformers hand SDPA its
     causal kernel instead of building a [B, 1, T, T] mask; and rather than no mask at all, which makes transformers
-    (4.57) look for packed sequences in the position ids and build that mask with vmap on every forward (measured:
-    37% of a tiny-model forward, 8% of a small one's; docs/executor.md).
+    (4.57) look for packed sequences in the position ids and build that mask with vmap on every forward (a large
+    share of a small model's forward: bench/results/model-ops.md).
     """
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "use_cache": False}
 
@@ -177,7 +186,7 @@ def scoring_forward(model):
 
     The deltas are computed once per op (one r-rank product per layer) and swapped in with functional_call, the
     adapters switched off with PEFT's `disable_adapter`: every batch then runs the base model's GEMMs alone instead
-    of base + two skinny LoRA matmuls per layer (≈20% faster on the test models). The model's own weights are never
+    of base + two skinny LoRA matmuls per layer (bench/results/model-ops.md). The model's own weights are never
     written, so training is untouched; results differ from the adapter path by float rounding only. Any other model
     is yielded as is.
     """
@@ -215,10 +224,7 @@ def sample_losses(run, split: str, indices: np.ndarray, batch_size: int | None =
 
     Batches hold at most `max_tokens` padded tokens (default: loss_batch_tokens) and at most `batch_size` rows.
     """
-    dataset = dataset_for(run, split)
-    n = len(dataset)
-    if indices.size and (int(indices.min()) < 0 or int(indices.max()) >= n):
-        raise StateError(f"losses: index out of range [0, {n}) for split '{split}'")
+    dataset = rows_of(run, split, indices, "losses")
     model = run.trainer.model
     out = np.empty(indices.size, dtype=np.float32)
     with preserved_rng(), eval_mode(model), scoring_forward(model) as forward:

@@ -1,8 +1,8 @@
 """Scoring rows that begin with the same tokens: the shared prefix runs once, and each batch continues from it.
 
-Rows rendered by a chat template start alike: LLaMA-Factory's `qwen` template puts a 30-token default system prompt
-before every user turn (38 shared tokens of 56 on the demo data). Under causal attention those positions' keys and
-values are the same for every row, so a read-only forward can compute them once (one row, `use_cache`) and run
+Rows rendered by a chat template start alike: LLaMA-Factory's `qwen` template puts a default system prompt before
+every user turn (most of a short demo row; bench/results/model-ops.md). Under causal attention those positions' keys
+and values are the same for every row, so a read-only forward can compute them once (one row, `use_cache`) and run
 each batch on its remaining tokens against a copy of that cache. The labels' positions always stay outside the
 prefix, so every loss term is computed as before; results differ by float rounding only.
 

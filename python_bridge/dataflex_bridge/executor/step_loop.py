@@ -4,7 +4,9 @@ TypeScript sends the plan (which samples form each micro-batch and step); this m
 trainer's `training_step`, optimizer, scheduler, accelerator and callbacks, in the order Hugging Face's
 `Trainer._inner_training_loop` uses (see docs/executor.md): `begin` is its prologue, `_optimizer_step` the body
 of its inner loop, `finish` its epilogue. It never calls `trainer.train()`, so no sampler runs ahead of the plan:
-a decision made after step s sees the model exactly as step s left it.
+a decision made after step s sees the model exactly as step s left it. Those three mirror transformers 4.57.6's
+loop and use private Trainer attributes (docs/executor.md#private-trainer-attributes-used); test/parity.test.ts
+fails when an upgrade changes that loop.
 
 Two details decide bit-exact parity with `llamafactory-cli train`:
   * `num_items_in_batch` is the label-token count of the whole gradient-accumulation group

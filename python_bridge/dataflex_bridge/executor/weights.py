@@ -2,11 +2,12 @@
 
 * Per-sample CE sums and label counts come from the forward that trains, never an extra one: a forward hook reads
   the logits (detached, no grad) when Hugging Face computes the loss, or the reduction below computes them itself.
-* Reductions (TypeScript chooses one per pass; docs/executor.md, "Loss reductions"), with w_b the per-sample
+* Reductions (TypeScript chooses one per pass; docs/algorithms.md#loss-reductions), with w_b the per-sample
   weights, CE_bt the next-token cross-entropy of sample b's label token t, and n_b its label-token count:
     token_mean:  Σ_b w_b Σ_t CE_bt / N, N = num_items_in_batch (the label tokens of the whole gradient-accumulation
-                 group) when the model takes loss kwargs, else the micro-batch's label tokens times the micro-batches
-                 of the group (Hugging Face then divides the micro-batch mean by them). Weights of 1: HF's loss.
+                 group) when the model takes loss kwargs and the trainer counted them, else the micro-batch's label
+                 tokens times the micro-batches of the group (Hugging Face divides the micro-batch mean by them).
+                 Weights of 1: HF's loss.
     sample_mean: Σ_b w_b (Σ_t CE_bt / max(1, n_b)) / B_group, B_group = samples in the whole group, so the scale
                  does not depend on the accumulation. Weights of 1: the group's mean per-sample loss.
   They run through the Trainer's own `compute_loss_func` extension point; nothing is patched. Without weights,

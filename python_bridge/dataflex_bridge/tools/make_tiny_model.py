@@ -187,8 +187,8 @@ def build(
         # The (tied) embedding is also the output head, and the final RMSNorm fixes |h| at ~sqrt(hidden),
         # so logits can span only about std * hidden nats. With the usual std of 0.02 that is ~1.3 nats for
         # hidden=64, and LoRA (which never touches the embedding or the norm) cannot sharpen them: the loss
-        # stalls near log(vocab) (measured: 6.6 -> 6.0). std = 6.4 / hidden keeps the initial loss near
-        # log(vocab) and lets LoRA-only training learn (measured: 7.2 -> 3.9 in 10 epochs of the demo).
+        # stalls near log(vocab) (bench/results/setup.md). std = 6.4 / hidden keeps the initial loss near
+        # log(vocab) and lets LoRA-only training learn (bench/results/setup.md).
         with torch.no_grad():
             weight = model.get_input_embeddings().weight
             weight.normal_(0.0, embed_std)

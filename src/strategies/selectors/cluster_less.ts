@@ -1,5 +1,5 @@
 /**
- * `cluster_less` selector (dataflex-algorithms.md §3.7): LESS at cluster granularity. Once per run, embed the
+ * `cluster_less` selector (docs/algorithms.md#cluster_less): LESS at cluster granularity. Once per run, embed the
  * training set and cluster it; at every update, pick a few representatives per cluster, take LESS gradients for
  * those only, score each cluster by ⟨normalised mean representative gradient, mean eval gradient⟩, and select
  * whole clusters by top-k over the per-sample (= per-cluster) scores.
@@ -14,7 +14,8 @@
  *   boundary cluster that is selected is its lowest indices (torch left this order unspecified).
  * - Rows of embeddings and gradients are L2-normalised here as well (clamped at 1e-12).
  * - `embedding_model_dtype` and `clustering_batch_size` are accepted no-ops (the sidecar loads and batches the
- *   embedding model itself), as is `cache_dir`; `save_interval` sets the rows projected together (see less).
+ *   embedding model itself), and `cache_dir` only sets the trainer's cache folder (the clustering lives in
+ *   state()); `save_interval` sets the rows projected together (see less).
  */
 import { existsSync } from 'node:fs'
 import { isAbsolute, resolve } from 'node:path'

@@ -69,11 +69,15 @@ export function decodeInt32(s: string): Int32Array {
   return new Int32Array(decodeBytes(s, 4, 'int32 state'))
 }
 
-/** `cache_dir` as DataFlex's components.yaml gives it. Accepted for compatibility; the run's own cache folder is used. */
+/**
+ * `cache_dir` as DataFlex's components.yaml gives it. The trainer takes it out of a preset's params before this schema
+ * sees them (presets.ts) and uses it as the root of the strategy's cache folder (docs/select.md#configure); listed
+ * here so the schema knows the key.
+ */
 export const cacheDirParam = z
   .string()
   .nullish()
-  .describe('accepted for DataFlex compatibility; ignored (each strategy gets a private cache folder keyed by model, data and params)')
+  .describe("root of this preset's cache folder (default <output_dir>/dataflex/cache); handled by the trainer")
 
 /** Python None-defaulted params: `null` or absent. */
 export function nullableDefault<T extends z.ZodType>(schema: T) {

@@ -1,5 +1,5 @@
 /**
- * `delta_loss` selector (dataflex-algorithms.md §3.5): a curriculum over the loss improvement Δ_i = ℓ⁰_i − ℓ_i.
+ * `delta_loss` selector (docs/algorithms.md#delta_loss): a curriculum over the loss improvement Δ_i = ℓ⁰_i − ℓ_i.
  * The first update of a flex-epoch measures ℓ⁰ and selects at random; later updates rank samples by Δ
  * (most improved first) and favour a window that slides along that ranking on a sigmoid schedule.
  *
@@ -13,7 +13,7 @@
  * - Non-finite Δ (a non-finite loss) ranks last and counts as "not improved" for the window cut-off.
  * - When more samples are requested than exist, sampling is with replacement (as DataFlex's delta pass);
  *   its initial pass returned fewer than requested instead.
- * - `cache_dir` is a no-op (no per-step JSON cache).
+ * - No per-step JSON cache: `cache_dir` only sets where the trainer's cache folder is, and nothing is written there.
  */
 import { z } from 'zod'
 import { uniformWithReplacement, uniformWithoutReplacement, weightedWithReplacement, weightedWithoutReplacement } from '../../math/sampling.ts'

@@ -1,5 +1,5 @@
 /**
- * `less` selector (dataflex-algorithms.md §3.6): projected per-sample training gradients (Adam-preconditioned by
+ * `less` selector (docs/algorithms.md#less): projected per-sample training gradients (Adam-preconditioned by
  * default) and SGD eval gradients, both L2-normalised; a training sample scores the mean cosine to the eval
  * gradients, s_i = ⟨ĝ_i, mean_j ê_j⟩; the top-k are selected.
  *
@@ -10,10 +10,10 @@
  * - Top-k ties go to the lower index (torch.topk's order is unspecified); asking for more than N returns N
  *   (DataFlex's topk would raise), with a log line.
  * - Gradients are requested in chunks of rows and scored on the fly: memory is O(N + chunk·d), not O(N·d);
- *   nothing is written to disk. `cache_dir` is an accepted no-op; `save_interval` (DataFlex: rows per fp16
- *   buffer flush) is the number of rows whose gradients are preconditioned and projected together; they come
- *   from batched passes of at most per_device_train_batch_size rows, so a pass never needs more than a
- *   training step.
+ *   nothing is written to disk. `cache_dir` only sets the trainer's cache folder (nothing is written there);
+ *   `save_interval` (DataFlex: rows per fp16 buffer flush) is the number of rows whose gradients are preconditioned
+ *   and projected together; they come from batched passes of at most per_device_train_batch_size rows, so a pass
+ *   never needs more than a training step.
  */
 import { z } from 'zod'
 import { topK } from '../../math/topk.ts'

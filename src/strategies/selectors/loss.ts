@@ -1,5 +1,5 @@
 /**
- * `loss` selector (dataflex-algorithms.md §3.4): per-sample losses split into low/medium/high buckets by two
+ * `loss` selector (docs/algorithms.md#loss): per-sample losses split into low/medium/high buckets by two
  * quantiles; the focused bucket gets `focus_weight` times the weight; p ∝ w^(1/temperature); sample.
  *
  * Deliberate differences from the Python DataFlex:
@@ -8,7 +8,8 @@
  *   kept its "fewer candidates than requested → sample with replacement" switch from ever firing). Finite
  *   samples use w^(1/T) without the ε, a relative change below 1e-12.
  * - The switch to replacement, when it fires, is logged.
- * - No per-step JSON cache: decisions are logged and replayable by the trainer (`cache_dir` is a no-op).
+ * - No per-step JSON cache: decisions are logged and replayable by the trainer (`cache_dir` only sets where the
+ *   trainer's cache folder is; this selector writes nothing there).
  */
 import { z } from 'zod'
 import { weightedWithReplacement, weightedWithoutReplacement } from '../../math/sampling.ts'

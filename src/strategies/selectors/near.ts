@@ -1,5 +1,5 @@
 /**
- * `near` selector, online half (dataflex-algorithms.md §3.10): `dataflex prepare` writes an M×K int matrix of
+ * `near` selector, online half (docs/algorithms.md#near): `dataflex prepare` writes an M×K int matrix of
  * each query's K nearest training samples (nearest first); select walks it column by column (every query's
  * nearest, then every query's second nearest, …), skipping repeats, until enough samples are collected.
  *
@@ -8,7 +8,7 @@
  * - The file is a .npy written C-order as '<i4' or '<i8'; problems with it (missing, dtype, shape, an index
  *   outside [0, N) such as FAISS's −1 "no hit") are config errors naming `indices_path`.
  * - The walk is deterministic and the same at every update (as in DataFlex); it is computed once per request
- *   size. `cache_dir` is a no-op.
+ *   size. `cache_dir` only sets the trainer's cache folder; nothing is written there.
  */
 import { resolve } from 'node:path'
 import { z } from 'zod'

@@ -1,11 +1,12 @@
 /**
- * `nice` selector (dataflex-algorithms.md §3.8): training samples whose (Adam-preconditioned) gradient points
+ * `nice` selector (docs/algorithms.md#nice): training samples whose (Adam-preconditioned) gradient points
  * where a policy-gradient signal on the eval set points. For each eval example the sidecar samples `mc_samples`
  * continuations of its prompt, scores them with a local reward model, and returns the projected gradient of the
  * REINFORCE surrogate (1/S) Σ_m (r_m − b) · Σ_t −log π(y_t|x, y_<t) on the training model. A training sample
  * scores the mean cosine to those gradients, s_i = ⟨ĝ_i, mean_j ê_j⟩; the top-k are selected.
  *
- * Deliberate differences from the Python DataFlex (which, as shipped, cannot run: §3.8 bugs 1–3):
+ * Deliberate differences from the Python DataFlex (which, as shipped in 1.1.0, cannot run: its components.yaml
+ * lacks the required model paths, and the items below):
  * - `gradient_type: adam` is really applied (DataFlex computed the Adam direction and returned the raw gradient).
  * - The prompt is the preprocessed eval row's own prompt (input_ids before the first label token), so the
  *   template, system prompt and truncation are exactly training's; DataFlex's prompts were empty templates.
@@ -17,8 +18,9 @@
  *   `baseline: none` is DataFlex's estimator.
  * - Samples are seeded per (seed, update step, example, sample) with a private generator: reproducible, fresh at
  *   every update, and never touching training's RNG. `max_prompt_length` keeps a prompt's last tokens.
- * - Top-k ties go to the lower index; `save_interval` and `cache_dir` are accepted no-ops; the removed
- *   `reward_model_backend` / `reward_backend_params` (an older, vLLM/API-based NICE) are rejected with a message.
+ * - Top-k ties go to the lower index; `save_interval` is an accepted no-op and `cache_dir` only sets the trainer's
+ *   cache folder; the removed `reward_model_backend` / `reward_backend_params` (an older, vLLM/API-based NICE) are
+ *   rejected with a message.
  */
 import { existsSync, statSync } from 'node:fs'
 import { resolve } from 'node:path'

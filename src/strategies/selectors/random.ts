@@ -1,5 +1,5 @@
 /**
- * `random` selector (dataflex-algorithms.md §3.2): a uniform draw from the training pool, without the model.
+ * `random` selector (docs/algorithms.md#random): a uniform draw from the training pool, without the model.
  * DataFlex seeds each draw with `seed + step_id` (seed 42 by default). Here a set `seed` gives
  * Rng.derive(seed, 'random', step), and an unset one uses the decision's own stream (derived from the run seed),
  * so changing the training YAML's `seed:` changes the selections.

@@ -1,5 +1,5 @@
 /**
- * `tsds` selector, online half (dataflex-algorithms.md §3.9): `dataflex prepare` writes one sampling probability
+ * `tsds` selector, online half (docs/algorithms.md#tsds): `dataflex prepare` writes one sampling probability
  * per training sample; select draws from that static distribution without replacement.
  *
  * Deliberate differences from the Python DataFlex:
@@ -10,7 +10,7 @@
  * - `probs_path` is an input path: the working directory first (as in DataFlex), then the components file's folder;
  *   the file is a 1-D '<f4'/'<f8' .npy of length N;
  *   it is normalised here, and negative or non-finite entries are config errors (DataFlex let NumPy complain).
- * - `cache_dir` is a no-op.
+ * - `cache_dir` only sets the trainer's cache folder; nothing is written there.
  */
 import { resolve } from 'node:path'
 import { z } from 'zod'
