@@ -119,6 +119,12 @@ export class TrainDriver {
       if (!Number.isNaN(ev)) this.lastEval = ev
     }
     this.runlog.steps(records)
+    // Step events are throttled (a few a second): the result brings the pass's last step to the progress display.
+    const final = records.at(-1)
+    if (final !== undefined) {
+      this.lastLoss = final.loss
+      this.progress({ step: final.step, totalSteps: this.totalSteps, phase: this.phase, loss: final.loss, lr: final.lr, epoch: final.epoch })
+    }
     const last = steps[r.done - 1]
     const end = last ? stepEvents(last, this.flow).epochEnd : null
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })

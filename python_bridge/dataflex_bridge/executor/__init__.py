@@ -8,6 +8,7 @@ either side fails when the table is built. Arrays arrive and leave as numpy arra
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
@@ -41,6 +42,25 @@ def _flags(args: dict, key: str, count: int) -> np.ndarray:
     if arr.size != count:
         raise StateError(f"'{key}' must have {count} entries, got {arr.size}")
     return arr
+
+
+# `step` events only drive the progress display (train_steps' result carries every step), so a few a second do: an
+# event per step would wake the socket thread, and contend for the GIL with the step loop, hundreds of times a second.
+STEP_EVENT_INTERVAL_S = 0.25
+
+
+def _throttled(fn, interval_s: float):
+    """fn, called at most once per interval_s (the first call always)."""
+    last = -math.inf
+
+    def call(value) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if now - last >= interval_s:
+            last = now
+            fn(value)
+
+    return call
 
 
 class Executor:
@@ -130,7 +150,7 @@ class Executor:
             log=_flags(args, "log", count),
             evaluate=_flags(args, "evaluate", count),
             save=_flags(args, "save", count),
-            on_step=(lambda rec: emit("step", rec)) if emit else None,
+            on_step=_throttled(lambda rec: emit("step", rec), STEP_EVENT_INTERVAL_S) if emit else None,
         )
 
     def op_end_pass(self, args: dict, ctx: Any) -> dict:
