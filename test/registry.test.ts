@@ -10,9 +10,7 @@ import { z } from 'zod'
 import { REPO_ROOT } from '../src/bridge/index.ts'
 import { type CliIO } from '../src/cli/io.ts'
 import { main } from '../src/cli/main.ts'
-import { ConfigError } from '../src/config/errors.ts'
 import { loadConfig, type LoadedConfig } from '../src/config/load.ts'
-import { DataflexConfigSchema } from '../src/config/schema.ts'
 import { Rng } from '../src/math/rng.ts'
 import { writeNpy } from '../src/strategies/npy.ts'
 import { describeInput } from '../src/strategies/input-paths.ts'
@@ -24,28 +22,9 @@ import { ComponentRegistry, RegistryError, defaultRegistry } from '../src/strate
 import type { ReorderInstance } from '../src/strategies/reorder.ts'
 import { defineSelector, type ModelOps } from '../src/strategies/types.ts'
 import type { WeighterInstance } from '../src/strategies/weighter.ts'
-import { tempDir } from './support.ts'
+import { configError, fakeConfig, tempDir } from './support.ts'
 
 const FIXTURES = join(REPO_ROOT, 'test', 'fixtures')
-
-function fakeConfig(dir: string, dataflex: Record<string, unknown>): LoadedConfig {
-  return {
-    path: join(dir, 'cfg.yaml'),
-    dataflex: DataflexConfigSchema.parse({ train_type: 'dynamic_select', update_step: 1, ...dataflex }),
-    lf: {},
-    outputDir: join(dir, 'out'),
-  }
-}
-
-async function configError(p: Promise<unknown>): Promise<ConfigError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-  throw new Error('expected a ConfigError')
-}
 
 /** A components file in `<dir>/configs/` (so cwd = dir and the file's folder differ). */
 function componentsFile(dir: string, yaml: string): LoadedConfig {

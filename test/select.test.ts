@@ -10,9 +10,6 @@ import { promisify } from 'node:util'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { REPO_ROOT } from '../src/bridge/index.ts'
-import { ConfigError } from '../src/config/errors.ts'
-import type { LoadedConfig } from '../src/config/load.ts'
-import { DataflexConfigSchema } from '../src/config/schema.ts'
 import { Rng } from '../src/math/rng.ts'
 import { writeNpy } from '../src/strategies/npy.ts'
 import { componentDocs } from '../src/cli/components.ts'
@@ -25,7 +22,7 @@ import type { Executor, LoadInfo, PassPlan, StepFlags } from '../src/trainers/ex
 import { RunLog } from '../src/trainers/runlog.ts'
 import { runSelect, settleIndices } from '../src/trainers/select.ts'
 import { cacheKey, splitInfo, summarizeScores } from '../src/trainers/strategy-runtime.ts'
-import { PYTHON, tempDir, tinyConfig, writeConfig } from './support.ts'
+import { configError, fakeConfig, PYTHON, tempDir, tinyConfig, writeConfig } from './support.ts'
 
 const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
 const EXAMPLE = join(REPO_ROOT, 'examples', 'custom_selector.ts')
@@ -155,26 +152,6 @@ weighters:
     params:
       strategy: uniform
 `
-
-/** A LoadedConfig as loadConfig would give it, for resolving presets without the LLaMA-Factory key check. */
-function fakeConfig(dir: string, dataflex: Record<string, unknown>): LoadedConfig {
-  return {
-    path: join(dir, 'cfg.yaml'),
-    dataflex: DataflexConfigSchema.parse({ train_type: 'dynamic_select', update_step: 1, ...dataflex }),
-    lf: {},
-    outputDir: join(dir, 'out'),
-  }
-}
-
-async function configError(p: Promise<unknown>): Promise<ConfigError> {
-  try {
-    await p
-  } catch (err) {
-    if (err instanceof ConfigError) return err
-    throw err
-  }
-  throw new Error('expected a ConfigError')
-}
 
 describe('components config and registry', () => {
   it('accepts the Python DataFlex components.yaml unchanged: every implemented selector preset validates', async () => {

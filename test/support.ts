@@ -5,6 +5,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
 import { REPO_ROOT, resolvePython, sidecarEnv } from '../src/bridge/index.ts'
+import { ConfigError } from '../src/config/errors.ts'
+import type { LoadedConfig } from '../src/config/load.ts'
+import { DataflexConfigSchema } from '../src/config/schema.ts'
 
 export const PYTHON = resolvePython().executable
 export const TINY_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2')
@@ -70,4 +73,25 @@ export async function runPython(args: string[], timeoutMs = 300_000): Promise<{ 
     timeout: timeoutMs,
     maxBuffer: 64 * 1024 * 1024,
   })
+}
+
+/** A LoadedConfig as loadConfig would give it, for resolving presets without the LLaMA-Factory key check. */
+export function fakeConfig(dir: string, dataflex: Record<string, unknown>): LoadedConfig {
+  return {
+    path: join(dir, 'cfg.yaml'),
+    dataflex: DataflexConfigSchema.parse({ train_type: 'dynamic_select', update_step: 1, ...dataflex }),
+    lf: {},
+    outputDir: join(dir, 'out'),
+  }
+}
+
+/** The ConfigError `p` rejects with (anything else fails the test). */
+export async function configError(p: Promise<unknown>): Promise<ConfigError> {
+  try {
+    await p
+  } catch (err) {
+    if (err instanceof ConfigError) return err
+    throw err
+  }
+  throw new Error('expected a ConfigError')
 }
