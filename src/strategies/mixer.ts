@@ -3,7 +3,7 @@
  * and the trainer draws the next samples by them (TypeScript knows every sample's domain). Built-in mixers (static,
  * random, doremi, odm, dynamic_moe, ado) grow this contract; `custom` files use it as it stands.
  */
-import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type DecisionContext, type Stateful } from './types.ts'
+import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type DecisionContext, type DecisionFacts, type Stateful } from './types.ts'
 
 /** One training domain: a dataset of the run's `dataset:` list. */
 export interface Domain {
@@ -21,11 +21,9 @@ export interface MixContext extends DecisionContext {
   readonly domainLosses: Float64Array
 }
 
-export interface MixResult {
+export interface MixResult extends DecisionFacts {
   /** One non-negative weight per domain, in `domains` order; the trainer normalises them to sum to 1. */
   readonly proportions: Float64Array
-  /** Small extra facts for decisions.jsonl. */
-  readonly info?: Readonly<Record<string, unknown>>
 }
 
 export interface MixerInstance extends Stateful {

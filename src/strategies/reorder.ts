@@ -3,7 +3,7 @@
  * once or every few steps. Built-in reorders (DataFlex's `static` and `dynamic`, presets named after the ordering)
  * grow this contract; `custom` files use it as it stands.
  */
-import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type DecisionContext, type Stateful } from './types.ts'
+import { definer, type Awaitable, type ComponentDefinition, type DecisionContext, type DecisionFacts, type PoolEnv, type Scores, type Stateful } from './types.ts'
 
 /** Everything an ordering decision may depend on. Same inputs + same seed → same order. */
 export interface OrderContext extends DecisionContext {
@@ -12,25 +12,21 @@ export interface OrderContext extends DecisionContext {
   /** The training-set indices to order. */
   readonly indices: Int32Array
   /** A score per entry of `indices`, when the trainer has one (e.g. from a selector). */
-  readonly scores?: Float32Array | Float64Array
+  readonly scores?: Scores
 }
 
-export interface OrderResult {
+export interface OrderResult extends DecisionFacts {
   /** The training-set indices in training order (a permutation of `indices`, or a prefix of one). */
   readonly order: Int32Array
-  /** The score of each entry of `order`, logged as a summary. */
-  readonly scores?: Float32Array | Float64Array
-  /** Small extra facts for decisions.jsonl. */
-  readonly info?: Readonly<Record<string, unknown>>
+  /** The score of each entry of `order`. */
+  readonly scores?: Scores
 }
 
 export interface ReorderInstance extends Stateful {
   order(ctx: OrderContext): Awaitable<OrderResult>
 }
 
-export interface ReorderEnv extends ComponentEnv {
-  readonly numTrain: number
-}
+export type ReorderEnv = PoolEnv
 
 export type ReorderDefinition<P = unknown> = ComponentDefinition<'reorder', P, ReorderEnv, ReorderInstance>
 

@@ -99,6 +99,23 @@ export function definer<K extends string, E, I>(kind: K) {
     ({ kind, ...def }) as ComponentDefinition<K, z.output<S>, E, I>
 }
 
+/** What every kind's answer may carry into its decision-log line. */
+export interface DecisionFacts {
+  /**
+   * Small extra facts for decisions.jsonl (counts, method). Entries named `timing_ms`, `timings`, `*_ms` or
+   * `*_seconds` are logged apart, as timings: everything else must be the same run after run.
+   */
+  readonly info?: Readonly<Record<string, unknown>>
+}
+
+/** A score per returned entry, logged as a summary. */
+export type Scores = Float32Array | Float64Array
+
+/** The creation env of a strategy over the training set. */
+export interface PoolEnv extends ComponentEnv {
+  readonly numTrain: number
+}
+
 /** What every kind's decision context carries besides its own inputs. */
 export interface DecisionContext {
   /** Seeded from the run seed and the step: never shared between decisions. */
@@ -122,20 +139,17 @@ export interface SelectContext extends DecisionContext {
   readonly flexEpoch: number
 }
 
-export interface SelectResult {
+export interface SelectResult extends DecisionFacts {
   readonly indices: Int32Array
-  /** Per-selected-index score, logged as a summary. */
-  readonly scores?: Float32Array | Float64Array
-  /** Small extra facts for decisions.jsonl (counts, timings, method). */
-  readonly info?: Readonly<Record<string, unknown>>
+  /** Per-selected-index score. */
+  readonly scores?: Scores
 }
 
 export interface SelectorInstance extends Stateful {
   select(ctx: SelectContext): Promise<SelectResult>
 }
 
-export interface SelectorEnv extends ComponentEnv {
-  readonly numTrain: number
+export interface SelectorEnv extends PoolEnv {
   readonly numEval: number
 }
 

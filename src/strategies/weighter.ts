@@ -4,7 +4,7 @@
  * grow this contract; `custom` files use it as it stands.
  */
 import type { Rng } from '../math/rng.ts'
-import { definer, type Awaitable, type ComponentDefinition, type ComponentEnv, type Matrix, type ModelOps, type Stateful } from './types.ts'
+import { definer, type Awaitable, type ComponentDefinition, type DecisionFacts, type Matrix, type ModelOps, type PoolEnv, type Stateful } from './types.ts'
 
 /** One micro-batch as the weighter sees it; row i of every array is the same sample. */
 export interface WeighContext {
@@ -24,20 +24,16 @@ export interface WeighContext {
   readonly log: (message: string) => void
 }
 
-export interface WeighResult {
+export interface WeighResult extends DecisionFacts {
   /** One weight per sample, in the micro-batch's order. */
   readonly weights: Float32Array
-  /** Small extra facts for the run log. */
-  readonly info?: Readonly<Record<string, unknown>>
 }
 
 export interface WeighterInstance extends Stateful {
   weigh(ctx: WeighContext): Awaitable<WeighResult>
 }
 
-export interface WeighterEnv extends ComponentEnv {
-  readonly numTrain: number
-}
+export type WeighterEnv = PoolEnv
 
 export type WeighterDefinition<P = unknown> = ComponentDefinition<'weighter', P, WeighterEnv, WeighterInstance>
 

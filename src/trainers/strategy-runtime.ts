@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
-import type { Stateful } from '../strategies/types.ts'
+import type { DecisionFacts, Stateful } from '../strategies/types.ts'
 import { canonicalJson } from '../util/canonical-json.ts'
 import type { LoadInfo } from './executor.ts'
 import type { Decision, RunLog } from './runlog.ts'
@@ -135,7 +135,7 @@ const TIMING_KEY = /^(timing_ms|timings?)$|_(ms|seconds)$/
  * A strategy's info as plain JSON, with its timing entries (`timing_ms`, `timings`, `*_ms`, `*_seconds`) split
  * off: everything else in a decision line must be the same run after run.
  */
-export function splitInfo(info: Readonly<Record<string, unknown>> | undefined): { info?: Record<string, unknown>; timings?: Record<string, unknown> } {
+export function splitInfo(info: DecisionFacts['info']): { info?: Record<string, unknown>; timings?: Record<string, unknown> } {
   if (info === undefined) return {}
   const plain = JSON.parse(
     JSON.stringify(info, (_k, v: unknown) => (ArrayBuffer.isView(v) ? Array.from(v as unknown as ArrayLike<number>) : v)),
@@ -159,9 +159,8 @@ export function indexFields(indices: Int32Array): { count: number; hash: string;
 }
 
 /** What a strategy answered, as the decision line records it besides the trainer's own fields. */
-export interface Answer {
+export interface Answer extends DecisionFacts {
   readonly scores?: ArrayLike<number>
-  readonly info?: Readonly<Record<string, unknown>>
   /** Wall time of the strategy call. */
   readonly ms: number
   /** The trainer's name for that time in `timings` (e.g. `select_ms`). */
