@@ -116,7 +116,7 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
   })
 
   let selections = 0
-  const windows = schedule.windows.map((w) => ({ ...w, window: w, steps: windowSteps(w, schedule) }))
+  const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: windowSteps(w, schedule) }))
   await walk(d, {
     maxSteps: schedule.maxSteps,
     windows,

@@ -32,10 +32,9 @@ export interface Walk<W extends StepWindow> {
   readonly signal?: AbortSignal
 }
 
-/** Trains every window in order; returns how many windows were trained (a stop request ends the walk early). */
-export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): Promise<number> {
+/** Trains every window in order; a stop request (e.g. early stopping) ends the walk early. */
+export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): Promise<void> {
   await d.begin(run.maxSteps)
-  let walked = 0
   try {
     for (const w of run.windows) {
       run.signal?.throwIfAborted()
@@ -43,14 +42,12 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
       const plan = await run.plan(w)
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
       const r = await d.trainPass(plan, w.steps)
-      walked++
       if (r.saved) run.onCheckpoint?.(d.stepsTrained)
       if (r.stopped) break
     }
   } finally {
     d.close()
   }
-  return walked
 }
 
 /**
