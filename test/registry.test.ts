@@ -51,9 +51,26 @@ describe('custom files, for every kind', () => {
       { name: 'a', size: 10 },
       { name: 'b', size: 30 },
     ]
-    const mixer: MixerInstance = r.definition.create(r.params, { domains, seed: 1, baseDir: dir })
+    const initial = Float64Array.of(0.5, 0.5)
+    const mixer: MixerInstance = r.definition.create(r.params, { domains, initial, seed: 1, baseDir: dir })
     const losses = Float64Array.from([1, 2])
-    const out = await mixer.mix({ step: 5, domains, domainLosses: losses, rng: new Rng(1), model: noModel, cacheDir: dir, log: () => {} })
+    const none = { lossSum: new Float64Array(2), tokens: new Float64Array(2), samples: new Float64Array(2) }
+    const out = await mixer.mix({
+      step: 5,
+      update: 1,
+      updateTimes: 1,
+      domains,
+      current: initial,
+      steps: [],
+      window: none,
+      seen: new Float64Array(2),
+      domainLosses: losses,
+      heldOut: [],
+      rng: new Rng(1),
+      model: noModel,
+      cacheDir: dir,
+      log: () => {},
+    })
     // softmax([1, 2] / 0.5) = [1, e²] / (1 + e²)
     const e2 = Math.exp(2)
     expect(out.proportions[0]).toBeCloseTo(1 / (1 + e2), 12)

@@ -370,6 +370,9 @@ const LOAD_INFO: LoadInfo = {
   do_eval: true,
   disable_shuffling: false,
   trainable_params: 1,
+  domains: null,
+  eval_splits: [],
+  frozen_params: 0,
 }
 
 interface Sent {

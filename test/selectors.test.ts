@@ -105,6 +105,9 @@ function fakeModel(numTrain: number, numEval: number, opts: { dim?: number; embD
       model.calls.push({ op: 'embeddings', split, indices: Array.from(indices), emb: o })
       return rows(embedding, embDim, indices)
     },
+    async routerLoads() {
+      throw new Error('selectors do not ask for router loads')
+    },
   }
   return model
 }

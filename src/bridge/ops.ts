@@ -98,7 +98,11 @@ const f32 = ndarray('float32', 1)
 const f64 = ndarray('float64', 1)
 const f32Matrix = ndarray('float32', 2)
 
-const split = (fallback: 'train' | 'eval') => z.enum(['train', 'eval']).default(fallback)
+/** `train`, `eval`, or a named eval set of a mix run, `eval:<dataset>` (load's `eval_splits`). */
+const split = (fallback: 'train' | 'eval') =>
+  z
+    .union([z.enum(['train', 'eval']), z.templateLiteral(['eval:', z.string().min(1)])])
+    .default(fallback)
 const indices = i32.describe('row indices into the split')
 const uint = z.int().min(0)
 const seconds = z.number().describe('executor time of the op')
@@ -134,7 +138,24 @@ export const OPS = {
   load: op({
     direction: 'to_sidecar',
     summary: "build the run from LLaMA-Factory args with LLaMA-Factory's own loaders; one run per sidecar",
-    args: z.strictObject({ config: z.record(z.string(), z.unknown()).describe('LLaMA-Factory arguments, as in its YAML') }),
+    args: z.strictObject({
+      config: z.record(z.string(), z.unknown()).describe('LLaMA-Factory arguments, as in its YAML'),
+      domains: z
+        .strictObject({
+          eval_sets: z
+            .array(z.string().min(1))
+            .default([])
+            .describe('dataset_info names preprocessed as eval sets, each addressable as the split `eval:<name>`'),
+        })
+        .optional()
+        .describe(
+          'a mix run: each dataset of `dataset` is a domain, preprocessed on its own and concatenated in list order (domain 0 first)',
+        ),
+      freeze_gate: z
+        .boolean()
+        .default(false)
+        .describe('freeze the router parameters of a mixture-of-experts model (modules named `gate` or `shared_expert_gate`)'),
+    }),
     result: z.strictObject({
       load_seconds: z.number(),
       stage: z.string(),
@@ -159,6 +180,17 @@ export const OPS = {
       do_eval: z.boolean(),
       disable_shuffling: z.boolean(),
       trainable_params: uint,
+      domains: z
+        .strictObject({
+          names: z.array(z.string()),
+          rows: z.array(uint).describe('training rows of each domain after preprocessing'),
+          raw_rows: z.array(uint).describe('rows of each domain before preprocessing (rows - raw_rows were dropped)'),
+          domain_of_row: i32.describe('the domain of every training row'),
+        })
+        .nullable()
+        .describe('null unless `domains` was asked for'),
+      eval_splits: z.array(z.strictObject({ name: z.string(), rows: uint })).describe('the named eval sets (`eval:<name>`)'),
+      frozen_params: uint.describe('parameters frozen by freeze_gate'),
     }),
     timeoutMs: 30 * MINUTE,
     // The contract test loads its own tiny run (a fresh output folder) instead of this illustrative config.
@@ -206,6 +238,11 @@ export const OPS = {
         .enum(['token_mean', 'sample_mean'])
         .default('token_mean')
         .describe("a step's loss: mean over its label tokens (Hugging Face's), or over its samples' mean token losses"),
+      reference_model: localDir
+        .optional()
+        .describe(
+          "a local model or adapter directory, frozen: every trained micro-batch's excess loss over it is returned (DoReMi)",
+        ),
     }),
     result: z.strictObject({ steps: uint }),
     timeoutMs: 10 * MINUTE,
@@ -238,6 +275,9 @@ export const OPS = {
         'per sample of every micro-batch trained, in plan order: the sum of its label-token cross-entropies, from the training forward',
       ),
       sample_tokens: i32.describe('per sample, likewise: its label-token count'),
+      sample_excess_sum: f32
+        .optional()
+        .describe("per sample, likewise, when the pass has a reference_model: Σ over its label tokens of max(ℓ − ℓ_reference, 0)"),
     }),
     timeoutMs: LONG,
     example: { count: 1, log: Uint8Array.of(1), evaluate: Uint8Array.of(0), save: Uint8Array.of(0) },
@@ -291,6 +331,25 @@ export const OPS = {
     result: z.strictObject({ embeddings: f32Matrix }),
     timeoutMs: LONG,
     example: { split: 'eval', indices: Int32Array.of(0, 1), normalize: true },
+  }),
+  router_loads: op({
+    direction: 'to_sidecar',
+    summary: 'expert loads of a mixture-of-experts model: tokens routed to each expert, per row and MoE layer (eval mode, no grad)',
+    args: z.strictObject({
+      split: split('eval'),
+      indices,
+      batch_size: z.int().min(1).optional().describe("rows per forward; default: the run's per_device_eval_batch_size"),
+    }),
+    result: z.strictObject({
+      loads: f32Matrix.describe('[n × layers·experts]: layer-major, the non-padding tokens whose top-k experts include each'),
+      layers: uint,
+      experts: uint,
+      top_k: uint,
+      seconds,
+    }),
+    timeoutMs: LONG,
+    // The contract test runs it on a locally built mixture-of-experts model.
+    example: { split: 'eval', indices: Int32Array.of(0, 1) },
   }),
   evaluate: op({
     direction: 'to_sidecar',

@@ -9,7 +9,8 @@
 import type { z } from 'zod'
 import type { Rng } from '../math/rng.ts'
 
-export type Split = 'train' | 'eval'
+/** Row sets of the executor: the training set, the eval set, and the named eval sets of a mix run (`eval:<dataset>`). */
+export type Split = 'train' | 'eval' | `eval:${string}`
 
 /** A dense row-major matrix. */
 export interface Matrix {
@@ -48,6 +49,16 @@ export interface LossOptions {
   readonly maxBatchRows?: number
 }
 
+/** Expert routing of a mixture-of-experts model, counted over each row's tokens. */
+export interface RouterLoads {
+  /** [rows × layers·experts]: per row, per MoE layer (in model order), the tokens routed to each expert (top-k). */
+  readonly loads: Matrix
+  readonly layers: number
+  readonly experts: number
+  /** Experts each token is routed to. */
+  readonly topK: number
+}
+
 /** What a strategy may ask of the model. Every call is batched on the Python side. */
 export interface ModelOps {
   readonly numTrain: number
@@ -58,6 +69,8 @@ export interface ModelOps {
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix>
   /** Pooled hidden states, [indices.length × hidden]. */
   embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix>
+  /** Expert loads of a mixture-of-experts model (eval mode, no grad); an error for a dense model. */
+  routerLoads(split: Split, indices: Int32Array): Promise<RouterLoads>
 }
 
 /** A value or its promise: the trainers await either, so a pure strategy may answer synchronously. */

@@ -36,7 +36,7 @@ export interface StepFlags {
   save: Uint8Array
 }
 
-type Split = 'train' | 'eval'
+type Split = NonNullable<OpArgs<'losses'>['split']>
 export type GradientArgs = Omit<OpArgs<'gradients'>, 'split' | 'indices'>
 export type EmbeddingArgs = Omit<OpArgs<'embeddings'>, 'split' | 'indices'>
 

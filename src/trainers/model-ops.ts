@@ -5,7 +5,7 @@
  */
 import type { NdArray } from '../bridge/index.ts'
 import type { PolicyGradientOptions, PolicyGradientResult, PolicyModelOps } from '../strategies/selectors/nice.ts'
-import type { EmbeddingOptions, GradientOptions, LossOptions, Matrix, ModelOps, Split } from '../strategies/types.ts'
+import type { EmbeddingOptions, GradientOptions, LossOptions, Matrix, ModelOps, RouterLoads, Split } from '../strategies/types.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 
 export interface BridgeModelOpsOptions {
@@ -65,6 +65,17 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
         batch_size: this.options.embeddingBatchSize,
       }),
     )
+  }
+
+  /** Expert loads, in chunks like every per-row op. */
+  async routerLoads(split: Split, indices: Int32Array): Promise<RouterLoads> {
+    let shape = { layers: 0, experts: 0, topK: 0 }
+    const loads = await this.chunked(indices, async (part) => {
+      const r = await this.exec.ops.call('router_loads', { split, indices: part })
+      shape = { layers: r.layers, experts: r.experts, topK: r.top_k }
+      return r.loads
+    })
+    return { loads, ...shape }
   }
 
   /** NICE's validation signal: generate → reward → projected REINFORCE gradients, three executor ops in turn. */
