@@ -8,7 +8,9 @@ Recursion follows the schema, and is bounded by MAX_DEPTH anyway.
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,7 +24,7 @@ MAX_DEPTH = 32
 # Keywords that constrain a value, and annotations that do not.
 CHECKED = frozenset({
     "type", "properties", "required", "additionalProperties", "propertyNames", "enum", "const", "minimum",
-    "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "items", "anyOf", NDARRAY,
+    "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength", "maxLength", "pattern", "items", "anyOf", NDARRAY,
 })
 ANNOTATIONS = frozenset({"default", "description"})
 KEYWORDS = CHECKED | ANNOTATIONS
@@ -117,6 +119,9 @@ def _check(value: Any, schema: Mapping[str, Any], path: str, depth: int) -> None
             raise SchemaViolation(path, f"must have at least {schema['minLength']} characters")
         if "maxLength" in schema and len(value) > schema["maxLength"]:
             raise SchemaViolation(path, f"must have at most {schema['maxLength']} characters")
+        # JSON Schema's `pattern` is unanchored: the string matches if the regex matches anywhere in it.
+        if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
+            raise SchemaViolation(path, f"must match the pattern {schema['pattern']!r}, got {_describe(value)}")
 
     if isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
@@ -124,6 +129,14 @@ def _check(value: Any, schema: Mapping[str, Any], path: str, depth: int) -> None
 
     if isinstance(value, dict):
         _check_object(value, schema, path, depth)
+
+
+@functools.cache
+def _pattern(source: str) -> re.Pattern[str]:
+    try:
+        return re.compile(source)
+    except re.error as exc:
+        raise ValueError(f"schema pattern {source!r} is not a valid regular expression: {exc}") from None
 
 
 def _check_object(value: dict, schema: Mapping[str, Any], path: str, depth: int) -> None:

@@ -111,6 +111,8 @@ def test_with_defaults_fills_only_what_is_missing() -> None:
         ({"type": ["number", "null"]}, None, "x", "expected number or null"),
         ({"type": "string", "minLength": 1}, "a", "", "at least 1"),
         ({"type": "string", "maxLength": 2}, "ab", "abc", "at most 2"),
+        ({"type": "string", "pattern": "^eval:[\\s\\S]{1,}$"}, "eval:arith", "eval:", "must match the pattern"),
+        ({"type": "string", "pattern": "b+"}, "abbc", "ac", "must match the pattern 'b+'"),  # unanchored: a search
         ({"const": "q"}, "q", "r", "expected 'q'"),
         ({"type": "number", "exclusiveMinimum": 0}, 0.1, 0, "must be > 0"),
         ({"type": "number", "exclusiveMaximum": 1}, 0.9, 1, "must be < 1"),
@@ -134,8 +136,20 @@ def test_the_validator(schema: dict, good: Any, bad: Any, message: str) -> None:
 
 
 def test_the_validator_refuses_keywords_it_does_not_know() -> None:
-    with pytest.raises(ValueError, match="pattern"):
-        check("a", {"type": "string", "pattern": "^a$"})
+    with pytest.raises(ValueError, match="format"):
+        check("a", {"type": "string", "format": "uri"})
+    with pytest.raises(ValueError, match="not a valid regular expression"):
+        check("a", {"type": "string", "pattern": "(a"})
+
+
+def test_named_eval_splits_pass_the_split_arg_and_others_are_refused() -> None:
+    ok = catalog.with_defaults("losses", {"indices": np.arange(2, dtype=np.int32)})
+    for split in ("train", "eval", "eval:arith_eval", "eval:a:b"):
+        catalog.args_check("losses")({**ok, "split": split})
+    for split in ("eval:", "evaluation", "x:eval:y", ""):
+        with pytest.raises(catalog.BadArgs) as info:
+            catalog.args_check("losses")({**ok, "split": split})
+        assert info.value.path == "split"
 
 
 def test_the_validator_bounds_its_depth() -> None:
