@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import domains as domain_data
 from .errors import ConfigError
+from .freeze import freeze_routers
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,6 +61,10 @@ class Run:
     # set by step_loop.begin
     loop: Loop | None = None
     caches: RunCaches = field(default_factory=RunCaches)
+    # a mix run (load's `domains`): the training set's domains, and the named eval sets (split `eval:<name>`)
+    domains: domain_data.Domains | None = None
+    eval_splits: dict[str, Any] = field(default_factory=dict)
+    frozen_params: int = 0  # parameter elements frozen by freeze_gate
 
 
 def _ensure_torchaudio() -> None:
@@ -75,7 +81,8 @@ def _ensure_torchaudio() -> None:
 _SUPPORTED_STAGES = ("sft", "pt")
 
 
-def build_run(config: dict[str, Any]) -> Run:
+def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, freeze_gate: bool = False) -> Run:
+    """The run of `config`; `domains` ({eval_sets}) makes it a mix run (domains.py), `freeze_gate` freezes routers."""
     _ensure_torchaudio()
     from llamafactory.hparams import get_train_args
     from llamafactory.train.callbacks import LogCallback, ReporterCallback
@@ -114,10 +121,17 @@ def build_run(config: dict[str, Any]) -> Run:
         tokenizer_module = load_tokenizer(model_args)
         tokenizer = tokenizer_module["tokenizer"]
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
-        dataset_module = get_dataset(template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
+        mix = None
+        if domains is None:
+            dataset_module = get_dataset(template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
+        else:
+            mix = domain_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
+                                   domains["eval_sets"])
+            dataset_module = mix.dataset_module
         model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
     except (ValueError, OSError, FileNotFoundError, KeyError) as exc:
         raise ConfigError(_clean(exc)) from exc
+    frozen_params = freeze_routers(model) if freeze_gate else 0  # before the Trainer builds its optimizer
 
     if stage == "sft":
         trainer, collator = _sft_trainer(
@@ -142,6 +156,9 @@ def build_run(config: dict[str, Any]) -> Run:
         train_dataset=train_dataset,
         eval_dataset=dataset_module.get("eval_dataset"),
         collator=collator,
+        domains=None if mix is None else mix.domains,
+        eval_splits={} if mix is None else mix.eval_splits,
+        frozen_params=frozen_params,
     )
 
 

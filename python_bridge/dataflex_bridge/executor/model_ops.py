@@ -9,6 +9,7 @@ import random
 import numpy as np
 import torch
 
+from .domains import EVAL_SPLIT_PREFIX
 from .errors import StateError
 from .shared_prefix import PrefixScorer
 from .weights import IGNORE_INDEX, label_positions, masked_cross_entropy
@@ -49,6 +50,7 @@ def eval_mode(model, grad: bool = False):
 
 
 def dataset_for(run, split: str):
+    """The rows of a split: 'train', 'eval' (the config's eval_dataset), or 'eval:<name>' (load's eval_sets)."""
     if split == "train":
         return run.train_dataset
     if split == "eval":
@@ -57,7 +59,12 @@ def dataset_for(run, split: str):
         if isinstance(run.eval_dataset, dict):
             raise StateError("per-dataset eval sets (eval_on_each_dataset) are not supported here")
         return run.eval_dataset
-    raise StateError(f"unknown split '{split}' (expected 'train' or 'eval')")
+    name = split[len(EVAL_SPLIT_PREFIX):] if split.startswith(EVAL_SPLIT_PREFIX) else None
+    if name in run.eval_splits:
+        return run.eval_splits[name]
+    known = ["train", *(["eval"] if run.eval_dataset is not None else [])]
+    known += [EVAL_SPLIT_PREFIX + n for n in run.eval_splits]
+    raise StateError(f"unknown split '{split}' (this run has: {', '.join(known)})")
 
 
 def rows_of(run, split: str, indices: np.ndarray, op: str):
