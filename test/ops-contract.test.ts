@@ -50,7 +50,7 @@ describe('op catalog contract', () => {
       ['embeddings', { split: 'train', indices, layer: -1, pooling: 'mask_mean', normalize: false, rows: 3 }, 'rows', 'unknown key'],
       ['losses', { split: 'train', indices: new Float64Array(2) }, 'indices', 'expected a 1-D int32 array'],
       ['end_pass', { log: 1, evaluate: false, save: false }, 'log', 'expected boolean'],
-      ['load', { config: ['model_name_or_path'] }, 'config', 'expected object'],
+      ['load', { config: ['model_name_or_path'], freeze_gate: false }, 'config', 'expected object'],
     ]
     for (const [op, args, arg, says] of cases) {
       const err = await remoteError(op, args)
@@ -65,7 +65,9 @@ describe('op catalog contract', () => {
     const ops = new OpClient(bridge)
     // Paths the catalog cannot know: a run folder of this test and the reward model built above.
     const overrides: Partial<{ [N in SidecarOpName]: Partial<OpArgs<N>> }> = {
-      load: { config: tinyConfig(join(dir, 'out'), { save_steps: 1000 }) },
+      // A mix run, so load's per-domain report and a named eval split cross the wire too.
+      load: { config: tinyConfig(join(dir, 'out'), { save_steps: 1000 }), domains: { eval_sets: ['facts_eval'] } },
+      losses: { split: 'eval:facts_eval' },
       reward: { model: rewardModel },
     }
     const order: SidecarOpName[] = [
@@ -78,9 +80,18 @@ describe('op catalog contract', () => {
       // OpClient parses the result with the catalog's strict schema: a missing, extra or mistyped field rejects.
       results[name] = await ops.call(name, { ...OPS[name].example, ...overrides[name] } as never)
     }
-    const load = results.load as { num_train: number; trainable_params: number }
+    const load = results.load as {
+      num_train: number
+      trainable_params: number
+      domains: { names: string[]; domain_of_row: Int32Array } | null
+      eval_splits: unknown[]
+    }
     expect(load.num_train).toBeGreaterThan(0)
     expect(load.trainable_params).toBeGreaterThan(0)
+    expect(load.domains?.names).toEqual(['arith_clean', 'facts'])
+    expect(load.domains?.domain_of_row).toBeInstanceOf(Int32Array)
+    expect(load.domains?.domain_of_row.length).toBe(load.num_train)
+    expect(load.eval_splits).toEqual([{ name: 'facts_eval', rows: 24 }])
     expect((results.train_steps as { done: number; global_step: number })).toMatchObject({ done: 1, global_step: 1 })
     expect((results.gradients as { grads: { shape: number[] } }).grads.shape).toEqual([3, 32])
     expect((results.policy_gradients as { grads: { shape: number[] } }).grads.shape).toEqual([1, 32])
