@@ -243,10 +243,25 @@ def test_freeze_gate_on_a_dense_model_freezes_nothing(tmp_path) -> None:
     assert result["frozen_params"] == 0 and result["trainable_params"] > 0
 
 
-@pytest.mark.skipif(not TINY_MOE.is_dir(), reason="models/tiny-qwen2-moe not built")
+@pytest.mark.skipif(not TINY_MOE.is_dir(), reason="models/tiny-qwen2-moe missing")
 def test_freeze_gate_on_the_tiny_moe_model(tmp_path) -> None:
+    """LoRA on every linear layer (lora_target: all), routers included: their adapters freeze, gate_proj's do not."""
     config = tiny_config(str(tmp_path), model_name_or_path=str(TINY_MOE), dataset="arith_clean", max_samples=4)
-    plain = load(Executor(), config)
-    frozen = load(Executor(), {**config, "output_dir": str(tmp_path / "frozen")}, freeze_gate=True)
-    assert frozen["frozen_params"] > 0
-    assert frozen["trainable_params"] == plain["trainable_params"] - frozen["frozen_params"]
+    plain, frozen = Executor(), Executor()
+    plain_result = load(plain, config)
+    frozen_result = load(frozen, {**config, "output_dir": str(tmp_path / "frozen")}, freeze_gate=True)
+
+    def trainable(executor: Executor) -> dict[str, int]:
+        return {n: p.numel() for n, p in executor.run.trainer.model.named_parameters() if p.requires_grad}
+
+    before, after = trainable(plain), trainable(frozen)
+    routers = {n for n in before if ".mlp.gate.lora_" in n or ".mlp.shared_expert_gate.lora_" in n}
+    assert routers and any(".gate_proj.lora_" in n for n in after)
+    assert set(after) == set(before) - routers
+    assert frozen_result["frozen_params"] == sum(before[n] for n in routers)
+    assert frozen_result["trainable_params"] == plain_result["trainable_params"] - frozen_result["frozen_params"]
+    # The optimizer, built later from the trainer's model, never sees them.
+    frozen.run.trainer.create_optimizer()
+    held = {id(p) for group in frozen.run.trainer.optimizer.param_groups for p in group["params"]}
+    model = frozen.run.trainer.model
+    assert not any(id(p) in held for n, p in model.named_parameters() if n in routers)
