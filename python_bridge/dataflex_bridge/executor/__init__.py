@@ -118,6 +118,10 @@ class Executor:
             "do_eval": bool(ta.do_eval),
             "disable_shuffling": bool(run.finetuning_args.disable_shuffling),
             "trainable_params": int(sum(p.numel() for p in run.trainer.model.parameters() if p.requires_grad)),
+            # Placeholders until the load op's domains / eval_splits / freeze_gate land (the catalog declares them).
+            "domains": None,
+            "eval_splits": [],
+            "frozen_params": 0,
         }
 
     def op_sample_order(self, args: dict, ctx: Any) -> dict:
