@@ -143,6 +143,7 @@ class Executor:
             micro_done=args["micro_done"],
             weights=weights,
             reduction=args["reduction"],
+            reference_model=args.get("reference_model"),
         )
 
     def op_train_steps(self, args: dict, ctx: Any) -> dict:
