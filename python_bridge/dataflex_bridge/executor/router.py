@@ -79,14 +79,14 @@ def sample_router_loads(run, split: str, indices: np.ndarray, batch_size: int) -
     model = run.trainer.model
     top_k = top_k_of(model)
     order = np.argsort(sample_lengths(run, split)[indices], kind="stable")
-    out: torch.Tensor | None = None
     with preserved_rng(), eval_mode(model):
         if indices.size == 0:
             # Nothing to count, but the shape (layers, experts) still comes from one token through the model.
-            device = next(model.parameters()).device
-            one = torch.zeros(1, 1, dtype=torch.long, device=device)
-            loads = token_loads(router_logits(model, one, torch.ones_like(one)), torch.zeros_like(one), top_k)
-            out = loads.new_zeros(0, *loads.shape[1:])
+            one = torch.zeros(1, 1, dtype=torch.long, device=next(model.parameters()).device)
+            probe = token_loads(router_logits(model, one, torch.ones_like(one)), torch.zeros_like(one), top_k)
+            _, layers, experts = probe.shape
+            return RouterLoads(np.zeros((0, layers * experts), dtype=np.float32), layers, experts, top_k)
+        out: torch.Tensor | None = None
         for start in range(0, indices.size, batch_size):
             rows = order[start : start + batch_size]
             inputs = collate(run, dataset, indices[rows].tolist())
@@ -101,6 +101,5 @@ def sample_router_loads(run, split: str, indices: np.ndarray, batch_size: int) -
             if out is None:
                 out = loads.new_zeros(indices.size, *loads.shape[1:])
             out[torch.as_tensor(rows, device=loads.device)] = loads
-    assert out is not None
-    n, layers, experts = out.shape
+    n, layers, experts = out.shape  # type: ignore[union-attr]  # indices is not empty
     return RouterLoads(out.reshape(n, layers * experts).float().cpu().numpy(), layers, experts, top_k)
