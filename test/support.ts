@@ -11,6 +11,8 @@ import { DataflexConfigSchema } from '../src/config/schema.ts'
 
 export const PYTHON = resolvePython().executable
 export const TINY_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2')
+/** Its mixture-of-experts twin (Qwen2-MoE, same tokenizer): router_loads' test model. */
+export const TINY_MOE_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2-moe')
 export const DEMO_DATA = join(REPO_ROOT, 'data', 'demo')
 
 export { tempDir } from './temp-dirs.ts'
