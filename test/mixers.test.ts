@@ -67,7 +67,7 @@ function normalized(v: ArrayLike<number>): number[] {
 
 function windowSums(win: readonly StepInput[], key: 'samples' | 'tokens' | 'lossSum' | 'excessSum'): number[] {
   const out = new Array<number>(K).fill(0)
-  for (const s of win) for (let d = 0; d < K; d++) out[d] += s[key]![d]!
+  for (const s of win) for (let d = 0; d < K; d++) out[d] = out[d]! + s[key]![d]!
   return out
 }
 
@@ -357,10 +357,10 @@ describe('dynamic_moe', () => {
         const s = new Array<number>(EXPERTS).fill(0)
         for (const row of c.rows) {
           const t = model.table(c.split, row)
-          for (let e = 0; e < EXPERTS; e++) s[e] += t[l * EXPERTS + e]!
+          for (let e = 0; e < EXPERTS; e++) s[e] = s[e]! + t[l * EXPERTS + e]!
         }
         const tot = s.reduce((a, b) => a + b, 0)
-        for (let e = 0; e < EXPERTS; e++) o[e] += s[e]! / tot / used.length
+        for (let e = 0; e < EXPERTS; e++) o[e] = o[e]! + s[e]! / tot / used.length
       }
       return o
     })
@@ -487,7 +487,7 @@ describe('ado', () => {
       for (const s of w) {
         step++
         const tot = s.samples.reduce((a, b) => a + b, 0)
-        for (let d = 0; d < K; d++) seen[d] += s.samples[d]!
+        for (let d = 0; d < K; d++) seen[d] = seen[d]! + s.samples[d]!
         if (tot > 0) h = h.map((x, d) => 0.9 * x + (0.1 * s.samples[d]!) / tot)
         if (step <= p.ignore) continue
         for (let d = 0; d < K; d++) {
@@ -525,7 +525,7 @@ describe('ado', () => {
       const samples = [2 + Math.floor(r() * 3), 1 + Math.floor(r() * 3), j % 3 === 1 ? 0 : 1 + Math.floor(r() * 2)]
       const tokens = samples.map((s) => s * 16)
       const lossSum = samples.map((s, d) => {
-        counts[d] += s
+        counts[d] = counts[d]! + s
         const [e, b, a] = law[d]!
         return tokens[d]! * (e! + b! * Math.max(counts[d]!, 1) ** -a! + 0.02 * (r() - 0.5))
       })
