@@ -69,7 +69,7 @@ def components_yaml(reference: Path, warmup: int) -> str:
         f"      warmup_steps: {warmup}\n      reward_scale: 15.0\n      min_exploration_rate: 0.03\n"
         "  doremi:\n    name: doremi\n    params:\n"
         f"      reference_model_path: {reference}\n      reweight_eta: 0.1\n      reweight_eps: 0.01\n"
-        "  ado:\n    name: ado\n    params: {}\n"
+        f"  ado:\n    name: ado\n    params: {{start_step: {warmup}, ignore_steps: 0}}\n"
         "  random:\n    name: random\n    params: {}\n"
         "  dynamic_moe:\n    name: dynamic_moe\n    params:\n      eta: 10.0\n      c: 0.05\n      collect_steps: 2\n"
         "      eval_samples: 32\n      eval_batch_size: 16\n"
