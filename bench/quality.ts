@@ -8,30 +8,17 @@
  * writes bench/results/quality.md (small model) or bench/results/quality-<model>.md
  */
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../src/bridge/index.ts'
-import { resolvePython, sidecarEnv } from '../src/bridge/python.ts'
+import { modelPath } from './models.ts'
 
 const seeds = Number(process.argv[2] ?? 5)
 const strategies = (process.argv[3] ?? 'random,loss,less').split(',')
 const modelArg = process.argv[4] ?? 'small'
 const work = join(REPO_ROOT, 'bench', '.work', 'quality')
 
-function modelPath(name: string): string {
-  if (name === 'tiny') return join(REPO_ROOT, 'models', 'tiny-qwen2')
-  if (name !== 'small') return name
-  const dir = join(REPO_ROOT, 'bench', '.work', 'models', 'small')
-  if (!existsSync(join(dir, 'config.json'))) {
-    execFileSync(resolvePython().executable, ['-m', 'dataflex_bridge.tools.make_tiny_model', '--size', 'small', '--out', dir, '--data', 'data/demo'], {
-      cwd: REPO_ROOT,
-      stdio: ['ignore', 'ignore', 'inherit'],
-      env: sidecarEnv(),
-    })
-  }
-  return dir
-}
 const model = modelPath(modelArg)
 
 // The pool is the config's datasets concatenated in order, 120 rows each.

@@ -5,7 +5,8 @@
 //   2. Python           DATAFLEX_PYTHON set: check that interpreter has what the sidecar needs.
 //                       Otherwise a `.venv` with the pinned CPU stack (python_bridge/requirements*.txt),
 //                       the bridge itself (`pip install --no-deps -e python_bridge`) and the torchaudio stub.
-//   3. Demo assets      models/tiny-qwen2, built locally from data/demo (a few seconds).
+//   3. Demo assets      models/tiny-qwen2 and models/tiny-qwen2-moe (its mixture-of-experts twin, same tokenizer),
+//                       built locally from data/demo (a few seconds each).
 //   4. CLI bundle       dist/cli/main.mjs, esbuild's bundle of src/ (bin/cli-bundle.mjs; the CLI also rebuilds it
 //                       itself when a source changed, so this only saves the first run the build).
 //
@@ -33,12 +34,12 @@ const NPM = IS_WIN ? 'npm.cmd' : 'npm'
 
 // Bump when the venv recipe below changes in a way the requirement files do not show.
 const VENV_RECIPE = 'venv-recipe-1'
-const MODEL = {
-  dir: 'models/tiny-qwen2',
-  data: 'data/demo',
-  generator: 'python_bridge/dataflex_bridge/tools/make_tiny_model.py',
-  args: ['--size', 'tiny', '--arch', 'qwen2', '--seed', '0'],
-}
+const DEMO_DATA = 'data/demo'
+const MODEL_GENERATOR = 'python_bridge/dataflex_bridge/tools/make_tiny_model.py'
+const MODELS = [
+  { dir: 'models/tiny-qwen2', args: ['--size', 'tiny', '--arch', 'qwen2', '--seed', '0'] },
+  { dir: 'models/tiny-qwen2-moe', args: ['--size', 'tiny', '--arch', 'qwen2_moe', '--seed', '0'] },
+]
 const REQUIRED_MODULES = ['zmq', 'msgpack', 'torch', 'llamafactory']
 
 const argv = new Set(process.argv.slice(2))
@@ -411,7 +412,7 @@ function pythonExecutable() {
 function listDataFiles() {
   try {
     return fs
-      .readdirSync(abs(MODEL.data))
+      .readdirSync(abs(DEMO_DATA))
       .filter((f) => f.endsWith('.json'))
       .sort()
   } catch {
@@ -419,42 +420,42 @@ function listDataFiles() {
   }
 }
 
-function modelStampValue() {
+function modelStampValue(model) {
   const env = process.env.DATAFLEX_PYTHON
     ? `external:${process.env.DATAFLEX_PYTHON}`
     : readStamp(DEPS_STAMP) // the library versions shape the saved files
   return hash(
-    fileHash(MODEL.generator),
-    MODEL.args,
+    fileHash(MODEL_GENERATOR),
+    model.args,
     env,
-    listDataFiles().map((f) => fileHash(path.posix.join(MODEL.data, f))),
+    listDataFiles().map((f) => fileHash(path.posix.join(DEMO_DATA, f))),
   )
 }
 
-function setupModel() {
-  const dir = abs(MODEL.dir)
+function setupModel(model) {
+  const dir = abs(model.dir)
   const stampPath = path.join(dir, '.dataflex-stamp')
-  const want = modelStampValue()
+  const want = modelStampValue(model)
   if (!FORCE && fs.existsSync(path.join(dir, 'config.json')) && readStamp(stampPath) === want) return 'up to date'
   if (CHECK) {
-    outdated.push(MODEL.dir)
+    outdated.push(model.dir)
     return 'out of date'
   }
-  if (lock()) return setupModel()
+  if (lock()) return setupModel(model)
   const py = pythonExecutable()
-  if (!fs.existsSync(abs(path.join(MODEL.data, 'dataset_info.json')))) {
-    log(`demo data missing; generating ${MODEL.data}`)
-    run(py, ['data/make_demo_data.py', '--out', MODEL.data], { what: 'data/make_demo_data.py' })
+  if (!fs.existsSync(abs(path.join(DEMO_DATA, 'dataset_info.json')))) {
+    log(`demo data missing; generating ${DEMO_DATA}`)
+    run(py, ['data/make_demo_data.py', '--out', DEMO_DATA], { what: 'data/make_demo_data.py' })
   }
-  log(`demo: building ${MODEL.dir} from ${MODEL.data}`)
+  log(`demo: building ${model.dir} from ${DEMO_DATA}`)
   const pp = [abs('python_bridge'), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter)
   const env = { ...process.env, PYTHONPATH: pp, HF_HUB_OFFLINE: '1', TRANSFORMERS_OFFLINE: '1' }
   run(
     py,
-    ['-m', 'dataflex_bridge.tools.make_tiny_model', '--out', MODEL.dir, '--data', MODEL.data, ...MODEL.args],
+    ['-m', 'dataflex_bridge.tools.make_tiny_model', '--out', model.dir, '--data', DEMO_DATA, ...model.args],
     { env, what: 'make_tiny_model' },
   )
-  fs.writeFileSync(stampPath, modelStampValue() + '\n')
+  fs.writeFileSync(stampPath, modelStampValue(model) + '\n')
   return 'built'
 }
 
@@ -483,7 +484,9 @@ if (process.env.DATAFLEX_SKIP_SETUP === '1') {
 const results = {}
 results.npm = setupNpm()
 results.python = process.env.DATAFLEX_PYTHON ? setupExternalPython(process.env.DATAFLEX_PYTHON) : setupVenv()
-results[MODEL.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel()
+for (const model of MODELS) {
+  results[model.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel(model)
+}
 results['dist/cli'] = await setupCliBundle()
 unlock()
 

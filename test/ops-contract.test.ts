@@ -7,11 +7,13 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { RemoteError, startBridge, type Bridge } from '../src/bridge/index.ts'
 import { OP_NAMES, OPS, OpClient, type OpArgs, type SidecarOpName } from '../src/bridge/ops.ts'
-import { runPython, tempDir, tinyConfig } from './support.ts'
+import { TINY_MODEL, TINY_MOE_MODEL, runPython, tempDir, tinyConfig } from './support.ts'
 
 const BUILT_IN = ['echo', 'hello', 'ping', 'shutdown', 'sleep']
 
 let bridge: Bridge
+// A second sidecar (one run each) with a LoRA run on the mixture-of-experts model, for router_loads.
+let moeBridge: Bridge
 let dir = ''
 let rewardModel = ''
 
@@ -19,12 +21,13 @@ beforeAll(async () => {
   dir = tempDir('ops-contract')
   rewardModel = join(dir, 'reward')
   const built = runPython(['-m', 'dataflex_bridge.tools.make_tiny_model', '--out', rewardModel, '--data', 'data/demo', '--head', 'seqcls'])
-  bridge = await startBridge({ readyTimeoutMs: 120_000, helloTimeoutMs: 120_000 })
+  const options = { readyTimeoutMs: 120_000, helloTimeoutMs: 120_000 }
+  ;[bridge, moeBridge] = await Promise.all([startBridge(options), startBridge(options)])
   await built
 }, 240_000)
 
 afterAll(async () => {
-  await bridge?.close()
+  await Promise.all([bridge?.close(), moeBridge?.close()])
 })
 
 async function remoteError(op: string, args: Record<string, unknown>): Promise<RemoteError> {
@@ -63,22 +66,28 @@ describe('op catalog contract', () => {
 
   it("every op's example, in a valid order, gets a result the catalog parses", async () => {
     const ops = new OpClient(bridge)
-    // Paths the catalog cannot know: a run folder of this test and the reward model built above.
+    const moeOps = new OpClient(moeBridge)
+    const moeConfig = tinyConfig(join(dir, 'moe'), { model_name_or_path: TINY_MOE_MODEL, eval_strategy: 'no' })
+    const moeLoad = await moeOps.call('load', { config: moeConfig, freeze_gate: true })
+    expect(moeLoad.frozen_params).toBeGreaterThan(0) // the routers' LoRA matrices
+    // Paths the catalog cannot know: a run folder of this test, the reward model built above, a reference model.
     const overrides: Partial<{ [N in SidecarOpName]: Partial<OpArgs<N>> }> = {
       // A mix run, so load's per-domain report and a named eval split cross the wire too.
       load: { config: tinyConfig(join(dir, 'out'), { save_steps: 1000 }), domains: { eval_sets: ['facts_eval'] } },
       losses: { split: 'eval:facts_eval' },
+      begin_pass: { reference_model: TINY_MODEL },
       reward: { model: rewardModel },
     }
     const order: SidecarOpName[] = [
       'load', 'sample_order', 'begin', 'begin_pass', 'train_steps', 'end_pass', 'losses', 'gradients', 'embeddings',
-      'evaluate', 'save_checkpoint', 'generate', 'reward', 'policy_gradients', 'finish',
+      'router_loads', 'evaluate', 'save_checkpoint', 'generate', 'reward', 'policy_gradients', 'finish',
     ]
     expect([...order].sort()).toEqual(OP_NAMES.filter((n) => OPS[n].direction === 'to_sidecar').sort())
     const results: Record<string, unknown> = {}
     for (const name of order) {
       // OpClient parses the result with the catalog's strict schema: a missing, extra or mistyped field rejects.
-      results[name] = await ops.call(name, { ...OPS[name].example, ...overrides[name] } as never)
+      const client = name === 'router_loads' ? moeOps : ops
+      results[name] = await client.call(name, { ...OPS[name].example, ...overrides[name] } as never)
     }
     const load = results.load as {
       num_train: number
@@ -92,7 +101,12 @@ describe('op catalog contract', () => {
     expect(load.domains?.domain_of_row).toBeInstanceOf(Int32Array)
     expect(load.domains?.domain_of_row.length).toBe(load.num_train)
     expect(load.eval_splits).toEqual([{ name: 'facts_eval', rows: 24 }])
-    expect((results.train_steps as { done: number; global_step: number })).toMatchObject({ done: 1, global_step: 1 })
+    const trained = results.train_steps as { done: number; global_step: number; sample_excess_sum?: Float32Array }
+    expect(trained).toMatchObject({ done: 1, global_step: 1 })
+    expect(trained.sample_excess_sum?.length).toBe(4)
+    const routed = results.router_loads as { loads: { shape: number[] }; layers: number; experts: number; top_k: number }
+    expect(routed).toMatchObject({ layers: 2, experts: 4, top_k: 2 })
+    expect(routed.loads.shape).toEqual([2, 8])
     expect((results.gradients as { grads: { shape: number[] } }).grads.shape).toEqual([3, 32])
     expect((results.policy_gradients as { grads: { shape: number[] } }).grads.shape).toEqual([1, 32])
     expect((results.reward as { rewards: Float32Array }).rewards.length).toBe(2)

@@ -178,12 +178,13 @@ describe('params: one validation for every kind', () => {
 
   const unknown: [ComponentKind, Record<string, unknown>, string, string, string | undefined][] = [
     ['selector', { selectors: { x: { name: 'lesss' } } }, 'x', 'selectors.x.name', "did you mean 'less'?"],
-    ['mixer', { mixers: { x: { name: 'odm' } } }, 'x', 'mixers.x.name', 'available mixer algorithms: custom'],
+    ['mixer', { mixers: { x: { name: 'odn' } } }, 'x', 'mixers.x.name', "did you mean 'odm'?"],
+    ['mixer', { mixers: { x: { name: 'sampler' } } }, 'x', 'mixers.x.name', 'available mixer algorithms: ado, doremi, dynamic_moe, odm, random, static, custom'],
     ['weighter', { weighters: { x: { name: 'custm' } } }, 'x', 'weighters.x.name', "did you mean 'custom'?"],
     ['reorder', { reorders: { saw: { name: 'saw', params: { kind: 'dynamic' } } } }, 'saw', 'reorders.saw.params.kind', 'available reorder algorithms: custom'],
   ]
   for (const [kind, components, key, errKey, hint] of unknown) {
-    it(`an unknown ${kind} algorithm names where it was written, with the registered ones`, async () => {
+    it(`an unknown ${kind} algorithm names where it was written, with ${hint?.startsWith('did you mean') ? 'the nearest registered one' : 'the registered ones'}`, async () => {
       const dir = tempDir(`reg-algo-${kind}`)
       const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: key }), kind, { cwd: dir }))
       expect(err.code).toBe('bad_value')
@@ -375,7 +376,8 @@ describe('registry tables', () => {
   it('every kind has a table; duplicates and the reserved name custom are refused', () => {
     const reg = defaultRegistry()
     expect(reg.names('selector')).toEqual(['cluster_less', 'delta_loss', 'less', 'loss', 'near', 'nice', 'random', 'tsds', 'custom'])
-    for (const kind of ['mixer', 'weighter', 'reorder'] as const) expect(reg.names(kind)).toEqual(['custom'])
+    expect(reg.names('mixer')).toEqual(['ado', 'doremi', 'dynamic_moe', 'odm', 'random', 'static', 'custom'])
+    for (const kind of ['weighter', 'reorder'] as const) expect(reg.names(kind)).toEqual(['custom'])
     const def = defineSelector({ name: 'x', description: 'x', params: z.strictObject({}), create: () => ({ select: async () => ({ indices: new Int32Array(0) }) }) })
     const mine = new ComponentRegistry().register(def)
     expect(mine.get('selector', 'x')).toBe(def)

@@ -22,7 +22,7 @@ import type { Executor, LoadInfo, PassPlan, StepFlags } from '../src/trainers/ex
 import { RunLog } from '../src/trainers/runlog.ts'
 import { runSelect, settleIndices } from '../src/trainers/select.ts'
 import { cacheKey, splitInfo, summarizeScores } from '../src/trainers/strategy-runtime.ts'
-import { configError, fakeConfig, PYTHON, tempDir, tinyConfig, writeConfig } from './support.ts'
+import { configError, expectOk, fakeConfig, PYTHON, stable, tempDir, tinyConfig, trainCli, writeConfig, type TrainRun } from './support.ts'
 
 const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
 const EXAMPLE = join(REPO_ROOT, 'examples', 'custom_selector.ts')
@@ -506,23 +506,13 @@ interface Decision {
   [key: string]: unknown
 }
 
-interface CliRun {
-  code: number
-  stdout: string
-  stderr: string
-  out: string
-  decisions: Decision[]
-  metrics: { step: number; loss: number; epoch: number }[]
-}
+type CliRun = TrainRun<Decision>
 
 const SMALL = { eval_strategy: 'no', save_steps: 1000, logging_steps: 1 }
 
 async function train(dir: string, name: string, extra: Record<string, unknown>, components?: string): Promise<CliRun> {
-  const out = join(dir, `${name}-out`)
   if (components !== undefined) writeFileSync(join(dir, `${name}-components.yaml`), components)
-  const cfg = writeConfig(
-    dir,
-    `${name}.yaml`,
+  return trainCli<Decision>(dir, name, (out) =>
     tinyConfig(out, {
       ...SMALL,
       train_type: 'dynamic_select',
@@ -530,44 +520,6 @@ async function train(dir: string, name: string, extra: Record<string, unknown>, 
       ...extra,
     }),
   )
-  let code = 0
-  let stdout = ''
-  let stderr = ''
-  try {
-    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg], { cwd: dir, timeout: 240_000, maxBuffer: 16 << 20 })
-    stdout = r.stdout
-    stderr = r.stderr
-  } catch (err) {
-    const e = err as { code?: number; stdout?: string; stderr?: string }
-    code = typeof e.code === 'number' ? e.code : 1
-    stdout = e.stdout ?? ''
-    stderr = e.stderr ?? ''
-  }
-  const lines = (file: string): unknown[] =>
-    existsSync(file)
-      ? readFileSync(file, 'utf8')
-          .split('\n')
-          .filter((l) => l !== '')
-          .map((l) => JSON.parse(l) as unknown)
-      : []
-  return {
-    code,
-    stdout,
-    stderr,
-    out,
-    decisions: lines(join(out, 'dataflex', 'decisions.jsonl')) as Decision[],
-    metrics: lines(join(out, 'dataflex', 'metrics.jsonl')) as CliRun['metrics'],
-  }
-}
-
-/** A decision without its wall-clock fields: what must be identical run after run. */
-function stable(d: Decision): Record<string, unknown> {
-  const { time: _t, timings: _ms, ...rest } = d
-  return rest
-}
-
-function expectOk(r: CliRun): void {
-  if (r.code !== 0) throw new Error(`dataflex train exited ${r.code}:\n${r.stderr.slice(-4000)}`)
 }
 
 /** Selections are B_g × steps long, in range, logged in full (small runs). */

@@ -1,6 +1,6 @@
 /** Shared fixtures for the integration tests: the repo's Python, the tiny local model, temp run folders. */
 import { execFile } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { stringify } from 'yaml'
@@ -11,6 +11,8 @@ import { DataflexConfigSchema } from '../src/config/schema.ts'
 
 export const PYTHON = resolvePython().executable
 export const TINY_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2')
+/** Its mixture-of-experts twin (Qwen2-MoE, same tokenizer): router_loads' test model. */
+export const TINY_MOE_MODEL = join(REPO_ROOT, 'models', 'tiny-qwen2-moe')
 export const DEMO_DATA = join(REPO_ROOT, 'data', 'demo')
 
 export { tempDir } from './temp-dirs.ts'
@@ -94,4 +96,65 @@ export async function configError(p: Promise<unknown>): Promise<ConfigError> {
     throw err
   }
   throw new Error('expected a ConfigError')
+}
+
+/** A `dataflex train` run through the CLI as users type it, with what it wrote. */
+export interface TrainRun<D = Record<string, unknown>> {
+  code: number
+  stdout: string
+  stderr: string
+  out: string
+  decisions: D[]
+  metrics: { step: number; loss: number; epoch: number; grad_norm: number | null }[]
+}
+
+const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
+
+/** Writes `<dir>/<name>.yaml` from `config(outputDir)` and runs `dataflex train` on it from `dir`. */
+export async function trainCli<D = Record<string, unknown>>(
+  dir: string,
+  name: string,
+  config: (out: string) => Record<string, unknown>,
+  timeoutMs = 240_000,
+): Promise<TrainRun<D>> {
+  const out = join(dir, `${name}-out`)
+  const cfg = writeConfig(dir, `${name}.yaml`, config(out))
+  let code = 0
+  let stdout = ''
+  let stderr = ''
+  try {
+    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20 })
+    stdout = r.stdout
+    stderr = r.stderr
+  } catch (err) {
+    const e = err as { code?: number; stdout?: string; stderr?: string }
+    code = typeof e.code === 'number' ? e.code : 1
+    stdout = e.stdout ?? ''
+    stderr = e.stderr ?? ''
+  }
+  const lines = (file: string): unknown[] =>
+    existsSync(file)
+      ? readFileSync(file, 'utf8')
+          .split('\n')
+          .filter((l) => l !== '')
+          .map((l) => JSON.parse(l) as unknown)
+      : []
+  return {
+    code,
+    stdout,
+    stderr,
+    out,
+    decisions: lines(join(out, 'dataflex', 'decisions.jsonl')) as D[],
+    metrics: lines(join(out, 'dataflex', 'metrics.jsonl')) as TrainRun['metrics'],
+  }
+}
+
+/** A decision without its wall-clock fields: what must be identical run after run. */
+export function stable(d: object): Record<string, unknown> {
+  const { time: _t, timings: _ms, ...rest } = d as Record<string, unknown>
+  return rest
+}
+
+export function expectOk(r: Pick<TrainRun, 'code' | 'stderr'>): void {
+  if (r.code !== 0) throw new Error(`dataflex train exited ${r.code}:\n${r.stderr.slice(-4000)}`)
 }

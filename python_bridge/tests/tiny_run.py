@@ -7,6 +7,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 TINY = REPO / "models" / "tiny-qwen2"
+TINY_MOE = REPO / "models" / "tiny-qwen2-moe"  # its mixture-of-experts twin (same tokenizer)
 DEMO = REPO / "data" / "demo"
 
 for _key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):

@@ -153,10 +153,11 @@ export function checkDatasets(
 /** `init_mixture_proportions` has one entry per training dataset (asserted by DataFlex's mixture manager). */
 export function checkProportions(
   lf: Record<string, unknown>,
-  proportions: number[] | undefined,
+  proportions: number[] | string | undefined,
   ctx: PrecheckContext,
 ): void {
-  if (proportions === undefined) return
+  // A file of weights is read (and its domain names matched) by the mix trainer before the model loads.
+  if (proportions === undefined || typeof proportions === 'string') return
   const names = splitNames(lf['dataset'])
   if (names === undefined || names.length === proportions.length) return
   throw new ConfigError(

@@ -88,8 +88,8 @@ export const DataflexConfigSchema = z.strictObject({
   mixture_sample_rule: nullable(MixtureSampleRuleSchema).describe(
     `one of ${MixtureSampleRuleSchema.options.join(', ')}`,
   ),
-  init_mixture_proportions: nullable(z.array(z.number().min(0)).min(1)).describe(
-    'a list of non-negative numbers, one per dataset',
+  init_mixture_proportions: nullable(z.union([z.array(z.number().min(0)).min(1), z.string().min(1)])).describe(
+    "a list of non-negative numbers, one per dataset, or the path of a DoReMi run's doremi_average_weights.json",
   ),
   mixer_eval_dataset: nullable(z.string().min(1)).describe('a comma-separated list of dataset names'),
   components: nullable(ComponentsBlockSchema).describe('a mapping with selectors / mixers / weighters / reorders'),
@@ -108,7 +108,7 @@ export const DataflexConfigRulesSchema = DataflexConfigSchema.superRefine((cfg, 
     ctx.addIssue({ code: 'custom', path: ['component_name'], message: `is required with train_type ${cfg.train_type}` })
   }
   const proportions = cfg.init_mixture_proportions
-  if (proportions !== undefined && !(proportions.reduce((a, b) => a + b, 0) > 0)) {
+  if (Array.isArray(proportions) && !(proportions.reduce((a, b) => a + b, 0) > 0)) {
     ctx.addIssue({ code: 'custom', path: ['init_mixture_proportions'], message: 'must not sum to 0' })
   }
 })

@@ -4,6 +4,7 @@
  * `custom` is not a registered algorithm but a user file loaded by path (user-files.ts).
  */
 import { COMPONENT_KINDS, type AnyDefinition, type ComponentKind } from './kinds.ts'
+import { BUILTIN_MIXERS } from './mixers/index.ts'
 import { BUILTIN_SELECTORS } from './selectors/index.ts'
 import { RANDOM_SELECTOR } from './selectors/random.ts'
 
@@ -41,10 +42,11 @@ export class ComponentRegistry {
   }
 }
 
-/** Every built-in strategy: the selectors (selectors/index.ts) plus `random`. Mixers, weighters, reorders: none yet. */
+/** Every built-in strategy: the selectors (selectors/index.ts) plus `random`, and the mixers (mixers/index.ts). Weighters, reorders: none yet. */
 export function defaultRegistry(): ComponentRegistry {
   const registry = new ComponentRegistry()
   for (const def of BUILTIN_SELECTORS) registry.register(def)
+  for (const def of BUILTIN_MIXERS) registry.register(def)
   if (registry.get('selector', RANDOM_SELECTOR.name) === undefined) registry.register(RANDOM_SELECTOR)
   return registry
 }

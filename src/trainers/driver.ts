@@ -16,6 +16,17 @@ export interface PassResult {
   stopped: boolean
   /** A checkpoint was saved during the pass (a step's or the pass end's save flag). */
   saved: boolean
+  /** Per trained sample, in plan order, from the training forward (train_steps' sample_* arrays). */
+  samples: TrainedSamples
+}
+
+export interface TrainedSamples {
+  /** Sum of its label-token cross-entropies. */
+  lossSum: Float32Array
+  /** Its label-token count. */
+  tokens: Int32Array
+  /** Σ max(ℓ − ℓ_reference, 0) over its label tokens, when the pass named a reference model. */
+  excessSum?: Float32Array
 }
 
 export interface DriverSummary {
@@ -129,7 +140,8 @@ export class TrainDriver {
     const end = last ? stepEvents(last, this.flow).epochEnd : null
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
     const saved = flags.save.subarray(0, r.done).includes(1) || (end?.save ?? false)
-    return { done: r.done, stopped: r.should_training_stop && r.done < n, saved }
+    const samples = { lossSum: r.sample_loss_sum, tokens: r.sample_tokens, excessSum: r.sample_excess_sum }
+    return { done: r.done, stopped: r.should_training_stop && r.done < n, saved, samples }
   }
 
   /** The loop's epilogue in the executor, and `dataflex/summary.json`. */

@@ -9,6 +9,8 @@ import { OpClient, type OpArgs, type OpResult } from '../bridge/ops.ts'
 export type LoadInfo = OpResult<'load'>
 export type StepResult = OpResult<'train_steps'>
 export type FinishResult = OpResult<'finish'>
+/** What a trainer adds to `load` besides the LLaMA-Factory config (domains, freeze_gate). */
+export type LoadExtras = Omit<OpArgs<'load'>, 'config'>
 export type Reduction = NonNullable<OpArgs<'begin_pass'>['reduction']>
 
 /** The `begin_pass` args, camelCase word for word. */
@@ -28,6 +30,8 @@ export interface PassPlan {
   weights?: Float32Array
   /** How a step's loss averages (default token_mean: Hugging Face's). */
   reduction?: Reduction
+  /** A frozen model to measure every trained sample's excess loss against (train_steps' sample_excess_sum). */
+  referenceModel?: string
 }
 
 export interface StepFlags {
@@ -56,8 +60,8 @@ export class Executor {
     this.ops = new OpClient(bridge)
   }
 
-  load(config: Record<string, unknown>): Promise<LoadInfo> {
-    return this.ops.call('load', { config })
+  load(config: Record<string, unknown>, extras: LoadExtras = {}): Promise<LoadInfo> {
+    return this.ops.call('load', { config, ...extras })
   }
 
   async sampleOrder(epochs: number[]): Promise<Int32Array> {
@@ -78,6 +82,7 @@ export class Executor {
       micro_done: plan.microDone,
       weights: plan.weights,
       reduction: plan.reduction,
+      reference_model: plan.referenceModel,
     })
   }
 

@@ -55,7 +55,8 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
   return withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
     const exec = new Executor(bridge)
-    const info = await exec.load(cfg.lf)
+    // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
+    const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
     opts.signal?.throwIfAborted()
 
     const runlog = new RunLog(cfg.outputDir)

@@ -3,6 +3,7 @@
  * every Python DataFlex train type (so a typo gets "did you mean"); this table says which of them run.
  */
 import { ConfigError, type LoadedConfig, type TrainType } from '../config/index.ts'
+import { mixTrainer } from './mix.ts'
 import { selectTrainer } from './select.ts'
 import { staticTrainer } from './static.ts'
 import type { Trainer } from './trainer.ts'
@@ -12,6 +13,7 @@ import type { Trainer } from './trainer.ts'
 export const TRAINERS: Readonly<Partial<Record<TrainType, Trainer<any>>>> = {
   static: staticTrainer,
   dynamic_select: selectTrainer,
+  dynamic_mix: mixTrainer,
 }
 
 /** The trainer of a train type; a config error (exit 2) for one that has none yet. `where` locates the key. */

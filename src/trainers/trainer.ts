@@ -4,6 +4,7 @@
  */
 import type { LoadedConfig, TrainType } from '../config/index.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
+import type { LoadExtras } from './executor.ts'
 
 export interface TrainerOptions {
   /** Lines for the user (strategy logs, warnings). */
@@ -20,6 +21,8 @@ export interface Trainer<Prepared = unknown> {
    * is a config error in a second, not after the sidecar loaded a model.
    */
   prepare(cfg: LoadedConfig, log: (line: string) => void): Promise<Prepared>
+  /** What the trainer needs of `load` besides the LLaMA-Factory config (default: nothing). */
+  loadExtras?(cfg: LoadedConfig, prepared: Prepared): LoadExtras
   /** Plans the run from the loaded model's facts and walks it (walk.ts). */
   train(d: TrainDriver, cfg: LoadedConfig, prepared: Prepared, opts: TrainerOptions): Promise<DriverSummary>
 }

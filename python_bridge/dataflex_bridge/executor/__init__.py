@@ -16,7 +16,7 @@ import numpy as np
 
 from .. import catalog
 from ..server import Op
-from . import embeddings, generation, gradients, model_ops, step_loop
+from . import embeddings, generation, gradients, model_ops, router, step_loop
 from .build import Run, build_run
 from .errors import StateError
 
@@ -142,6 +142,7 @@ class Executor:
             micro_done=args["micro_done"],
             weights=weights,
             reduction=args["reduction"],
+            reference_model=args.get("reference_model"),
         )
 
     def op_train_steps(self, args: dict, ctx: Any) -> dict:
@@ -203,6 +204,18 @@ class Executor:
             ),
         )
         return {"embeddings": out}
+
+    def op_router_loads(self, args: dict, ctx: Any) -> dict:
+        run = self.current()
+        t0 = time.perf_counter()
+        got = router.sample_router_loads(
+            run,
+            args["split"],
+            _indices(args["indices"]),
+            batch_size=args.get("batch_size") or run.training_args.per_device_eval_batch_size,
+        )
+        return {"loads": got.loads, "layers": got.layers, "experts": got.experts, "top_k": got.top_k,
+                "seconds": time.perf_counter() - t0}
 
     # ------------------------------------------------------------------------ NICE (generation.py)
 

@@ -43,6 +43,8 @@ class RunCaches:
     # generation: (model, tokenizer) by real path, of NICE's policy models and reward models.
     policy_models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     reward_models: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    # reference.load_reference (begin_pass's reference_model): frozen reference models by real path.
+    reference_models: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Sampler
 
 from .errors import StateError
+from .reference import excess_sums, load_reference, reference_token_losses
 from .weights import LossSpec, Reduction, check_reduction, training_loss
 
 logger = logging.getLogger("dataflex_bridge.executor.step_loop")  # `log` is a step flag here
@@ -62,6 +63,7 @@ class Pass:
     micro_sizes: list[int]
     reduction: Reduction = "token_mean"
     weights: np.ndarray | None = None  # per planned sample, aligned with the pass's flat index list
+    reference: Any = None              # frozen reference model: each sample's excess loss over it is reported
     next_step: int = 0
     micro_index: int = 0               # next micro-batch of `micro_sizes`
     sample_offset: int = 0             # its first sample in the flat plan (slices `weights`)
@@ -105,6 +107,7 @@ class StepRecord:
     seconds: float
     sample_loss_sum: torch.Tensor    # float32, per sample of its micro-batches in plan order (NaN: no logits)
     sample_tokens: torch.Tensor      # int64, each sample's label tokens (CE terms)
+    sample_excess_sum: torch.Tensor | None = None  # float32, likewise, when the pass has a reference model
 
 
 def begin(run, total_steps: int) -> dict:
@@ -159,9 +162,10 @@ def begin(run, total_steps: int) -> dict:
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
                micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None,
-               reduction: str = "token_mean") -> dict:
+               reduction: str = "token_mean", reference_model: str | None = None) -> dict:
     """One pass over planned micro-batches; `weights` (one per planned sample) and `reduction` choose the loss
-    (weights.py). No weights under token_mean: Hugging Face's own loss."""
+    (weights.py). No weights under token_mean: Hugging Face's own loss. `reference_model`: a local model or LoRA
+    adapter directory; every trained micro-batch also runs its no-grad forward, for the excess loss (reference.py)."""
     loop = _loop(run)
     if loop.current is not None:
         raise StateError("begin_pass: the previous pass was not ended")
@@ -176,6 +180,7 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
             raise StateError("begin_pass: weights must have one entry per planned sample")
         if not np.isfinite(weights).all():
             raise StateError(f"begin_pass: weight {int(np.argmin(np.isfinite(weights)))} is not finite")
+    reference = None if reference_model is None else load_reference(run, reference_model)
     trainer = run.trainer
     args = trainer.args
     trainer.control = trainer.callback_handler.on_epoch_begin(args, trainer.state, trainer.control)
@@ -197,6 +202,7 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         micro_sizes=micro_sizes.tolist(),
         reduction=reduction,
         weights=weights,
+        reference=reference,
     )
     return {"steps": len(loop.current.steps)}
 
@@ -207,7 +213,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
 
     `log`/`evaluate`/`save` are TypeScript's per-step decisions. Besides the per-step series, returns each trained
     sample's label-token CE sum and label-token count from the training forward itself (`sample_loss_sum`,
-    `sample_tokens`: one entry per sample of every micro-batch trained, in plan order).
+    `sample_tokens`: one entry per sample of every micro-batch trained, in plan order), and when the pass has a
+    reference model, each one's excess loss over it (`sample_excess_sum`, likewise).
     """
     loop = _loop(run)
     p = loop.current
@@ -241,7 +248,7 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
             return np.zeros(0, dtype=dtype)
         return torch.cat([getattr(r, field_) for r in records]).cpu().numpy().astype(dtype, copy=False)
 
-    return {
+    result = {
         "done": len(records),
         "global_step": run.trainer.state.global_step,
         "epoch": run.trainer.state.epoch,
@@ -256,6 +263,9 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
         "op_seconds": time.perf_counter() - op_start,
         "should_training_stop": stop,
     }
+    if p.reference is not None:
+        result["sample_excess_sum"] = samples("sample_excess_sum", np.float32)
+    return result
 
 
 def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) -> StepRecord:
@@ -284,6 +294,7 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
     step_loss = torch.tensor(0.0, device=args.device)
     sums: list[torch.Tensor] = []
     counts: list[torch.Tensor] = []
+    excess: list[torch.Tensor] = []
     for i, inputs in enumerate(batches):
         labels = inputs.get("labels")
         if labels is None or labels.shape[0] != sizes[i]:
@@ -302,8 +313,12 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
             if i != len(batches) - 1
             else contextlib.nullcontext
         )
-        with ctx(), training_loss(trainer, model, labels, spec) as got:
+        # Before training_step, which may pop the labels from its inputs; the reference's forward draws no RNG.
+        ref_ce = None if p.reference is None else reference_token_losses(p.reference, trainer, inputs, labels)
+        with ctx(), training_loss(trainer, model, labels, spec, keep_tokens=ref_ce is not None) as got:
             tr_loss_step = trainer.training_step(model, inputs, num_items)
+        if ref_ce is not None:
+            excess.append(excess_sums(got.token_ce, ref_ce, sizes[i]))
         if got.sums is None:
             got.sums = torch.full((sizes[i],), float("nan"), device=labels.device)
             if not loop.warned_no_logits:
@@ -354,6 +369,7 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
         seconds=time.perf_counter() - t0,
         sample_loss_sum=torch.cat(sums),
         sample_tokens=torch.cat(counts),
+        sample_excess_sum=torch.cat(excess) if excess else None,
     )
 
 

@@ -60,11 +60,13 @@ def label_counts(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE_INDEX).sum(dim=1)
 
 
-def sample_ce_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def sample_ce_sums(logits: torch.Tensor, labels: torch.Tensor, tokens: list[torch.Tensor] | None = None) -> torch.Tensor:
     """Σ_t CE_bt over each row's label tokens, float32 (B,), from full-length logits (B, T, V).
 
     Only positions that predict a label are read (SFT answers are a small part of a row). Without autograd the
     positions go in chunks of at most CE_CHUNK_ELEMS logits, so the float32 copy stays small next to the forward.
+    `tokens`: a list that receives the per-token CE of each chunk, detached ((B, chunk), zero off the labels):
+    concatenated, the (B, K) CE at `label_positions(labels)`.
     """
     labels = labels.to(logits.device)
     positions = label_positions(labels)
@@ -78,6 +80,8 @@ def sample_ce_sums(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         pos = positions[start : start + step]
         ce, _ = masked_cross_entropy(logits[:, pos], labels[:, pos + 1])
         total = total + ce.sum(dim=1)
+        if tokens is not None:
+            tokens.append(ce.detach())
     return total
 
 
@@ -114,10 +118,12 @@ def reduce_loss(sums: torch.Tensor, counts: torch.Tensor, spec: LossSpec, num_it
 
 @dataclass
 class SampleLosses:
-    """One micro-batch's per-sample CE sums (None: the forward gave no logits) and label counts."""
+    """One micro-batch's per-sample CE sums (None: the forward gave no logits) and label counts; when asked for, its
+    per-token CE too, (B, K) at `label_positions(labels)`, detached (a reference model's excess loss needs it)."""
 
     counts: torch.Tensor
     sums: torch.Tensor | None = None
+    token_ce: torch.Tensor | None = None
 
 
 def _logits_of(output) -> torch.Tensor | None:
@@ -128,19 +134,30 @@ def _logits_of(output) -> torch.Tensor | None:
 
 
 @contextlib.contextmanager
-def training_loss(trainer, model, labels: torch.Tensor, spec: LossSpec | None) -> Iterator[SampleLosses]:
-    """Around one `trainer.training_step`: collect its per-sample CE sums and label counts from its own forward.
+def training_loss(trainer, model, labels: torch.Tensor, spec: LossSpec | None,
+                  keep_tokens: bool = False) -> Iterator[SampleLosses]:
+    """Around one `trainer.training_step`: collect its per-sample CE sums and label counts from its own forward
+    (and its per-token CE with `keep_tokens`).
 
     spec None: Hugging Face's loss as it is; a forward hook on `model` computes the sums from the detached
     logits. Otherwise `compute_loss_func` computes the sums with grad and returns spec's reduction of them.
     """
     got = SampleLosses(counts=label_counts(labels))
+
+    def ce_sums(logits: torch.Tensor, labels_: torch.Tensor) -> torch.Tensor:
+        chunks: list[torch.Tensor] | None = [] if keep_tokens else None
+        sums = sample_ce_sums(logits, labels_, chunks)
+        got.sums = sums.detach()
+        if chunks is not None:
+            got.token_ce = torch.cat(chunks, dim=1)
+        return sums
+
     if spec is None:
         def hook(module, args, output):
             logits = _logits_of(output)
             if logits is not None and logits.shape[:2] == labels.shape:
                 with torch.no_grad():
-                    got.sums = sample_ce_sums(logits.detach(), labels)
+                    ce_sums(logits.detach(), labels)
 
         handle = model.register_forward_hook(hook)
         try:
@@ -160,8 +177,7 @@ def training_loss(trainer, model, labels: torch.Tensor, spec: LossSpec | None) -
         logits = _logits_of(outputs)
         if logits is None:
             raise StateError("the model returned no logits, so per-sample losses cannot be weighted")
-        sums = sample_ce_sums(logits, labels_)
-        got.sums = sums.detach()
+        sums = ce_sums(logits, labels_)
         return reduce_loss(sums, got.counts.to(sums.device), spec, num_items_in_batch, per_token_norm)
 
     trainer.compute_loss_func = weighted_loss

@@ -1,7 +1,7 @@
 """Build a tiny random-init causal LM plus a locally trained tokenizer, fully offline.
 
     python -m dataflex_bridge.tools.make_tiny_model --out models/tiny-qwen2 --data data/demo \
-        [--size tiny|small] [--arch qwen2|llama] [--seed 0] [--vocab 1024] [--head causal|seqcls]
+        [--size tiny|small] [--arch qwen2|llama|qwen2_moe] [--seed 0] [--vocab 1024] [--head causal|seqcls]
 
 * Tokenizer: byte-level BPE trained with `tokenizers` on the text of the datasets listed in
   `<data>/dataset_info.json` (plus the chat-template boilerplate, so prompts stay short). Digits are
@@ -9,6 +9,9 @@
   <|im_start|>, <|im_end|> (eos, the stop word of LLaMA-Factory's `qwen` template). ChatML chat_template.
 * Model: Qwen2 (or Llama) config of the chosen size with tied embeddings, seeded random weights,
   saved with `save_pretrained` (safetensors).
+* `--arch qwen2_moe`: the same backbone sizes as a Qwen2-MoE (MOE_SIZES: routed experts, top-k, one shared
+  expert in every layer): the mixture-of-experts test model of the `router_loads` op. The tokenizer is the one
+  the other archs get from the same data, so its token ids mean what they mean to tiny-qwen2.
 * `--head seqcls`: the same backbone and tokenizer as an AutoModelForSequenceClassification with one
   label (a local reward model for NICE's tests: score = sigmoid of the logit).
 
@@ -72,6 +75,12 @@ SIZES = {
     "tiny": dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, intermediate_size=192),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=8, num_key_value_heads=4, intermediate_size=704),
 }
+# Qwen2-MoE: every layer sparse. The dense `intermediate_size` of SIZES goes unused (no mlp_only_layers).
+MOE_SIZES = {
+    "tiny": dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=48, shared_expert_intermediate_size=96),
+    "small": dict(num_experts=8, num_experts_per_tok=2, moe_intermediate_size=176, shared_expert_intermediate_size=352),
+}
+ARCHS = ("qwen2", "llama", "qwen2_moe")
 MAX_POSITIONS = 1024
 # Default init std of the tied embedding is EMBED_SCALE / hidden_size (0.1 for tiny): see build().
 EMBED_SCALE = 6.4
@@ -134,7 +143,7 @@ def train_tokenizer(corpus: list[str], vocab_size: int):
 
 
 def build_config(arch: str, size: str, tokenizer):
-    from transformers import LlamaConfig, Qwen2Config
+    from transformers import LlamaConfig, Qwen2Config, Qwen2MoeConfig
 
     common = dict(
         vocab_size=len(tokenizer),
@@ -155,7 +164,12 @@ def build_config(arch: str, size: str, tokenizer):
         return Qwen2Config(use_sliding_window=False, attention_dropout=0.0, **common)
     if arch == "llama":
         return LlamaConfig(attention_bias=False, mlp_bias=False, attention_dropout=0.0, **common)
-    raise SystemExit(f"make_tiny_model: unknown --arch {arch!r} (expected qwen2 or llama)")
+    if arch == "qwen2_moe":
+        return Qwen2MoeConfig(
+            use_sliding_window=False, attention_dropout=0.0, decoder_sparse_step=1, norm_topk_prob=False,
+            router_aux_loss_coef=0.001, **MOE_SIZES[size], **common,
+        )
+    raise SystemExit(f"make_tiny_model: unknown --arch {arch!r} (expected one of {', '.join(ARCHS)})")
 
 
 HEADS = ("causal", "seqcls")
@@ -237,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", required=True, type=Path, help="output directory (replaced)")
     ap.add_argument("--data", required=True, type=Path, help="dataset dir with dataset_info.json (tokenizer corpus)")
     ap.add_argument("--size", choices=sorted(SIZES), default="tiny")
-    ap.add_argument("--arch", choices=["qwen2", "llama"], default="qwen2")
+    ap.add_argument("--arch", choices=ARCHS, default="qwen2")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--vocab", type=int, default=1024, help="maximum BPE vocabulary size (incl. special tokens)")
     ap.add_argument(

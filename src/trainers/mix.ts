@@ -1,0 +1,329 @@
+/**
+ * `train_type: dynamic_mix`: every dataset of `dataset:` is a domain. The run is a warm-up window on the initial
+ * proportions, then one window per mixer update (mix-schedule.ts), or one fixed mixture (`static_mix`). Before each
+ * window the trainer draws exactly B_g × its steps samples by the window's proportions (mix-draw.ts) and trains them
+ * as one pass; what the mixer learns of training comes from that pass's own forward: per-sample loss sums and token
+ * counts (and excess losses over a reference model, for DoReMi), added up per domain and step. Every decision goes to
+ * decisions.jsonl; the Python DataFlex's per-update files are written too, for existing scripts.
+ */
+import { appendFileSync } from 'node:fs'
+import { basename, join } from 'node:path'
+import type { LoadedConfig } from '../config/index.ts'
+import { Rng } from '../math/rng.ts'
+import type { Domain, DomainStats, HeldOut, MixerInstance, MixResult, OutputRecord, StepStats } from '../strategies/mixer.ts'
+import { describeInput } from '../strategies/input-paths.ts'
+import { resolveComponent, type ResolvedComponent } from '../strategies/presets.ts'
+import type { ModelOps } from '../strategies/types.ts'
+import { writeFileAtomic } from '../util/atomic.ts'
+import type { DriverSummary, TrainDriver, TrainedSamples } from './driver.ts'
+import type { Executor, LoadInfo, PassPlan } from './executor.ts'
+import { apportion, DomainStreams, normalized, ruleProportions } from './mix-draw.ts'
+import { datasetNames, domainRows, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
+import { buildMixSchedule, type MixSchedule, type MixWindow } from './mix-schedule.ts'
+import { BridgeModelOps } from './model-ops.ts'
+import type { StepPosition } from './schedule.ts'
+import { indexFields, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import type { Trainer, TrainerOptions } from './trainer.ts'
+import { passPlanOf, shuffled, walk } from './walk.ts'
+
+export type ResolvedMixer = ResolvedComponent<'mixer'>
+
+export interface MixPrepared {
+  /** Undefined with `static_mix: true` (no mixer runs). */
+  mixer: ResolvedMixer | undefined
+  domains: string[]
+  initial: InitialProportions
+  /** Each domain's `mixer_eval_dataset` set, if any. */
+  evalSets: (string | undefined)[]
+}
+
+export interface MixRunOptions extends TrainerOptions {
+  /** The model handle mixers get; default: the executor's ops. */
+  modelOps?: (exec: Executor, info: LoadInfo) => ModelOps
+}
+
+/** Sums of per-domain statistics (fresh zeros, or a copy of `of` plus nothing). */
+function zeroStats(k: number, excess: boolean): DomainStats {
+  return {
+    lossSum: new Float64Array(k),
+    tokens: new Float64Array(k),
+    samples: new Float64Array(k),
+    ...(excess ? { excessSum: new Float64Array(k) } : {}),
+  }
+}
+
+function addInto(into: DomainStats, s: DomainStats): void {
+  for (let d = 0; d < into.lossSum.length; d++) {
+    into.lossSum[d]! += s.lossSum[d]!
+    into.tokens[d]! += s.tokens[d]!
+    into.samples[d]! += s.samples[d]!
+    if (into.excessSum && s.excessSum) into.excessSum[d]! += s.excessSum[d]!
+  }
+}
+
+/** Per-step, per-domain sums of a trained pass (samples arrive in plan order; a stopped pass has fewer). */
+export function passStats(plan: PassPlan, trained: TrainedSamples, domainOf: Int32Array, k: number, firstStep: number): StepStats[] {
+  const out: StepStats[] = []
+  let sample = 0
+  let micro = 0
+  const n = trained.lossSum.length
+  for (let s = 0; s < plan.stepSizes.length && sample < n; s++) {
+    const st = { step: firstStep + s, ...zeroStats(k, trained.excessSum !== undefined) }
+    for (let m = 0; m < plan.stepSizes[s]!; m++, micro++) {
+      for (let j = 0; j < plan.microSizes[micro]! && sample < n; j++, sample++) {
+        const d = domainOf[plan.indices[sample]!]!
+        st.lossSum[d]! += trained.lossSum[sample]!
+        st.tokens[d]! += trained.tokens[sample]!
+        st.samples[d]! += 1
+        if (st.excessSum) st.excessSum[d]! += trained.excessSum![sample]!
+      }
+    }
+    out.push(st)
+  }
+  return out
+}
+
+/** A record's file must be a plain name inside the output directory. */
+function recordFile(name: string, strategy: string): string {
+  if (name === '' || basename(name) !== name || name.startsWith('.')) {
+    throw new StrategyError('unsupported', `${strategy}: output file '${name}' must be a plain file name`)
+  }
+  return name
+}
+
+export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepared, opts: MixRunOptions): Promise<DriverSummary> {
+  const info = d.info
+  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_mix runs on one process for now (world size ${info.world_size})`)
+  const names = prep.domains
+  const k = names.length
+  const rows = domainRows(info, names)
+  const domainOf = info.domains!.domain_of_row
+  const seed = info.seed
+  const b = info.per_device_train_batch_size
+  const ga = info.gradient_accumulation_steps
+  const rule = cfg.dataflex.mixture_sample_rule ?? 'mixture'
+  const outputDir = info.output_dir
+
+  const runtime = prep.mixer ? new StrategyRuntime(prep.mixer, cfg, info, d.runlog, opts.log) : undefined
+  const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
+
+  // The instance first: it says how many rows per domain it wants held out of the draws.
+  const fullDomains: Domain[] = names.map((name, i) => ({ name, size: rows[i]!.length }))
+  let instance: MixerInstance | undefined
+  let domains = fullDomains
+  const create = (ds: readonly Domain[]): MixerInstance =>
+    prep.mixer!.definition.create(prep.mixer!.params, { domains: ds, initial: prep.initial.values, seed, baseDir: prep.mixer!.preset.baseDir })
+  if (prep.mixer) instance = create(fullDomains)
+  const heldOut: HeldOut[] = []
+  const drawable = rows.map((r) => r)
+  if (instance?.heldOut !== undefined && instance.heldOut > 0) {
+    rows.forEach((r, i) => {
+      const evalSet = prep.evalSets[i]
+      const evalRows = evalSet === undefined ? undefined : info.eval_splits.find((s) => s.name === evalSet)?.rows
+      if (evalSet !== undefined && evalRows !== undefined) {
+        heldOut.push({ split: `eval:${evalSet}`, indices: Int32Array.from({ length: evalRows }, (_, j) => j) })
+        return
+      }
+      // No held-out set: split rows off the domain's training rows, seeded, and never draw them.
+      const m = Math.min(instance!.heldOut!, Math.floor(r.length / 2))
+      const perm = Rng.derive(seed, 'mix-heldout', i).permutation(r.length)
+      heldOut.push({ split: 'train', indices: Int32Array.from({ length: m }, (_, j) => r[perm[j]!]!).sort() })
+      const keep = new Set(Array.from(perm.subarray(m), (j) => r[j]!))
+      drawable[i] = r.filter((row) => keep.has(row))
+    })
+    domains = names.map((name, i) => ({ name, size: drawable[i]!.length }))
+    // The mixer sees the sizes it is drawn from.
+    instance = create(domains)
+  }
+  const empty = domains.filter((dm) => dm.size === 0).map((dm) => dm.name)
+  if (empty.length > 0) throw new StrategyError('unsupported', `domain(s) ${empty.join(', ')} have no rows left to draw from`)
+
+  const poolSize = drawable.reduce((a, r) => a + r.length, 0)
+  const schedule: MixSchedule = buildMixSchedule({
+    poolSize,
+    perDeviceBatch: b,
+    gradAccum: ga,
+    worldSize: info.world_size,
+    staticMix: cfg.dataflex.static_mix,
+    warmupStep: cfg.dataflex.warmup_step,
+    updateStep: cfg.dataflex.update_step,
+    updateTimes: cfg.dataflex.update_times,
+    trainStep: cfg.dataflex.train_step,
+    maxSteps: info.max_steps,
+    numTrainEpochs: info.num_train_epochs,
+  })
+  if (cfg.dataflex.train_step > 0 && !cfg.dataflex.static_mix && cfg.dataflex.update_times >= 0 && schedule.maxSteps !== cfg.dataflex.train_step) {
+    opts.log(`note: with update_times >= 0 the run is warmup_step + update_step × update_times = ${schedule.maxSteps} steps; train_step (${cfg.dataflex.train_step}) is not used (as in the Python DataFlex)`)
+  }
+  // Data-sized epochs for the reported epoch: ⌊S / B_g⌋ steps each.
+  const stepsPerEpoch = Math.max(1, Math.floor(poolSize / schedule.globalBatch))
+  const streams = new DomainStreams(drawable, seed)
+  const sizes = domains.map((dm) => dm.size)
+
+  d.runlog.writeJson('mix.json', {
+    component: prep.mixer?.key ?? null,
+    algorithm: prep.mixer?.algorithm ?? null,
+    params: prep.mixer?.rawParams ?? null,
+    inputs: prep.mixer?.inputs ?? [],
+    domains: names.map((name, i) => ({
+      name,
+      rows: info.domains!.rows[i],
+      raw_rows: info.domains!.raw_rows[i],
+      dropped: info.domains!.raw_rows[i]! - info.domains!.rows[i]!,
+      drawable: drawable[i]!.length,
+      held_out: heldOut[i] ? { split: heldOut[i]!.split, rows: heldOut[i]!.indices.length } : null,
+      eval_set: prep.evalSets[i] ?? null,
+    })),
+    mixture_sample_rule: rule,
+    initial_proportions: Array.from(prep.initial.values),
+    initial_source: prep.initial.source,
+    reference_model: instance?.referenceModel ?? null,
+    global_batch: schedule.globalBatch,
+    max_steps: schedule.maxSteps,
+    updates: schedule.updates,
+    windows: schedule.windows.length,
+  })
+
+  let current = prep.initial.values
+  let pending: StepStats[] = []
+  const seen = new Float64Array(k)
+  const excess = instance?.referenceModel !== undefined
+  let updates = 0
+  const stepPositions = (w: MixWindow): StepPosition[] =>
+    Array.from({ length: w.steps }, (_, j) => {
+      const globalStep = w.firstStep + j
+      return { globalStep, epoch: globalStep / stepsPerEpoch, endsPass: globalStep === schedule.maxSteps, maxSteps: schedule.maxSteps }
+    })
+
+  const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: stepPositions(w) }))
+  let lastPlan: { plan: PassPlan; firstStep: number } | undefined
+  const absorb = (trained: TrainedSamples): void => {
+    if (lastPlan === undefined) return
+    const stats = passStats(lastPlan.plan, trained, domainOf, k, lastPlan.firstStep)
+    for (const st of stats) for (let i = 0; i < k; i++) seen[i]! += st.samples[i]!
+    pending.push(...stats)
+  }
+
+  await walk(d, {
+    maxSteps: schedule.maxSteps,
+    windows,
+    signal: opts.signal,
+    phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
+    onCheckpoint: (step) => {
+      if (runtime && instance) runtime.saveState(instance, step)
+    },
+    onPass: (trained) => absorb(trained),
+    plan: async ({ window: w }) => {
+      let used: Float64Array
+      let logDecision: (fields: Record<string, unknown>) => void
+      if (w.kind === 'update') {
+        d.report('mixing', w.decisionStep)
+        const u = await update(w)
+        used = ruleProportions(rule, u.proportions, sizes)
+        logDecision = u.log
+      } else {
+        used = ruleProportions(rule, current, sizes)
+        const strategy = w.kind === 'static' ? 'static_mix' : 'warmup'
+        logDecision = (fields) => d.runlog.decision({ step: w.decisionStep, kind: 'plan', strategy, steps: [w.firstStep, w.lastStep], ...fields })
+      }
+      const counts = apportion(w.numSamples, used)
+      const order = shuffled(streams.draw(counts), Rng.derive(seed, 'mix-order', w.decisionStep))
+      // One line per window: the proportions drawn with and the samples actually drawn per domain.
+      logDecision({ sampled_with: Array.from(used), drawn: Array.from(counts), ...indexFields(order) })
+      const plan = passPlanOf(order, b, Array.from({ length: w.steps }, () => ga), 0, stepsPerEpoch * ga, (w.firstStep - 1) * ga)
+      const lw = instance?.lossWeights ? (instance.lossWeights() ?? new Float64Array(k).fill(1)) : undefined
+      if (lw !== undefined) {
+        if (lw.length !== k || lw.some((v) => !Number.isFinite(v) || v < 0)) {
+          throw new StrategyError('bad_scores', `${prep.mixer!.strategy}: lossWeights() must give ${k} finite non-negative numbers`)
+        }
+        plan.weights = Float32Array.from(order, (row) => lw[domainOf[row]!]!)
+        plan.reduction = 'sample_mean'
+      }
+      if (instance?.referenceModel !== undefined) plan.referenceModel = instance.referenceModel
+      lastPlan = { plan, firstStep: w.firstStep }
+      return plan
+    },
+  })
+
+  if (runtime && instance) {
+    runtime.saveState(instance, d.stepsTrained)
+    const files = instance.finish?.() ?? {}
+    for (const [name, content] of Object.entries(files)) writeFileAtomic(join(outputDir, recordFile(name, prep.mixer!.strategy)), content)
+  }
+  return d.finish({ train_type: 'dynamic_mix', component: prep.mixer?.key ?? null, static_mix: cfg.dataflex.static_mix, updates })
+
+  /** The mixer's decision at w's step; its decision line is written once the window is drawn. */
+  async function update(w: MixWindow): Promise<{ proportions: Float64Array; log: (fields: Record<string, unknown>) => void }> {
+    const window = zeroStats(k, excess)
+    for (const st of pending) addInto(window, st)
+    const domainLosses = Float64Array.from(window.lossSum, (l, i) => (window.tokens[i]! > 0 ? l / window.tokens[i]! : NaN))
+    const t0 = performance.now()
+    const result: MixResult = await instance!.mix({
+      step: w.decisionStep,
+      update: w.update,
+      updateTimes: schedule.updateTimes,
+      domains,
+      current,
+      steps: pending,
+      window,
+      seen: Float64Array.from(seen),
+      domainLosses,
+      heldOut,
+      rng: Rng.derive(seed, 'mix', w.decisionStep),
+      model,
+      cacheDir: runtime!.cacheDir,
+      log: runtime!.log,
+    })
+    const ms = performance.now() - t0
+    const strategy = prep.mixer!.strategy
+    const p = result?.proportions
+    const next = p !== undefined && p.length === k ? normalized(p) : null
+    if (next === null) {
+      throw new StrategyError(
+        'bad_scores',
+        `${strategy}: mix() at step ${w.decisionStep} must return ${k} finite non-negative proportions with a positive sum, got ${p === undefined ? 'none' : `[${Array.from(p).join(', ')}]`}`,
+      )
+    }
+    for (const r of result.records ?? []) appendFileSync(join(outputDir, recordFile(r.file, strategy)), JSON.stringify(r.record) + '\n')
+    const fields = {
+        step: w.decisionStep,
+        kind: 'mix' as const,
+        strategy,
+        component: prep.mixer!.key,
+        update: w.update,
+        update_times: schedule.updateTimes,
+        steps: [w.firstStep, w.lastStep],
+        proportions: Array.from(next),
+        window_steps: pending.length,
+        window_samples: Array.from(window.samples),
+        window_loss: Array.from(domainLosses, (v) => (Number.isNaN(v) ? null : v)),
+        ...(window.excessSum ? { window_excess: Array.from(window.excessSum, (v, i) => (window.tokens[i]! > 0 ? v / window.tokens[i]! : null)) } : {}),
+    }
+    const log = (drawn: Record<string, unknown>): void => runtime!.decision({ ...fields, ...drawn }, { info: result.info, ms, timingKey: 'mix_ms' })
+    pending = []
+    current = next
+    updates++
+    return { proportions: next, log }
+  }
+}
+
+/** `train_type: dynamic_mix`: domains, initial proportions and the mixer preset are checked before the sidecar starts. */
+export const mixTrainer: Trainer<MixPrepared> = {
+  trainType: 'dynamic_mix',
+  description: 'each dataset is a domain; a mixer sets the proportions every update_step steps (mixers: section), or static_mix fixes them',
+  async prepare(cfg, log) {
+    const domains = datasetNames(cfg.lf['dataset'])
+    const initial = initialProportions(cfg, domains)
+    const evalSets = mixerEvalSets(cfg, domains)
+    if (cfg.dataflex.static_mix) {
+      if (cfg.dataflex.component_name !== undefined) log(`note: static_mix is true, so component_name '${cfg.dataflex.component_name}' is not used`)
+      return { mixer: undefined, domains, initial, evalSets }
+    }
+    const mixer = await resolveComponent(cfg, 'mixer')
+    for (const warning of mixer.warnings) log(`warning: ${warning}`)
+    for (const input of mixer.inputs) log(`[${mixer.key}] ${describeInput(input, mixer.preset)}`)
+    return { mixer, domains, initial, evalSets }
+  },
+  loadExtras: (_cfg, prep) => ({ domains: { eval_sets: prep.evalSets.filter((s): s is string => s !== undefined) } }),
+  train: (d, cfg, prep, opts) => runMix(d, cfg, prep, opts),
+}
