@@ -265,3 +265,17 @@ def test_freeze_gate_on_the_tiny_moe_model(tmp_path) -> None:
     held = {id(p) for group in frozen.run.trainer.optimizer.param_groups for p in group["params"]}
     model = frozen.run.trainer.model
     assert not any(id(p) in held for n, p in model.named_parameters() if n in routers)
+
+
+@pytest.mark.skipif(not TINY_MOE.is_dir(), reason="models/tiny-qwen2-moe missing")
+def test_router_loads_read_a_named_eval_split(tmp_path) -> None:
+    """router_loads resolves `eval:<name>` like every model op: the named set's rows equal eval_dataset's."""
+    executor = Executor()
+    config = tiny_config(str(tmp_path), model_name_or_path=str(TINY_MOE), dataset="arith_clean,facts",
+                         max_samples=4, eval_dataset="facts_eval")
+    load(executor, config, ["facts_eval"])
+    idx = np.arange(3, dtype=np.int32)
+    named = run_op(executor, "router_loads", {"split": "eval:facts_eval", "indices": idx})
+    plain = run_op(executor, "router_loads", {"split": "eval", "indices": idx})
+    assert named["loads"].shape == (3, named["layers"] * named["experts"]) and named["loads"].sum() > 0
+    np.testing.assert_array_equal(named["loads"], plain["loads"])  # token counts: exact
