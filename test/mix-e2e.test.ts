@@ -68,7 +68,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     ['static', { proportions: [0.1, 0.2, 0.3, 0.4] }],
     ['random', {}],
     ['odm', { warmup_steps: 0 }],
-    ['ado', { start_step: 1, ignore_steps: 0, min_fit_points: 2 }],
+    ['ado', { start_step: 1, ignore_steps: 0 }],
   ]
   for (const [name, params] of presets) {
     it(`${name} end to end`, async () => {
