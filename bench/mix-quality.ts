@@ -1,10 +1,11 @@
 /**
- * Mixing quality on the demo data: uniform vs stratified sampling vs DoReMi (three steps) vs ODM vs ADO, equal
+ * Mixing quality: uniform vs stratified sampling vs DoReMi (three steps) vs ODM vs ADO, equal
  * steps, several seeds. The number is the held-out loss per eval domain at the end (arith_eval, string_ops_eval,
  * facts_eval: clean), reported as the mean over the domains and the worst domain, mean ± sd over seeds.
  *
- * usage: npx tsx bench/mix-quality.ts [seeds=3] [methods=uniform,stratified,doremi,odm,ado] [model=small|tiny|<path>]
- * writes bench/results/mix-quality.md (small model) or bench/results/mix-quality-<model>.md
+ * usage: npx tsx bench/mix-quality.ts [seeds=3] [methods=uniform,stratified,doremi,odm,ado] [model=small|tiny|<path>] [data=demo|mix]
+ * data: `demo` (data/demo, four domains of 120 rows) or `mix` (data/mix from data/make_mix_data.py: imbalanced, a large
+ * domain of half-wrong answers). Writes bench/results/mix-quality[-<model>][-mix].md
  */
 import { execFileSync } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -16,7 +17,17 @@ import { modelPath } from './models.ts'
 const seeds = Number(process.argv[2] ?? 3)
 const methods = (process.argv[3] ?? 'uniform,stratified,doremi,odm,ado').split(',')
 const modelArg = process.argv[4] ?? 'small'
-const work = join(REPO_ROOT, 'bench', '.work', 'mix-quality')
+const dataArg = process.argv[5] ?? 'demo'
+const DATASETS: Record<string, { dir: string; domains: string; about: string }> = {
+  demo: { dir: 'data/demo', domains: 'arith_clean,arith_noisy,string_ops,facts', about: 'arith_clean, arith_noisy (30% of its answers are random 4-digit numbers), string_ops, facts (120 rows each)' },
+  mix: { dir: 'data/mix', domains: 'arith,arith_noisy,string_ops,facts', about: 'arith (120 rows), arith_noisy (480 rows, 50% of its answers random 4-digit numbers), string_ops (136), facts (120) — `data/make_mix_data.py`' },
+}
+const DATA = DATASETS[dataArg] ?? fail(`data must be demo or mix, got ${dataArg}`)
+const work = join(REPO_ROOT, 'bench', '.work', `mix-quality-${dataArg}`)
+
+function fail(message: string): never {
+  throw new Error(message)
+}
 const model = modelPath(modelArg)
 const EVAL = ['arith_eval', 'string_ops_eval', 'facts_eval']
 const STEPS = 140
@@ -31,6 +42,8 @@ function train(out: string, seed: number, extra: string[]): number {
       'train',
       'configs/mix.yaml',
       `model_name_or_path=${model}`,
+      `dataset_dir=${DATA.dir}`,
+      `dataset=${DATA.domains}`,
       `seed=${seed}`,
       `output_dir=${out}`,
       'gradient_accumulation_steps=1',
@@ -112,17 +125,17 @@ const rows = methods.map((m) => {
   return `| ${m} | **${fmt(rs.map(avg))}** | ${fmt(rs.map(worst))} | ${perDomain} | ${m === 'stratified' ? '–' : `${wins} / ${rs.length}`} | ${props} | ${mean(rs.map((r) => r.seconds)).toFixed(0)} |`
 })
 const md = [
-  '# Mixing quality on the demo data',
+  `# Mixing quality on the ${dataArg} data`,
   '',
-  `\`npx tsx bench/mix-quality.ts ${seeds} ${methods.join(',')} ${modelArg}\` — started ${started} UTC on ${cpus().length} cores ` +
+  `\`npx tsx bench/mix-quality.ts ${seeds} ${methods.join(',')} ${modelArg} ${dataArg}\` — started ${started} UTC on ${cpus().length} cores ` +
     `(load average at the start ${loadStart}). \`configs/mix.yaml\` with \`model_name_or_path\` = the ${modelArg} model` +
     (modelArg === 'small' ? ' (Qwen2, hidden 256, 4 layers, 3.2M params, `make_tiny_model --size small`)' : '') +
     ', LoRA r=8 on all linear layers, lr 5e-3 cosine;',
-  `domains = arith_clean, arith_noisy (30% of its answers are random 4-digit numbers), string_ops, facts (120 rows each); ${STEPS} steps of 8`,
+  `domains = ${DATA.about}; ${STEPS} steps of 8`,
   'samples for every method: 20 warm-up steps on uniform proportions + 6 updates × 20 steps. Held-out loss at the end on',
   'arith_eval, string_ops_eval and facts_eval (24 clean rows each; arith_eval serves both arithmetic domains).',
   'Seeds ' + `${42}..${42 + seeds - 1}` + ' (the seed drives LoRA initialisation, the draws and the data order).',
-  '- uniform / stratified: `static_mix: true` with `mixture_sample_rule: uniform` / `stratified` (equal here: every domain has 120 rows).',
+  '- uniform / stratified: `static_mix: true` with `mixture_sample_rule: uniform` / `stratified`' + (dataArg === 'demo' ? ' (the same mixture here: every domain has 120 rows).' : ' (by domain size).'),
   '- doremi: step 1 = the uniform run of the same seed (the reference), step 2 = a proxy run with the doremi mixer',
   '  (η = 1, c = 1e-3, loss reweighted by the domain weights, an update every 20 steps), step 3 = the reported run, a',
   '  static mixture read from step 2\'s `doremi_average_weights.json`. Its wall time counts steps 2 and 3.',
@@ -134,5 +147,6 @@ const md = [
   '',
 ]
 mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true })
-writeFileSync(join(REPO_ROOT, 'bench', 'results', modelArg === 'small' ? 'mix-quality.md' : `mix-quality-${modelArg}.md`), md.join('\n'))
+const file = `mix-quality${modelArg === 'small' ? '' : `-${modelArg}`}${dataArg === 'demo' ? '' : `-${dataArg}`}.md`
+writeFileSync(join(REPO_ROOT, 'bench', 'results', file), md.join('\n'))
 console.log(md.join('\n'))
