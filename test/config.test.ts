@@ -254,7 +254,7 @@ describe('loadConfig: bad values', () => {
     expect((err as ConfigError).code).toBe('unsupported')
     expect((err as ConfigError).key).toBe('train_type')
     expect((err as ConfigError).message).toContain('later release')
-    expect((err as ConfigError).hint).toBe('supported now: static, dynamic_select')
+    expect((err as ConfigError).hint).toBe('supported now: static, dynamic_select, dynamic_mix')
     expect(trainerFor({ ...cfg, dataflex: { ...cfg.dataflex, train_type: 'dynamic_select' } }).trainType).toBe('dynamic_select')
   })
 })
