@@ -11,7 +11,6 @@ labels too, computing a loss it discards; we call the decoder without the LM hea
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +18,8 @@ import numpy as np
 import torch
 
 from .errors import ConfigError, StateError
-from .model_ops import collate, eval_mode, preserved_rng, right_padded, rows_of, sample_lengths
+from .frozen import frozen_model
+from .model_ops import eval_mode, masked_batches, preserved_rng, rows_of, sample_lengths
 
 log = logging.getLogger("dataflex_bridge.executor.embeddings")
 
@@ -57,7 +57,7 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor
     raise StateError(f"embeddings: pooling must be one of {', '.join(POOLINGS)}, got {pooling!r}")
 
 
-def _decoder(model):
+def decoder_body(model):
     """The transformer body of a causal LM (hidden states without the LM head), or the model itself."""
     lm = model.get_base_model() if hasattr(model, "get_base_model") else model
     body = getattr(lm, getattr(lm, "base_model_prefix", ""), None)
@@ -65,7 +65,7 @@ def _decoder(model):
 
 
 def hidden_states(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, layer: int) -> torch.Tensor:
-    out = _decoder(model)(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
+    out = decoder_body(model)(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True,
                           use_cache=False)
     states = out.hidden_states
     if not -len(states) <= layer < len(states):
@@ -100,25 +100,8 @@ def _vocab_check(run, path: str, model) -> None:
 
 
 def embedding_model(run, path: str):
-    """Load a separate causal LM once per run, in eval mode, on the training model's device and dtype."""
-    cache = run.caches.embed_models
-    key = os.path.realpath(path)
-    if key in cache:
-        return cache[key]
-    if not os.path.isdir(key):
-        raise ConfigError(f"embeddings: model '{path}' is not a local model directory")
-    from transformers import AutoModelForCausalLM
-
-    ref = next(run.trainer.model.parameters())
-    dtype = getattr(run.model_args, "compute_dtype", None) or ref.dtype
-    try:
-        model = AutoModelForCausalLM.from_pretrained(key, dtype=dtype)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"embeddings: cannot load model '{path}': {exc}") from exc
-    model.to(ref.device).eval().requires_grad_(False)
-    _vocab_check(run, path, model)
-    cache[key] = model
-    return model
+    """A separate causal LM to embed with, loaded once per run (same tokenizer as the run's)."""
+    return frozen_model(run, path, run.caches.embed_models, "embeddings: model", adapters=False, check=lambda m: _vocab_check(run, path, m))
 
 
 def sample_embeddings(run, split: str, indices: np.ndarray, args: EmbeddingArgs) -> np.ndarray:
@@ -133,17 +116,8 @@ def sample_embeddings(run, split: str, indices: np.ndarray, args: EmbeddingArgs)
     order = np.argsort(sample_lengths(run, split)[indices], kind="stable")
     out: torch.Tensor | None = None
     with preserved_rng(), eval_mode(model):
-        for start in range(0, indices.size, args.batch_size):
-            rows = order[start : start + args.batch_size]
-            inputs = collate(run, dataset, indices[rows].tolist())
-            mask = inputs.get("attention_mask")
-            if mask is None:
-                mask = torch.ones_like(inputs["input_ids"])
-            if mask.dim() != 2:
-                raise StateError("embeddings: packed sequences (4-D attention masks, neat_packing) are not supported")
-            # Right padding: the forward runs causal (model_ops.causal_inputs), the pooling still skips the pads.
-            forward_mask = torch.ones_like(mask) if right_padded(mask) else mask
-            states = hidden_states(model, inputs["input_ids"], forward_mask, args.layer)
+        for rows, input_ids, mask, forward_mask in masked_batches(run, dataset, indices, order, args.batch_size, "embeddings"):
+            states = hidden_states(model, input_ids, forward_mask, args.layer)
             pooled = pool(states, mask, args.pooling)
             if out is None:
                 out = torch.empty(indices.size, pooled.shape[1], dtype=torch.float32, device=pooled.device)

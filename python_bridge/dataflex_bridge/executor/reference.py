@@ -8,48 +8,25 @@ model directory, or a LoRA adapter directory (adapter_config.json) applied to th
 
 from __future__ import annotations
 
-import os
-
 import torch
 
 from .errors import ConfigError
+from .frozen import frozen_model
 from .model_ops import label_token_losses
 
 
 def load_reference(run, path: str):
-    """The reference model of `path`, loaded once per run (by real path): frozen, eval mode, on the training model's
-    device and dtype."""
-    cache = run.caches.reference_models
-    key = os.path.realpath(path)
-    if key in cache:
-        return cache[key]
-    if not os.path.isdir(key):
-        raise ConfigError(f"begin_pass: reference_model '{path}' is not a local model directory")
-    from transformers import AutoModelForCausalLM
+    """The reference model of `path` (a model or a LoRA adapter directory), loaded once per run."""
 
-    live = next(run.trainer.model.parameters())
-    dtype = getattr(run.model_args, "compute_dtype", None) or live.dtype
-    adapter = os.path.isfile(os.path.join(key, "adapter_config.json"))
-    try:
-        if adapter:
-            from peft import PeftModel
+    def same_vocabulary(model) -> None:
+        rows = model.get_input_embeddings().num_embeddings
+        if rows < len(run.tokenizer):
+            raise ConfigError(
+                f"begin_pass: reference_model '{path}' has {rows} token embeddings but the run's tokenizer has "
+                f"{len(run.tokenizer)} tokens; the reference must share the training model's vocabulary"
+            )
 
-            base = AutoModelForCausalLM.from_pretrained(run.model_args.model_name_or_path, dtype=dtype)
-            model = PeftModel.from_pretrained(base, key).merge_and_unload()
-        else:
-            model = AutoModelForCausalLM.from_pretrained(key, dtype=dtype)
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        what = f"LoRA adapter on '{run.model_args.model_name_or_path}'" if adapter else "model"
-        raise ConfigError(f"begin_pass: cannot load reference_model '{path}' ({what}): {exc}") from exc
-    rows = model.get_input_embeddings().num_embeddings
-    if rows < len(run.tokenizer):
-        raise ConfigError(
-            f"begin_pass: reference_model '{path}' has {rows} token embeddings but the run's tokenizer has "
-            f"{len(run.tokenizer)} tokens; the reference must share the training model's vocabulary"
-        )
-    model.to(live.device).eval().requires_grad_(False)
-    cache[key] = model
-    return model
+    return frozen_model(run, path, run.caches.reference_models, "begin_pass: reference_model", adapters=True, check=same_vocabulary)
 
 
 def reference_token_losses(reference, trainer, inputs: dict, labels: torch.Tensor) -> torch.Tensor:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .embeddings import _decoder
+from .embeddings import decoder_body
 from .errors import ConfigError, StateError
-from .model_ops import collate, eval_mode, preserved_rng, right_padded, rows_of, sample_lengths
+from .model_ops import eval_mode, masked_batches, preserved_rng, rows_of, sample_lengths
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def top_k_of(model) -> int:
 
 def router_logits(model, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """The router logits of every MoE layer, each [batch·seq, experts], from the decoder body (no LM head)."""
-    out = _decoder(model)(input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True,
+    out = decoder_body(model)(input_ids=input_ids, attention_mask=attention_mask, output_router_logits=True,
                           use_cache=False)
     logits = getattr(out, "router_logits", None)
     if not logits:
@@ -87,17 +87,8 @@ def sample_router_loads(run, split: str, indices: np.ndarray, batch_size: int) -
             _, layers, experts = probe.shape
             return RouterLoads(np.zeros((0, layers * experts), dtype=np.float32), layers, experts, top_k)
         out: torch.Tensor | None = None
-        for start in range(0, indices.size, batch_size):
-            rows = order[start : start + batch_size]
-            inputs = collate(run, dataset, indices[rows].tolist())
-            mask = inputs.get("attention_mask")
-            if mask is None:
-                mask = torch.ones_like(inputs["input_ids"])
-            if mask.dim() != 2:
-                raise StateError("router_loads: packed sequences (4-D attention masks, neat_packing) are not supported")
-            # Right padding: the forward runs causal (model_ops.causal_inputs), the count still skips the pads.
-            forward_mask = torch.ones_like(mask) if right_padded(mask) else mask
-            loads = token_loads(router_logits(model, inputs["input_ids"], forward_mask), mask, top_k)
+        for rows, input_ids, mask, forward_mask in masked_batches(run, dataset, indices, order, batch_size, "router_loads"):
+            loads = token_loads(router_logits(model, input_ids, forward_mask), mask, top_k)
             if out is None:
                 out = loads.new_zeros(indices.size, *loads.shape[1:])
             out[torch.as_tensor(rows, device=loads.device)] = loads
