@@ -42,7 +42,7 @@ export interface MixRunOptions extends TrainerOptions {
   modelOps?: (exec: Executor, info: LoadInfo) => ModelOps
 }
 
-/** Sums of per-domain statistics (fresh zeros, or a copy of `of` plus nothing). */
+/** Zeroed per-domain sums for k domains (with excess sums when a reference model is used). */
 function zeroStats(k: number, excess: boolean): DomainStats {
   return {
     lossSum: new Float64Array(k),
@@ -115,7 +115,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     prep.mixer!.definition.create(prep.mixer!.params, { domains: ds, initial: prep.initial.values, seed, baseDir: prep.mixer!.preset.baseDir })
   if (prep.mixer) instance = create(fullDomains)
   const heldOut: HeldOut[] = []
-  const drawable = rows.map((r) => r)
+  const drawable = [...rows]
   if (instance?.heldOut !== undefined && instance.heldOut > 0) {
     rows.forEach((r, i) => {
       const evalSet = prep.evalSets[i]
@@ -196,10 +196,8 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     })
 
   const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: stepPositions(w) }))
-  let lastPlan: { plan: PassPlan; firstStep: number } | undefined
-  const absorb = (trained: TrainedSamples): void => {
-    if (lastPlan === undefined) return
-    const stats = passStats(lastPlan.plan, trained, domainOf, k, lastPlan.firstStep)
+  const absorb = (trained: TrainedSamples, w: MixWindow, plan: PassPlan): void => {
+    const stats = passStats(plan, trained, domainOf, k, w.firstStep)
     for (const st of stats) for (let i = 0; i < k; i++) seen[i]! += st.samples[i]!
     pending.push(...stats)
   }
@@ -212,7 +210,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     onCheckpoint: (step) => {
       if (runtime && instance) runtime.saveState(instance, step)
     },
-    onPass: (trained) => absorb(trained),
+    onPass: (trained, { window }, plan) => absorb(trained, window, plan),
     plan: async ({ window: w }) => {
       let used: Float64Array
       let logDecision: (fields: Record<string, unknown>) => void
@@ -240,7 +238,6 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
         plan.reduction = 'sample_mean'
       }
       if (instance?.referenceModel !== undefined) plan.referenceModel = instance.referenceModel
-      lastPlan = { plan, firstStep: w.firstStep }
       return plan
     },
   })

@@ -28,7 +28,7 @@ export interface Walk<W extends StepWindow> {
   /** Progress phase while the window trains (default 'training'). */
   phase?(window: W): Phase
   /** After each window's pass, with what its training forward measured of every trained sample (plan order). */
-  onPass?(samples: TrainedSamples, window: W): void
+  onPass?(samples: TrainedSamples, window: W, plan: PassPlan): void
   /** After a checkpoint was saved in a window (e.g. to save strategy state beside it); `step` is the last trained. */
   onCheckpoint?(step: number): void
   readonly signal?: AbortSignal
@@ -44,7 +44,7 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
       const plan = await run.plan(w)
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
       const r = await d.trainPass(plan, w.steps)
-      run.onPass?.(r.samples, w)
+      run.onPass?.(r.samples, w, plan)
       if (r.saved) run.onCheckpoint?.(d.stepsTrained)
       if (r.stopped) break
     }
