@@ -71,8 +71,8 @@ def components_yaml(reference: Path, warmup: int) -> str:
         f"      reference_model_path: {reference}\n      reweight_eta: 0.1\n      reweight_eps: 0.01\n"
         f"  ado:\n    name: ado\n    params: {{start_step: {warmup}, ignore_steps: 0}}\n"
         "  random:\n    name: random\n    params: {}\n"
-        "  dynamic_moe:\n    name: dynamic_moe\n    params:\n      eta: 10.0\n      c: 0.05\n      collect_steps: 2\n"
-        "      eval_samples: 32\n      eval_batch_size: 16\n"
+        "  dynamic_moe:\n    name: dynamic_moe\n    params:\n      eta: 10.0\n      c: 0.05\n      collect_steps: 1\n"
+        "      eval_samples: 32\n      eval_batch_size: 32\n"
     )
 
 
@@ -130,6 +130,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--sides", default="ours,dataflex")
     ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--models", default="small,moe",
+                    help="small, moe or both; a run of one writes mix-overhead-<model>.md beside the full report")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the last results.json")
     args = ap.parse_args()
     if args.report_only:
@@ -140,12 +142,13 @@ def main() -> None:
         meta = json.loads((WORK / "meta.json").read_text()) if (WORK / "meta.json").exists() else {"started": "?", "load": "?"}
         report(saved, args, meta["started"], meta["load"])
         return
-    sides = args.sides.split(",")
+    sides, models = args.sides.split(","), args.models.split(",")
     cases: list[tuple[str, str, str | None]] = []
-    if "ours" in sides:
+    if "ours" in sides and "small" in models:
         cases += [("ours", "small", m) for m in (None, "odm", "ado", "doremi", "random")]
+    if "ours" in sides and "moe" in models:
         cases += [("ours", "moe", None), ("ours", "moe", "dynamic_moe")]
-    if "dataflex" in sides:
+    if "dataflex" in sides and "small" in models:
         cases += [("dataflex", "small", m) for m in (None, "odm", "doremi")]
     WORK.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
@@ -173,7 +176,7 @@ def report(results: list[dict], args, started: str, load: str) -> None:
     lines = [
         "# Mixing overhead, and side by side with the Python DataFlex",
         "",
-        f"`python bench/mix_overhead.py --repeats {args.repeats} --sides {args.sides} --steps {args.steps}` — started "
+        f"`python bench/mix_overhead.py --repeats {args.repeats} --sides {args.sides} --steps {args.steps} --models {args.models}` — started "
         f"{started} UTC, {os.cpu_count()} cores ({platform.processor() or platform.machine()}), load average at the start {load}.",
         f"Same YAML for every run: LoRA r=8 on all linear layers, 4 demo domains (4 × 120 rows), batch 8, GA 1, {args.steps} steps "
         f"(W = U = {args.steps // 10}, T = 9; the static mixture: `static_mix: true`, uniform, `train_step: {args.steps}`), "
@@ -222,8 +225,9 @@ def report(results: list[dict], args, started: str, load: str) -> None:
     failed = [r for r in results if r["rc"] != 0]
     if failed:
         lines += ["", f"Failed runs: {len(failed)} — " + "; ".join(f"{r['side']}/{r['model']}/{r['mixer']} ({r['tag']})" for r in failed)]
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text("\n".join(lines) + "\n")
+    out = REPORT if set(args.models.split(",")) >= {"small", "moe"} else REPORT.with_name(f"{REPORT.stem}-{args.models}.md")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

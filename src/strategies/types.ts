@@ -69,8 +69,11 @@ export interface ModelOps {
   gradients(split: Split, indices: Int32Array, opts: GradientOptions): Promise<Matrix>
   /** Pooled hidden states, [indices.length × hidden]. */
   embeddings(split: Split, indices: Int32Array, opts: EmbeddingOptions): Promise<Matrix>
-  /** Expert loads of a mixture-of-experts model (eval mode, no grad); an error for a dense model. */
-  routerLoads(split: Split, indices: Int32Array): Promise<RouterLoads>
+  /**
+   * Expert loads of a mixture-of-experts model (eval mode, no grad); an error for a dense model. `batchSize`: rows
+   * per forward (default: the run's per_device_eval_batch_size); the loads do not depend on it.
+   */
+  routerLoads(split: Split, indices: Int32Array, opts?: { batchSize?: number }): Promise<RouterLoads>
 }
 
 /** A value or its promise: the trainers await either, so a pure strategy may answer synchronously. */

@@ -68,10 +68,10 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
   }
 
   /** Expert loads, in chunks like every per-row op. */
-  async routerLoads(split: Split, indices: Int32Array): Promise<RouterLoads> {
+  async routerLoads(split: Split, indices: Int32Array, opts: { batchSize?: number } = {}): Promise<RouterLoads> {
     let shape = { layers: 0, experts: 0, topK: 0 }
     const loads = await this.chunked(indices, async (part) => {
-      const r = await this.exec.ops.call('router_loads', { split, indices: part })
+      const r = await this.exec.ops.call('router_loads', { split, indices: part, ...(opts.batchSize === undefined ? {} : { batch_size: opts.batchSize }) })
       shape = { layers: r.layers, experts: r.experts, topK: r.top_k }
       return r.loads
     })

@@ -27,14 +27,17 @@ export const DynamicMoeParams = z.strictObject({
   layers: z.enum(['all', 'last']).default('all').describe('MoE layers whose loads count: all (averaged) or the last one'),
 })
 
-/** A domain's per-expert load distribution: each used layer's loads summed over rows, normalised, averaged over layers. */
-export function domainLoad(r: RouterLoads, layers: 'all' | 'last'): Float64Array {
+/**
+ * A domain's per-expert load distribution: each used layer's loads summed over rows [from, to) (default: all),
+ * normalised, averaged over layers.
+ */
+export function domainLoad(r: RouterLoads, layers: 'all' | 'last', from = 0, to = r.loads.rows): Float64Array {
   const { loads, experts } = r
   const first = layers === 'last' ? r.layers - 1 : 0
   const out = new Float64Array(experts)
   for (let l = first; l < r.layers; l++) {
     const sums = new Float64Array(experts)
-    for (let row = 0; row < loads.rows; row++) {
+    for (let row = from; row < to; row++) {
       const base = row * loads.cols + l * experts
       for (let e = 0; e < experts; e++) sums[e] = sums[e]! + loads.data[base + e]!
     }
@@ -60,10 +63,10 @@ export function divergence(loads: readonly Float64Array[]): Float64Array {
   })
 }
 
-function checkLoads(r: RouterLoads, rows: number, domain: string): RouterLoads {
+function checkLoads(r: RouterLoads, rows: number, domains: string): RouterLoads {
   const { loads, layers, experts } = r
   if (!(layers > 0 && experts > 0) || loads.rows !== rows || loads.cols !== layers * experts || loads.data.length !== rows * loads.cols) {
-    throw new MixerError(NAME, 'bad_model_output', `router loads of domain '${domain}': expected ${rows} rows × (layers·experts), got ${loads.rows}×${loads.cols} for ${layers} layers × ${experts} experts (${loads.data.length} values)`)
+    throw new MixerError(NAME, 'bad_model_output', `router loads of domains ${domains}: expected ${rows} rows × (layers·experts), got ${loads.rows}×${loads.cols} for ${layers} layers × ${experts} experts (${loads.data.length} values)`)
   }
   return r
 }
@@ -90,15 +93,30 @@ export const dynamicMoeMixer = defineMixer({
             return uniformWithoutReplacement(ctx.rng, h.indices.length, Math.min(h.indices.length, per))
           })
         }
-        const gate: Float64Array[] = []
-        for (let i = 0; i < k; i++) {
+        // One router_loads call per split (all domains' rows of the training split together): the executor's fixed
+        // cost per call (eval mode, RNG, collation) is paid once, and eval_batch_size rows go through each forward.
+        const rows = chosen.map((pick, i) => {
           const h = ctx.heldOut[i]!
-          const pick = chosen[i]!
-          const rows = Int32Array.from(pick, (p) => {
+          return Int32Array.from(pick, (p) => {
             if (p >= h.indices.length) throw new MixerError(NAME, 'bad_state', `domain '${names[i]}' has ${h.indices.length} held-out rows, fewer than at the first update`)
             return h.indices[p]!
           })
-          gate.push(domainLoad(checkLoads(await ctx.model.routerLoads(h.split, rows), rows.length, names[i]!), params.layers))
+        })
+        const gate: Float64Array[] = new Array(k)
+        for (const split of new Set(ctx.heldOut.map((h) => h.split))) {
+          const members = ctx.heldOut.flatMap((h, i) => (h.split === split ? [i] : []))
+          const all = new Int32Array(members.reduce((n, i) => n + rows[i]!.length, 0))
+          let at = 0
+          for (const i of members) {
+            all.set(rows[i]!, at)
+            at += rows[i]!.length
+          }
+          const got = checkLoads(await ctx.model.routerLoads(split, all, { batchSize: params.eval_batch_size }), all.length, members.map((i) => names[i]).join(', '))
+          at = 0
+          for (const i of members) {
+            gate[i] = domainLoad(got, params.layers, at, at + rows[i]!.length)
+            at += rows[i]!.length
+          }
         }
         const delta = divergence(gate)
         const logits = Float64Array.from(weights, (w, i) => Math.log(w + 1e-10) + params.eta * delta[i]!)
