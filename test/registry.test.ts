@@ -86,15 +86,17 @@ describe('custom files, for every kind', () => {
     expect([r.kind, r.algorithm, r.strategy]).toEqual(['weighter', 'custom', 'relative_loss'])
     expect(r.params).toEqual({ cap: 2 })
     expect(r.inputs[0]).toMatchObject({ param: 'path', from: 'absolute' })
-    const weighter: WeighterInstance = r.definition.create(r.params, { numTrain: 4, seed: 1, baseDir: dir })
+    const weighter: WeighterInstance = r.definition.create(r.params, { numTrain: 4, numEval: 0, seed: 1, baseDir: dir })
     const losses = Float32Array.from([1, 2, 3, 10])
     const { weights } = await weighter.weigh({
       step: 1,
+      micro: 0,
       indices: Int32Array.from([0, 1, 2, 3]),
       losses,
       tokens: Int32Array.from([5, 5, 5, 5]),
+      groupSamples: 4,
+      groupMicro: 1,
       rng: new Rng(1),
-      model: noModel,
       log: () => {},
     })
     // mean 4 → [0.25, 0.5, 0.75, 2.5 capped at 2]

@@ -323,7 +323,7 @@ export const OPS = {
       split: split('train'),
       indices,
       layer: z.int().default(-1).describe('hidden-state index, Python style: 0 the embedding output, -1 the last layer'),
-      pooling: z.enum(['mask_mean', 'position_weighted', 'last_token']).default('mask_mean'),
+      pooling: z.enum(['mask_mean', 'position_weighted', 'last_token', 'label_mean']).default('mask_mean'),
       normalize: z.boolean().default(false),
       model: localDir.optional().describe('a separate local causal LM directory (same vocabulary); default: the training model'),
       batch_size: z.int().min(1).optional().describe("rows per forward; default: the run's per_device_eval_batch_size"),

@@ -33,7 +33,11 @@ export interface GradientOptions {
   readonly chunkSize?: number
 }
 
-export type Pooling = 'mask_mean' | 'position_weighted' | 'last_token'
+/**
+ * mask_mean: every token; position_weighted: token t weighted ∝ t (ADAPT); last_token; label_mean: the response
+ * tokens (labels ≠ −100), every token for a row without labels (joint_update_aware's mean_pool).
+ */
+export type Pooling = 'mask_mean' | 'position_weighted' | 'last_token' | 'label_mean'
 
 export interface EmbeddingOptions {
   /** Hidden-state layer (Python indexing: -1 is the last layer). */
@@ -42,6 +46,8 @@ export interface EmbeddingOptions {
   readonly normalize: boolean
   /** A separate local model directory to embed with; default: the training model as it is now. */
   readonly model?: string
+  /** Rows per forward (default: the run's); the embeddings do not depend on it. */
+  readonly batchSize?: number
 }
 
 export interface LossOptions {

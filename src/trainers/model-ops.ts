@@ -62,7 +62,7 @@ export class BridgeModelOps implements ModelOps, PolicyModelOps {
         pooling: opts.pooling,
         normalize: opts.normalize,
         model: opts.model,
-        batch_size: this.options.embeddingBatchSize,
+        batch_size: opts.batchSize ?? this.options.embeddingBatchSize,
       }),
     )
   }

@@ -20,27 +20,36 @@ import torch
 from .errors import ConfigError, StateError
 from .frozen import frozen_model
 from .model_ops import eval_mode, masked_batches, preserved_rng, rows_of, sample_lengths
+from .weights import IGNORE_INDEX
 
 log = logging.getLogger("dataflex_bridge.executor.embeddings")
 
-POOLINGS = ("mask_mean", "position_weighted", "last_token")
+POOLINGS = ("mask_mean", "position_weighted", "last_token", "label_mean")
 
 
 @dataclass(frozen=True)
 class EmbeddingArgs:
     # Hidden-state index, Python style: 0 is the embedding output, -1 the last layer (after the final norm).
     layer: int = -1
-    pooling: Literal["mask_mean", "position_weighted", "last_token"] = "mask_mean"
+    pooling: Literal["mask_mean", "position_weighted", "last_token", "label_mean"] = "mask_mean"
     normalize: bool = False
     # Path of a separate local HF causal LM; None: the training model as it is now.
     model: str | None = None
     batch_size: int = 8
 
 
-def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
-    """[B, T, H] hidden states and a [B, T] attention mask -> [B, H] float32."""
+def pool(hidden: torch.Tensor, mask: torch.Tensor, pooling: str, labels: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, T, H] hidden states and a [B, T] attention mask -> [B, H] float32. `labels` ([B, T]) for label_mean."""
     hidden = hidden.float()
     m = mask.to(hidden.dtype)
+    if pooling == "label_mean":
+        # The response tokens (labels != IGNORE_INDEX); a row without any falls back to its attention mask
+        # (joint_update_aware's mean_pool).
+        if labels is None:
+            raise StateError("embeddings: pooling label_mean needs the rows' labels")
+        resp = (labels.to(m.device) != IGNORE_INDEX).to(hidden.dtype) * m
+        m = torch.where(resp.sum(1, keepdim=True) > 0, resp, m)
+        pooling = "mask_mean"
     if pooling == "mask_mean":
         # Over prompt and response tokens alike (cluster_less).
         return (hidden * m[..., None]).sum(1) / m.sum(1, keepdim=True).clamp_min(1.0)
@@ -116,9 +125,9 @@ def sample_embeddings(run, split: str, indices: np.ndarray, args: EmbeddingArgs)
     order = np.argsort(sample_lengths(run, split)[indices], kind="stable")
     out: torch.Tensor | None = None
     with preserved_rng(), eval_mode(model):
-        for rows, input_ids, mask, forward_mask in masked_batches(run, dataset, indices, order, args.batch_size, "embeddings"):
+        for rows, input_ids, mask, forward_mask, labels in masked_batches(run, dataset, indices, order, args.batch_size, "embeddings"):
             states = hidden_states(model, input_ids, forward_mask, args.layer)
-            pooled = pool(states, mask, args.pooling)
+            pooled = pool(states, mask, args.pooling, labels)
             if out is None:
                 out = torch.empty(indices.size, pooled.shape[1], dtype=torch.float32, device=pooled.device)
             out[torch.as_tensor(rows, device=pooled.device)] = pooled

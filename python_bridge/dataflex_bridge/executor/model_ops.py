@@ -117,8 +117,8 @@ def right_padded(mask: torch.Tensor) -> bool:
 
 def masked_batches(run, dataset, indices: np.ndarray, order: np.ndarray, batch_size: int, op: str):
     """Batches of `indices` in `order` (positions into indices), collated: (positions, input_ids, padding mask, the
-    mask to forward with). Right-padded batches forward causal (`causal_inputs`); the padding mask still says which
-    tokens are real."""
+    mask to forward with, labels or None). Right-padded batches forward causal (`causal_inputs`); the padding mask
+    still says which tokens are real."""
     for start in range(0, indices.size, batch_size):
         rows = order[start : start + batch_size]
         inputs = collate(run, dataset, indices[rows].tolist())
@@ -127,7 +127,7 @@ def masked_batches(run, dataset, indices: np.ndarray, order: np.ndarray, batch_s
             mask = torch.ones_like(inputs["input_ids"])
         if mask.dim() != 2:
             raise StateError(f"{op}: packed sequences (4-D attention masks, neat_packing) are not supported")
-        yield rows, inputs["input_ids"], mask, torch.ones_like(mask) if right_padded(mask) else mask
+        yield rows, inputs["input_ids"], mask, torch.ones_like(mask) if right_padded(mask) else mask, inputs.get("labels")
 
 
 def causal_inputs(input_ids: torch.Tensor) -> dict:

@@ -87,7 +87,7 @@ def sample_router_loads(run, split: str, indices: np.ndarray, batch_size: int) -
             _, layers, experts = probe.shape
             return RouterLoads(np.zeros((0, layers * experts), dtype=np.float32), layers, experts, top_k)
         out: torch.Tensor | None = None
-        for rows, input_ids, mask, forward_mask in masked_batches(run, dataset, indices, order, batch_size, "router_loads"):
+        for rows, input_ids, mask, forward_mask, _ in masked_batches(run, dataset, indices, order, batch_size, "router_loads"):
             loads = token_loads(router_logits(model, input_ids, forward_mask), mask, top_k)
             if out is None:
                 out = loads.new_zeros(indices.size, *loads.shape[1:])
