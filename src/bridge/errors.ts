@@ -163,17 +163,31 @@ export class SendError extends BridgeError {
   }
 }
 
-/** Args of a catalog op (ops.ts) that do not match its schema, refused before anything is sent. */
+function issues(error: z.ZodError, root: string): string {
+  return error.issues
+    .slice(0, 3)
+    .map((i) => `${i.path.length > 0 ? i.path.join('.') : root}: ${i.message}`)
+    .join('; ')
+}
+
+/** Args of a catalog op (ops.ts) that do not match its schema, refused before anything is sent (or handled). */
 export class OpArgsError extends BridgeError {
   declare readonly code: 'bad_args'
   readonly op: string
 
   constructor(op: string, error: z.ZodError) {
-    const issues = error.issues
-      .slice(0, 3)
-      .map((i) => `${i.path.length > 0 ? i.path.join('.') : '(args)'}: ${i.message}`)
-      .join('; ')
-    super('bad_args', `${op}: invalid args: ${issues}`, { cause: error })
+    super('bad_args', `${op}: invalid args: ${issues(error, '(args)')}`, { cause: error })
+    this.op = op
+  }
+}
+
+/** A TypeScript handler's result for a catalog op that does not match its schema, refused before the reply. */
+export class OpResultError extends BridgeError {
+  declare readonly code: 'bad_result'
+  readonly op: string
+
+  constructor(op: string, error: z.ZodError) {
+    super('bad_result', `${op}: invalid result: ${issues(error, '(result)')}`, { cause: error })
     this.op = op
   }
 }

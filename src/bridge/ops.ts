@@ -12,7 +12,7 @@
  * Names on the wire are snake_case; TypeScript callers that use camelCase map them word for word.
  */
 import { z } from 'zod'
-import { OpArgsError } from './errors.ts'
+import { OpArgsError, OpResultError } from './errors.ts'
 import { NdArray, type DType } from './frames.ts'
 import type { Bridge } from './index.ts'
 
@@ -105,6 +105,7 @@ const split = (fallback: 'train' | 'eval') =>
     .default(fallback)
 const indices = i32.describe('row indices into the split')
 const uint = z.int().min(0)
+const pooling = z.enum(['mask_mean', 'position_weighted', 'last_token', 'label_mean'])
 const seconds = z.number().describe('executor time of the op')
 const localDir = z.string().min(1)
 
@@ -243,6 +244,16 @@ export const OPS = {
         .describe(
           "a local model or adapter directory, frozen: every trained micro-batch's excess loss over it is returned (DoReMi)",
         ),
+      weigh: z
+        .strictObject({
+          from_step: uint.describe('micro-batches of steps after this many trained steps are weighed (the warm-up before)'),
+          embeddings: z
+            .strictObject({ layer: z.int(), pooling: pooling, normalize: z.boolean() })
+            .optional()
+            .describe("pooled hidden states of the training forward's rows, sent with their losses"),
+        })
+        .optional()
+        .describe("ask TypeScript (op `weigh`) for every weighed micro-batch's loss weights, between its forward and backward; excludes `weights`"),
     }),
     result: z.strictObject({ steps: uint }),
     timeoutMs: 10 * MINUTE,
@@ -278,9 +289,36 @@ export const OPS = {
       sample_excess_sum: f32
         .optional()
         .describe("per sample, likewise, when the pass has a reference_model: Σ over its label tokens of max(ℓ − ℓ_reference, 0)"),
+      weigh_calls: uint.optional().describe('`weigh` requests made, when the pass weighs'),
+      weigh_seconds: z.number().optional().describe('their round trips (send, TypeScript, reply) in executor time'),
     }),
     timeoutMs: LONG,
     example: { count: 1, log: Uint8Array.of(1), evaluate: Uint8Array.of(0), save: Uint8Array.of(0) },
+  }),
+  weigh: op({
+    direction: 'to_typescript',
+    summary: "one micro-batch's loss weights, asked mid-step between its training forward and its backward (dynamic_weight)",
+    args: z.strictObject({
+      step: z.int().min(1).describe('the optimizer step being trained (1-based)'),
+      micro: uint.describe("the micro-batch's position in the step's gradient-accumulation group"),
+      indices: i32.describe('training-set indices of its rows'),
+      losses: f32.describe('per row: mean cross-entropy over its label tokens, from the training forward'),
+      tokens: i32.describe('per row: its label tokens'),
+      group_samples: z.int().min(1).describe("samples in the step's gradient-accumulation group"),
+      group_micro: z.int().min(1).describe('micro-batches in it'),
+      embeddings: f32Matrix.optional().describe("[rows × hidden] pooled hidden states of the forward, when begin_pass's weigh asked"),
+    }),
+    result: z.strictObject({ weights: f32.describe('one finite weight per row') }),
+    timeoutMs: 10 * MINUTE,
+    example: {
+      step: 1,
+      micro: 0,
+      indices: Int32Array.of(0, 1),
+      losses: Float32Array.of(1.5, 2),
+      tokens: Int32Array.of(3, 4),
+      group_samples: 2,
+      group_micro: 1,
+    },
   }),
   end_pass: op({
     direction: 'to_sidecar',
@@ -323,7 +361,7 @@ export const OPS = {
       split: split('train'),
       indices,
       layer: z.int().default(-1).describe('hidden-state index, Python style: 0 the embedding output, -1 the last layer'),
-      pooling: z.enum(['mask_mean', 'position_weighted', 'last_token', 'label_mean']).default('mask_mean'),
+      pooling: pooling.default('mask_mean'),
       normalize: z.boolean().default(false),
       model: localDir.optional().describe('a separate local causal LM directory (same vocabulary); default: the training model'),
       batch_size: z.int().min(1).optional().describe("rows per forward; default: the run's per_device_eval_batch_size"),
@@ -434,13 +472,22 @@ export const OPS = {
 export type OpName = keyof typeof OPS
 /** Ops TypeScript calls on the sidecar. */
 export type SidecarOpName = { [N in OpName]: (typeof OPS)[N]['direction'] extends 'to_sidecar' ? N : never }[OpName]
+/** Ops the sidecar calls on TypeScript (`ctx.request`). */
+export type TypeScriptOpName = { [N in OpName]: (typeof OPS)[N]['direction'] extends 'to_typescript' ? N : never }[OpName]
 /** What a caller passes (defaults may be left out). */
 export type OpArgs<N extends OpName> = z.input<(typeof OPS)[N]['args']>
 export type OpResult<N extends OpName> = z.output<(typeof OPS)[N]['result']>
 
+/** What a TypeScript handler receives (as sent: the sidecar fills no defaults) and returns. */
+export type HandledArgs<N extends OpName> = z.output<(typeof OPS)[N]['args']>
+export type HandlerResult<N extends OpName> = z.input<(typeof OPS)[N]['result']>
+
 export const OP_NAMES = Object.keys(OPS) as OpName[]
 
-/** The catalog's ops over a bridge: args parsed (defaults applied) before sending, results parsed on return. */
+/**
+ * The catalog's ops over a bridge: args parsed (defaults applied) before sending, results parsed on return; and
+ * the handlers of the ops the sidecar calls, their args parsed before the handler runs and its result before the reply.
+ */
 export class OpClient {
   constructor(readonly bridge: Bridge) {}
 
@@ -451,6 +498,18 @@ export class OpClient {
     return this.bridge.request(name, parsed.data, {
       timeoutMs: opts.timeoutMs ?? spec.timeoutMs,
       result: spec.result as z.ZodType<OpResult<N>>,
+    })
+  }
+
+  /** Answer the sidecar's requests for `name`; returns the unregister function. */
+  handle<N extends TypeScriptOpName>(name: N, fn: (args: HandledArgs<N>) => HandlerResult<N> | Promise<HandlerResult<N>>): () => void {
+    const spec: OpSpec = OPS[name]
+    return this.bridge.handle(name, async (raw) => {
+      const parsed = spec.args.safeParse(raw)
+      if (!parsed.success) throw new OpArgsError(name, parsed.error)
+      const result = spec.result.safeParse(await fn(parsed.data as HandledArgs<N>))
+      if (!result.success) throw new OpResultError(name, result.error)
+      return result.data as Record<string, unknown>
     })
   }
 }

@@ -4,7 +4,7 @@
  * the run. Trainers differ only in how they build passes.
  */
 import type { Bridge } from '../bridge/index.ts'
-import type { Executor, LoadInfo, PassPlan } from './executor.ts'
+import type { Executor, LoadInfo, PassPlan, StepFlags, StepResult } from './executor.ts'
 import type { Phase, ProgressEvent } from './events.ts'
 import type { RunLog, StepRecord } from './runlog.ts'
 import { parseFlowArgs, stepEvents, type FlowArgs, type StepPosition } from './schedule.ts'
@@ -18,6 +18,8 @@ export interface PassResult {
   saved: boolean
   /** Per trained sample, in plan order, from the training forward (train_steps' sample_* arrays). */
   samples: TrainedSamples
+  /** When the pass weighed its micro-batches: the `weigh` round trips and their executor time, and the ops' time. */
+  weigh?: { calls: number; seconds: number; opSeconds: number }
 }
 
 export interface TrainedSamples {
@@ -33,6 +35,42 @@ export interface DriverSummary {
   steps: number
   trainLoss: number | null
   evalLoss: number | null
+}
+
+/** Model ops a trainer makes between two steps of a pass (e.g. a weighter's refresh). */
+export interface BeforeStep {
+  /** Whether `run` must come before global step `globalStep` (1-based) is trained. */
+  at(globalStep: number): boolean
+  run(globalStep: number): Promise<void>
+}
+
+function sliceFlags(f: StepFlags, from: number, to: number): StepFlags {
+  return { log: f.log.subarray(from, to), evaluate: f.evaluate.subarray(from, to), save: f.save.subarray(from, to) }
+}
+
+function concat<T extends Float32Array | Int32Array>(parts: T[], make: (n: number) => T): T {
+  if (parts.length === 1) return parts[0]!
+  const out = make(parts.reduce((n, p) => n + p.length, 0))
+  let o = 0
+  for (const p of parts) {
+    out.set(p, o)
+    o += p.length
+  }
+  return out
+}
+
+function joinSamples(parts: StepResult[]): TrainedSamples {
+  const excess = parts.map((r) => r.sample_excess_sum)
+  return {
+    lossSum: concat(parts.map((r) => r.sample_loss_sum), (n) => new Float32Array(n)),
+    tokens: concat(parts.map((r) => r.sample_tokens), (n) => new Int32Array(n)),
+    ...(excess.every((e) => e !== undefined) && excess.length > 0 ? { excessSum: concat(excess as Float32Array[], (n) => new Float32Array(n)) } : {}),
+  }
+}
+
+function weighTotals(parts: StepResult[]): PassResult['weigh'] {
+  if (!parts.some((r) => r.weigh_calls !== undefined)) return undefined
+  return { calls: parts.reduce((n, r) => n + (r.weigh_calls ?? 0), 0), seconds: parts.reduce((n, r) => n + (r.weigh_seconds ?? 0), 0), opSeconds: parts.reduce((n, r) => n + r.op_seconds, 0) }
 }
 
 /** The flow arguments (logging / eval / save strategies) as the executor resolved them. */
@@ -97,8 +135,12 @@ export class TrainDriver {
     this.progress({ step, totalSteps: this.totalSteps, phase, loss: this.lastLoss })
   }
 
-  /** Trains one pass: `steps[k]` positions the k-th step of `plan` (its global step, epoch, pass end). */
-  async trainPass(plan: PassPlan, steps: readonly StepPosition[]): Promise<PassResult> {
+  /**
+   * Trains one pass: `steps[k]` positions the k-th step of `plan` (its global step, epoch, pass end). With `before`,
+   * the pass's steps go to the executor in runs that end where `before.at` asks for model ops, which `before.run`
+   * makes between two steps (never inside one).
+   */
+  async trainPass(plan: PassPlan, steps: readonly StepPosition[], before?: BeforeStep): Promise<PassResult> {
     if (steps.length !== plan.stepSizes.length) throw new Error(`pass has ${plan.stepSizes.length} steps but ${steps.length} positions`)
     await this.exec.beginPass(plan)
     const n = steps.length
@@ -109,25 +151,39 @@ export class TrainDriver {
       flags.evaluate[k] = ev.evaluate ? 1 : 0
       flags.save[k] = ev.save ? 1 : 0
     })
-    const t0 = performance.now()
-    const r = await this.exec.trainSteps(n, flags)
-    this.overheadMs += performance.now() - t0 - r.op_seconds * 1000
-    this.stepsDone += r.done
     const records: StepRecord[] = []
-    for (let k = 0; k < r.done; k++) {
-      const s = steps[k]!
-      const gn = r.grad_norm[k]!
-      const ev = r.eval_loss[k]!
-      records.push({
-        step: s.globalStep,
-        epoch: s.epoch,
-        loss: r.loss[k]!,
-        grad_norm: Number.isNaN(gn) ? null : gn,
-        lr: r.lr[k]!,
-        tokens: Number(r.tokens[k]!),
-        ...(Number.isNaN(ev) ? {} : { eval_loss: ev }),
-      })
-      if (!Number.isNaN(ev)) this.lastEval = ev
+    const parts: StepResult[] = []
+    let done = 0
+    let stopped = false
+    while (done < n) {
+      if (before?.at(steps[done]!.globalStep)) await before.run(steps[done]!.globalStep)
+      let end = done + 1
+      while (end < n && !before?.at(steps[end]!.globalStep)) end++
+      const t0 = performance.now()
+      const r = await this.exec.trainSteps(end - done, sliceFlags(flags, done, end))
+      this.overheadMs += performance.now() - t0 - r.op_seconds * 1000
+      parts.push(r)
+      for (let k = 0; k < r.done; k++) {
+        const s = steps[done + k]!
+        const gn = r.grad_norm[k]!
+        const ev = r.eval_loss[k]!
+        records.push({
+          step: s.globalStep,
+          epoch: s.epoch,
+          loss: r.loss[k]!,
+          grad_norm: Number.isNaN(gn) ? null : gn,
+          lr: r.lr[k]!,
+          tokens: Number(r.tokens[k]!),
+          ...(Number.isNaN(ev) ? {} : { eval_loss: ev }),
+        })
+        if (!Number.isNaN(ev)) this.lastEval = ev
+      }
+      done += r.done
+      this.stepsDone += r.done
+      if (r.should_training_stop) {
+        stopped = done < n
+        break
+      }
     }
     this.runlog.steps(records)
     // Step events are throttled (a few a second): the result brings the pass's last step to the progress display.
@@ -136,12 +192,11 @@ export class TrainDriver {
       this.lastLoss = final.loss
       this.progress({ step: final.step, totalSteps: this.totalSteps, phase: this.phase, loss: final.loss, lr: final.lr, epoch: final.epoch })
     }
-    const last = steps[r.done - 1]
+    const last = steps[done - 1]
     const end = last ? stepEvents(last, this.flow).epochEnd : null
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
-    const saved = flags.save.subarray(0, r.done).includes(1) || (end?.save ?? false)
-    const samples = { lossSum: r.sample_loss_sum, tokens: r.sample_tokens, excessSum: r.sample_excess_sum }
-    return { done: r.done, stopped: r.should_training_stop && r.done < n, saved, samples }
+    const saved = flags.save.subarray(0, done).includes(1) || (end?.save ?? false)
+    return { done, stopped, saved, samples: joinSamples(parts), weigh: weighTotals(parts) }
   }
 
   /** The loop's epilogue in the executor, and `dataflex/summary.json`. */

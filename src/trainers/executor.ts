@@ -5,6 +5,7 @@
  */
 import type { Bridge, NdArray } from '../bridge/index.ts'
 import { OpClient, type OpArgs, type OpResult } from '../bridge/ops.ts'
+import type { WeighEmbeddings } from '../strategies/weighter.ts'
 
 export type LoadInfo = OpResult<'load'>
 export type StepResult = OpResult<'train_steps'>
@@ -32,6 +33,8 @@ export interface PassPlan {
   reduction?: Reduction
   /** A frozen model to measure every trained sample's excess loss against (train_steps' sample_excess_sum). */
   referenceModel?: string
+  /** TypeScript weighs every micro-batch of the steps after `fromStep` trained ones (the `weigh` request). */
+  weigh?: { fromStep: number; embeddings?: WeighEmbeddings }
 }
 
 export interface StepFlags {
@@ -83,6 +86,7 @@ export class Executor {
       weights: plan.weights,
       reduction: plan.reduction,
       reference_model: plan.referenceModel,
+      weigh: plan.weigh && { from_step: plan.weigh.fromStep, embeddings: plan.weigh.embeddings },
     })
   }
 

@@ -6,42 +6,55 @@
 import { hashArrays } from '../math/hash.ts'
 import type { TrainDriver, DriverSummary } from './driver.ts'
 import type { LoadInfo, PassPlan } from './executor.ts'
-import { buildStaticPlan, type PlanPass, type StaticPlan } from './schedule.ts'
+import { buildStaticPlan, type PlanPass, type StaticPlan, type StepPosition } from './schedule.ts'
 import type { Trainer } from './trainer.ts'
 import { walk } from './walk.ts'
 
-export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
+export interface StaticWindow {
+  readonly pass: PlanPass
+  readonly decisionStep: number
+  readonly steps: readonly StepPosition[]
+}
+
+/**
+ * Hugging Face's plan of the run, one window per pass, from the sampler's exact per-epoch orders (asked once from
+ * the executor, one round trip). `maxSteps` replaces the run's max_steps (dynamic_weight's train_step).
+ */
+export async function staticWindows(d: TrainDriver, maxSteps = d.info.max_steps): Promise<{ plan: StaticPlan; windows: StaticWindow[] }> {
   const info = d.info
-  // The sampler's order for every epoch the plan can touch, fetched once (one round trip).
+  const args = { ...planArgs(info), max_steps: maxSteps }
   const orders = new Map<number, Int32Array>()
-  const probe = buildStaticPlan({ numSamples: info.num_train, args: planArgs(info), sampleOrder: () => identity(info.num_train) })
+  const probe = buildStaticPlan({ numSamples: info.num_train, args, sampleOrder: () => identity(info.num_train) })
   const epochs = Array.from({ length: probe.passes.length }, (_, e) => e)
   const flat = await d.exec.sampleOrder(epochs)
   for (const e of epochs) orders.set(e, flat.subarray(e * info.num_train, (e + 1) * info.num_train))
   const plan = buildStaticPlan({
     numSamples: info.num_train,
-    args: planArgs(info),
+    args,
     sampleOrder: (e) => orders.get(e) ?? fail(`no sample order for epoch ${e}`),
   })
-
   const windows = plan.passes.map((pass) => ({ pass, decisionStep: (pass.steps[0]?.globalStep ?? 1) - 1, steps: pass.steps }))
-  await walk(d, {
-    maxSteps: plan.maxSteps,
-    windows,
-    plan: ({ pass, decisionStep }) => {
-      const passPlan = toPassPlan(pass, plan)
-      d.runlog.decision({
-        step: decisionStep,
-        kind: 'plan',
-        strategy: 'static',
-        epoch: pass.epoch,
-        steps: [pass.steps[0]!.globalStep, pass.steps.at(-1)!.globalStep],
-        samples: passPlan.indices.length,
-        hash: hashArrays(passPlan.indices, passPlan.microSizes, passPlan.stepSizes),
-      })
-      return passPlan
-    },
+  return { plan, windows }
+}
+
+/** A window's pass plan, with its `plan` decision line (`strategy`: what planned it). */
+export function staticPassPlan(d: TrainDriver, w: StaticWindow, plan: StaticPlan, strategy: string): PassPlan {
+  const passPlan = toPassPlan(w.pass, plan)
+  d.runlog.decision({
+    step: w.decisionStep,
+    kind: 'plan',
+    strategy,
+    epoch: w.pass.epoch,
+    steps: [w.pass.steps[0]!.globalStep, w.pass.steps.at(-1)!.globalStep],
+    samples: passPlan.indices.length,
+    hash: hashArrays(passPlan.indices, passPlan.microSizes, passPlan.stepSizes),
   })
+  return passPlan
+}
+
+export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
+  const { plan, windows } = await staticWindows(d)
+  await walk(d, { maxSteps: plan.maxSteps, windows, plan: (w) => staticPassPlan(d, w, plan, 'static') })
   return d.finish()
 }
 

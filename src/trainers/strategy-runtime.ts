@@ -18,15 +18,15 @@ import type { Decision, RunLog } from './runlog.ts'
 /** Indices are written out in full up to this many; above it only their hash and count. */
 export const MAX_LOGGED_INDICES = 4096
 
-export type StrategyErrorCode = 'empty_selection' | 'too_many_indices' | 'bad_index' | 'bad_scores' | 'bad_state' | 'unsupported'
+export type StrategyErrorCode = 'empty_selection' | 'too_many_indices' | 'bad_index' | 'bad_scores' | 'bad_weights' | 'weighter_failed' | 'bad_state' | 'unsupported'
 
 /** A strategy broke its contract (a strategy bug, not a config error: exit 1). */
 export class StrategyError extends Error {
   override readonly name = 'StrategyError'
   readonly code: StrategyErrorCode
 
-  constructor(code: StrategyErrorCode, message: string) {
-    super(message)
+  constructor(code: StrategyErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options)
     this.code = code
   }
 }

@@ -7,6 +7,7 @@ import { mixTrainer } from './mix.ts'
 import { selectTrainer } from './select.ts'
 import { staticTrainer } from './static.ts'
 import type { Trainer } from './trainer.ts'
+import { weightTrainer } from './weight.ts'
 
 // Type-erased: each trainer's prepare() output goes only to its own train().
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -14,6 +15,7 @@ export const TRAINERS: Readonly<Partial<Record<TrainType, Trainer<any>>>> = {
   static: staticTrainer,
   dynamic_select: selectTrainer,
   dynamic_mix: mixTrainer,
+  dynamic_weight: weightTrainer,
 }
 
 /** The trainer of a train type; a config error (exit 2) for one that has none yet. `where` locates the key. */

@@ -6,7 +6,7 @@
  * Planning stays in the pure schedule modules (schedule.ts, select-schedule.ts); deciding stays in the trainers.
  */
 import type { Rng } from '../math/rng.ts'
-import type { TrainDriver, TrainedSamples } from './driver.ts'
+import type { BeforeStep, PassResult, TrainDriver, TrainedSamples } from './driver.ts'
 import type { Phase } from './events.ts'
 import type { PassPlan } from './executor.ts'
 import type { StepPosition } from './schedule.ts'
@@ -27,10 +27,15 @@ export interface Walk<W extends StepWindow> {
   plan(window: W): PassPlan | Promise<PassPlan>
   /** Progress phase while the window trains (default 'training'). */
   phase?(window: W): Phase
-  /** After each window's pass, with what its training forward measured of every trained sample (plan order). */
-  onPass?(samples: TrainedSamples, window: W, plan: PassPlan): void
+  /**
+   * After each window's pass, with what its training forward measured of every trained sample (plan order), and
+   * the pass's `weigh` round trips when it weighed.
+   */
+  onPass?(samples: TrainedSamples, window: W, plan: PassPlan, weigh?: PassResult['weigh']): void
   /** After a checkpoint was saved in a window (e.g. to save strategy state beside it); `step` is the last trained. */
   onCheckpoint?(step: number): void
+  /** Model ops between two steps of a window (driver.ts, BeforeStep). */
+  readonly beforeStep?: BeforeStep
   readonly signal?: AbortSignal
 }
 
@@ -43,8 +48,8 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
       if (w.steps.length === 0) continue
       const plan = await run.plan(w)
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
-      const r = await d.trainPass(plan, w.steps)
-      run.onPass?.(r.samples, w, plan)
+      const r = await d.trainPass(plan, w.steps, run.beforeStep)
+      run.onPass?.(r.samples, w, plan, r.weigh)
       if (r.saved) run.onCheckpoint?.(d.stepsTrained)
       if (r.stopped) break
     }

@@ -143,6 +143,7 @@ class Executor:
             weights=weights,
             reduction=args["reduction"],
             reference_model=args.get("reference_model"),
+            weigh=args.get("weigh"),
         )
 
     def op_train_steps(self, args: dict, ctx: Any) -> dict:
@@ -155,6 +156,7 @@ class Executor:
             evaluate=_flags(args, "evaluate", count),
             save=_flags(args, "save", count),
             on_step=_throttled(lambda rec: emit("step", rec), STEP_EVENT_INTERVAL_S) if emit else None,
+            request=getattr(ctx, "request", None),
         )
 
     def op_end_pass(self, args: dict, ctx: Any) -> dict:

@@ -29,9 +29,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from .embeddings import POOLINGS, pool
 from .errors import StateError
 from .reference import excess_sums, load_reference, reference_token_losses
 from .weights import LossSpec, Reduction, check_reduction, training_loss
+
+# A `weigh` answer runs a TypeScript weighter on one micro-batch: milliseconds. The deadline only bounds a hang.
+WEIGH_TIMEOUT_S = 600.0
 
 logger = logging.getLogger("dataflex_bridge.executor.step_loop")  # `log` is a step flag here
 
@@ -53,6 +57,16 @@ class PlanBatchSampler(Sampler[list[int]]):
         return len(self._batches)
 
 
+@dataclass(frozen=True)
+class WeighSpec:
+    """begin_pass's `weigh`: micro-batches of steps after `from_step` trained steps ask TypeScript for weights."""
+
+    from_step: int
+    layer: int | None = None  # pooled hidden states of the forward are sent along when set
+    pooling: str = "mask_mean"
+    normalize: bool = False
+
+
 @dataclass
 class Pass:
     epoch: int
@@ -64,6 +78,8 @@ class Pass:
     reduction: Reduction = "token_mean"
     weights: np.ndarray | None = None  # per planned sample, aligned with the pass's flat index list
     reference: Any = None              # frozen reference model: each sample's excess loss over it is reported
+    weigh: WeighSpec | None = None
+    indices: np.ndarray | None = None  # the flat plan (the rows a weighed micro-batch reports)
     next_step: int = 0
     micro_index: int = 0               # next micro-batch of `micro_sizes`
     sample_offset: int = 0             # its first sample in the flat plan (slices `weights`)
@@ -85,6 +101,9 @@ class Loop:
     current: Pass | None = None
     step_seconds: list[float] = field(default_factory=list)
     warned_no_logits: bool = False
+    request: Any = None                # the running op's channel to TypeScript (ctx.request)
+    weigh_calls: int = 0               # in the running op
+    weigh_seconds: float = 0.0
 
 
 class StepFlags(NamedTuple):
@@ -162,10 +181,13 @@ def begin(run, total_steps: int) -> dict:
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
                micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None,
-               reduction: str = "token_mean", reference_model: str | None = None) -> dict:
+               reduction: str = "token_mean", reference_model: str | None = None,
+               weigh: dict | None = None) -> dict:
     """One pass over planned micro-batches; `weights` (one per planned sample) and `reduction` choose the loss
     (weights.py). No weights under token_mean: Hugging Face's own loss. `reference_model`: a local model or LoRA
-    adapter directory; every trained micro-batch also runs its no-grad forward, for the excess loss (reference.py)."""
+    adapter directory; every trained micro-batch also runs its no-grad forward, for the excess loss (reference.py).
+    `weigh` ({from_step, embeddings?}): TypeScript weighs each micro-batch of the steps after `from_step` between its
+    forward and backward (the `weigh` request); earlier steps train with weights of 1 under `reduction`."""
     loop = _loop(run)
     if loop.current is not None:
         raise StateError("begin_pass: the previous pass was not ended")
@@ -180,6 +202,15 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
             raise StateError("begin_pass: weights must have one entry per planned sample")
         if not np.isfinite(weights).all():
             raise StateError(f"begin_pass: weight {int(np.argmin(np.isfinite(weights)))} is not finite")
+    weigh_spec = None
+    if weigh is not None:
+        if weights is not None:
+            raise StateError("begin_pass: weights and weigh exclude each other")
+        emb = weigh.get("embeddings")
+        if emb is not None and emb["pooling"] not in POOLINGS:
+            raise StateError(f"begin_pass: weigh.embeddings.pooling must be one of {', '.join(POOLINGS)}")
+        weigh_spec = WeighSpec(int(weigh["from_step"])) if emb is None else WeighSpec(
+            int(weigh["from_step"]), int(emb["layer"]), str(emb["pooling"]), bool(emb["normalize"]))
     reference = None if reference_model is None else load_reference(run, reference_model)
     trainer = run.trainer
     args = trainer.args
@@ -203,42 +234,51 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         reduction=reduction,
         weights=weights,
         reference=reference,
+        weigh=weigh_spec,
+        indices=indices,
     )
     return {"steps": len(loop.current.steps)}
 
 
 def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np.ndarray,
-                on_step=None) -> dict:
+                on_step=None, request=None) -> dict:
     """Run the next `count` optimizer steps of the current pass.
 
     `log`/`evaluate`/`save` are TypeScript's per-step decisions. Besides the per-step series, returns each trained
     sample's label-token CE sum and label-token count from the training forward itself (`sample_loss_sum`,
     `sample_tokens`: one entry per sample of every micro-batch trained, in plan order), and when the pass has a
-    reference model, each one's excess loss over it (`sample_excess_sum`, likewise).
+    reference model, each one's excess loss over it (`sample_excess_sum`, likewise). `request`: the op's channel to
+    TypeScript (ctx.request), needed when the pass weighs.
     """
     loop = _loop(run)
     p = loop.current
     if p is None:
         raise StateError("train_steps: no pass begun")
+    if p.weigh is not None and request is None:
+        raise StateError("train_steps: the pass weighs its micro-batches but this call cannot reach TypeScript")
+    loop.request, loop.weigh_calls, loop.weigh_seconds = request, 0, 0.0
     if p.next_step + count > len(p.steps):
         raise StateError(f"train_steps: {count} steps requested, {len(p.steps) - p.next_step} left in this pass")
     op_start = time.perf_counter()
     records: list[StepRecord] = []
     stop = False
-    for k in range(count):
-        n_micro = p.steps[p.next_step]
-        rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
-        records.append(rec)
-        loop.step_seconds.append(rec.seconds)
-        state = run.trainer.state
-        if on_step is not None:
-            on_step({
-                "step": state.global_step, "loss": rec.loss, "lr": rec.lr,
-                "grad_norm": None if math.isnan(rec.grad_norm) else rec.grad_norm, "epoch": state.epoch,
-            })
-        if run.trainer.control.should_training_stop:
-            stop = True
-            break
+    try:
+        for k in range(count):
+            n_micro = p.steps[p.next_step]
+            rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
+            records.append(rec)
+            loop.step_seconds.append(rec.seconds)
+            state = run.trainer.state
+            if on_step is not None:
+                on_step({
+                    "step": state.global_step, "loss": rec.loss, "lr": rec.lr,
+                    "grad_norm": None if math.isnan(rec.grad_norm) else rec.grad_norm, "epoch": state.epoch,
+                })
+            if run.trainer.control.should_training_stop:
+                stop = True
+                break
+    finally:
+        loop.request = None
 
     def series(field_: str, dtype) -> np.ndarray:
         return np.array([getattr(r, field_) for r in records], dtype=dtype)
@@ -265,6 +305,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     }
     if p.reference is not None:
         result["sample_excess_sum"] = samples("sample_excess_sum", np.float32)
+    if p.weigh is not None:
+        result["weigh_calls"], result["weigh_seconds"] = loop.weigh_calls, loop.weigh_seconds
     return result
 
 
@@ -301,7 +343,13 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
             raise StateError(f"train_steps: micro-batch {p.micro_index} has no labels or not {sizes[i]} rows")
         labels = labels.to(args.device)
         spec = None
-        if not p.hf_loss:
+        if p.weigh is not None and trainer.state.global_step >= p.weigh.from_step:
+            if p.weigh.layer is not None:
+                inputs["output_hidden_states"] = True  # the same forward: no second one for the embeddings
+            spec = LossSpec(p.reduction, None, group_samples=sum(sizes), group_micro=n_micro,
+                            weigh=_weigh(loop, p, trainer.state.global_step + 1, i, sizes[i], labels,
+                                         inputs.get("attention_mask"), sum(sizes), n_micro))
+        elif not p.hf_loss:
             w = (p.weights[p.sample_offset : p.sample_offset + sizes[i]] if p.weights is not None
                  else np.ones(sizes[i], dtype=np.float32))
             spec = LossSpec(p.reduction, torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32),
@@ -371,6 +419,47 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
         sample_tokens=torch.cat(counts),
         sample_excess_sum=torch.cat(excess) if excess else None,
     )
+
+
+def _weigh(loop: Loop, p: Pass, step: int, micro: int, rows: int, labels: torch.Tensor, mask: torch.Tensor | None,
+           group_samples: int, group_micro: int):
+    """The `weigh` request of one micro-batch (weights.Weigh): its rows, losses and, when asked, pooled hidden
+    states of the training forward go to TypeScript; its weights come back, checked."""
+    spec = p.weigh
+    assert spec is not None and p.indices is not None
+    indices = np.ascontiguousarray(p.indices[p.sample_offset : p.sample_offset + rows], dtype=np.int32)
+
+    def ask(means: torch.Tensor, counts: torch.Tensor, outputs) -> torch.Tensor:
+        args: dict[str, Any] = {
+            "step": step, "micro": micro, "indices": indices,
+            "losses": means.float().cpu().numpy(), "tokens": counts.to(torch.int32).cpu().numpy(),
+            "group_samples": group_samples, "group_micro": group_micro,
+        }
+        if spec.layer is not None:
+            states = getattr(outputs, "hidden_states", None)
+            if not states or not -len(states) <= spec.layer < len(states):
+                raise StateError(f"weigh: the training forward gave {len(states or ())} hidden states; layer "
+                                 f"{spec.layer} is not one of them")
+            m = torch.ones_like(labels) if mask is None else mask
+            if m.dim() != 2:
+                raise StateError("weigh: packed sequences (4-D attention masks, neat_packing) cannot be pooled")
+            pooled = pool(states[spec.layer].detach(), m, spec.pooling, labels)
+            if spec.normalize:
+                pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
+            args["embeddings"] = pooled.cpu().numpy()
+        t0 = time.perf_counter()
+        answer = loop.request("weigh", args, WEIGH_TIMEOUT_S)
+        loop.weigh_seconds += time.perf_counter() - t0
+        loop.weigh_calls += 1
+        w = answer.get("weights")
+        if not isinstance(w, np.ndarray) or w.shape != (rows,):
+            got = w.shape if isinstance(w, np.ndarray) else type(w).__name__
+            raise StateError(f"weigh (step {step}, micro-batch {micro}): expected {rows} weights, got {got}")
+        if not np.isfinite(w).all():
+            raise StateError(f"weigh (step {step}, micro-batch {micro}): weight {int(np.argmin(np.isfinite(w)))} is not finite")
+        return torch.as_tensor(w, dtype=torch.float32, device=means.device)
+
+    return ask
 
 
 def end_pass(run, log: bool, evaluate: bool, save: bool) -> dict:

@@ -17,8 +17,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import torch
 import torch.nn.functional as F
@@ -85,14 +86,20 @@ def sample_ce_sums(logits: torch.Tensor, labels: torch.Tensor, tokens: list[torc
     return total
 
 
+# Asked between the forward and the backward: (per-sample mean token losses, label counts, the model's outputs)
+# -> (B,) float32 weights. Everything it is given is detached.
+Weigh = Callable[[torch.Tensor, torch.Tensor, Any], torch.Tensor]
+
+
 @dataclass(frozen=True)
 class LossSpec:
     """How one micro-batch's loss is reduced (see the module docstring)."""
 
     reduction: Reduction
-    weights: torch.Tensor  # (B,) float32, the micro-batch's samples in order
+    weights: torch.Tensor | None  # (B,) float32, the micro-batch's samples in order; None: `weigh` decides them
     group_samples: int  # samples in the whole gradient-accumulation group
     group_micro: int  # micro-batches in the group
+    weigh: Weigh | None = None
 
 
 def check_reduction(value: object) -> Reduction:
@@ -104,6 +111,8 @@ def check_reduction(value: object) -> Reduction:
 def reduce_loss(sums: torch.Tensor, counts: torch.Tensor, spec: LossSpec, num_items_in_batch,
                 per_token_norm: bool) -> torch.Tensor:
     """The micro-batch loss from per-sample CE sums (with grad) and label counts."""
+    if spec.weights is None:
+        raise StateError("reduce_loss: no weights (a weighed micro-batch must be weighed first)")
     w = spec.weights.to(sums.device)
     if spec.reduction == "sample_mean":
         return (w * sums / counts.clamp(min=1)).sum() / spec.group_samples
@@ -119,11 +128,13 @@ def reduce_loss(sums: torch.Tensor, counts: torch.Tensor, spec: LossSpec, num_it
 @dataclass
 class SampleLosses:
     """One micro-batch's per-sample CE sums (None: the forward gave no logits) and label counts; when asked for, its
-    per-token CE too, (B, K) at `label_positions(labels)`, detached (a reference model's excess loss needs it)."""
+    per-token CE too, (B, K) at `label_positions(labels)`, detached (a reference model's excess loss needs it); and
+    the weights `weigh` returned."""
 
     counts: torch.Tensor
     sums: torch.Tensor | None = None
     token_ce: torch.Tensor | None = None
+    weights: torch.Tensor | None = None
 
 
 def _logits_of(output) -> torch.Tensor | None:
@@ -178,7 +189,12 @@ def training_loss(trainer, model, labels: torch.Tensor, spec: LossSpec | None,
         if logits is None:
             raise StateError("the model returned no logits, so per-sample losses cannot be weighted")
         sums = ce_sums(logits, labels_)
-        return reduce_loss(sums, got.counts.to(sums.device), spec, num_items_in_batch, per_token_norm)
+        counts = got.counts.to(sums.device)
+        applied = spec
+        if spec.weigh is not None:
+            got.weights = spec.weigh(sums.detach() / counts.clamp(min=1), counts, outputs)
+            applied = dataclasses.replace(spec, weights=got.weights)
+        return reduce_loss(sums, counts, applied, num_items_in_batch, per_token_norm)
 
     trainer.compute_loss_func = weighted_loss
     try:
