@@ -67,10 +67,11 @@ def test_an_executor_op_missing_on_either_side_fails_the_table(monkeypatch) -> N
     pytest.importorskip("torch")
     from dataflex_bridge.executor import Executor
 
-    monkeypatch.setattr(catalog, "sidecar_ops", lambda: [*catalog.ops(), "brand_new"])
+    served = catalog.sidecar_ops()
+    monkeypatch.setattr(catalog, "sidecar_ops", lambda: [*served, "brand_new"])
     with pytest.raises(RuntimeError, match=r"only in the catalog: \['brand_new'\]"):
         Executor().handlers()
-    monkeypatch.setattr(catalog, "sidecar_ops", lambda: [n for n in catalog.ops() if n != "finish"])
+    monkeypatch.setattr(catalog, "sidecar_ops", lambda: [n for n in served if n != "finish"])
     with pytest.raises(RuntimeError, match=r"only here: \['finish'\]"):
         Executor().handlers()
 
