@@ -7,6 +7,7 @@ import { COMPONENT_KINDS, type AnyDefinition, type ComponentKind } from './kinds
 import { BUILTIN_MIXERS } from './mixers/index.ts'
 import { BUILTIN_SELECTORS } from './selectors/index.ts'
 import { RANDOM_SELECTOR } from './selectors/random.ts'
+import { BUILTIN_WEIGHTERS } from './weighters/index.ts'
 
 /** The algorithm that loads a user strategy file: `name: custom`, `params: {path: ./my_mixer.ts, ...}`. */
 export const CUSTOM = 'custom'
@@ -42,11 +43,15 @@ export class ComponentRegistry {
   }
 }
 
-/** Every built-in strategy: the selectors (selectors/index.ts) plus `random`, and the mixers (mixers/index.ts). Weighters, reorders: none yet. */
+/**
+ * Every built-in strategy: the selectors (selectors/index.ts) plus `random`, the mixers (mixers/index.ts) and the
+ * weighters (weighters/index.ts). Reorders: none yet.
+ */
 export function defaultRegistry(): ComponentRegistry {
   const registry = new ComponentRegistry()
   for (const def of BUILTIN_SELECTORS) registry.register(def)
   for (const def of BUILTIN_MIXERS) registry.register(def)
+  for (const def of BUILTIN_WEIGHTERS) registry.register(def)
   if (registry.get('selector', RANDOM_SELECTOR.name) === undefined) registry.register(RANDOM_SELECTOR)
   return registry
 }
