@@ -132,9 +132,50 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     })
   }
 
+  // Warm-up 2 of 8 steps; refreshes every 3 steps (before steps 3 and 6) for the weighters that refresh.
+  const builtins: [string, Record<string, unknown>, number[]][] = [
+    ['loss', { name: 'loss', params: { strategy: 'quadratic', delta: 1.0 } }, []],
+    ['adapt', { name: 'adapt', params: { tau: 0.5, refresh_interval: 3, anchor_batch_size: 4, clip: 0.9 } }, [2, 5]],
+    ['joint_update_aware', { name: 'joint_update_aware', params: { target_update_step: 3, target_batch_size: 4, pooling: 'mean_pool' } }, [2, 5]],
+    ['example', { name: 'custom', params: { path: join(REPO_ROOT, 'examples', 'custom_weighter.ts'), max_ratio: 1 } }, []],
+  ]
+  for (const [name, preset, refreshes] of builtins) {
+    it(`${name} end to end`, async () => {
+      const dir = tempDir(`weight-${name}`)
+      const r = await run(dir, name, {
+        train_type: 'dynamic_weight',
+        component_name: name,
+        components: { weighters: { [name]: preset } },
+        warmup_step: 2,
+        eval_dataset: 'demo_eval', // the anchors / target rows (no evaluation: eval_strategy no)
+        log_weights: true,
+      })
+      expectOk(r)
+      expect(r.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8])
+      const weighed = r.decisions.filter((d) => d.kind === 'weight')
+      expect(weighed.map((d) => d.step)).toEqual([3, 4, 5, 6, 7, 8])
+      expect(r.decisions.filter((d) => d.kind === 'refresh').map((d) => d.step)).toEqual(refreshes)
+      for (const d of weighed) {
+        expect(d.sample_weights).toHaveLength(d.samples!)
+        expect(d.sample_weights!.every((w) => Number.isFinite(w) && w >= 0)).toBe(true)
+        expect(d.weights!.ess).toBeGreaterThan(0)
+        expect(d.weights!.ess).toBeLessThanOrEqual(d.samples! + 1e-9)
+      }
+      // Not all ones: each of these weighs samples apart on the demo data.
+      expect(weighed.some((d) => d.weights!.max - d.weights!.min > 1e-4)).toBe(true)
+    })
+  }
+
   it('decisions are identical run after run', async () => {
     const dir = tempDir('weight-determinism')
-    const extra = { ...probe({ reduction: 'sample_mean' }), warmup_step: 2, log_weights: true }
+    const extra = {
+      train_type: 'dynamic_weight',
+      component_name: 'adapt',
+      components: { weighters: { adapt: { name: 'adapt', params: { refresh_interval: 3 } } } },
+      eval_dataset: 'demo_eval',
+      warmup_step: 2,
+      log_weights: true,
+    }
     const [a, b] = await Promise.all([run(dir, 'a', extra), run(dir, 'b', extra)])
     expectOk(a)
     expectOk(b)
