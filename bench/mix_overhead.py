@@ -21,20 +21,14 @@ import datetime as dt
 import json
 import os
 import platform
-import shutil
 import statistics
-import subprocess
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from side_by_side import REPO, SMALL, run_case, train_runtime
+
 WORK = REPO / "bench" / ".work" / "mix-overhead"
-VENV = REPO / "bench" / ".work" / "dataflex-venv"
-SMALL = REPO / "bench" / ".work" / "models" / "small"
 MOE = REPO / "models" / "tiny-qwen2-moe"
 REPORT = REPO / "bench" / "results" / "mix-overhead.md"
-ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "DISABLE_VERSION_CHECK": "1",
-       "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
 TARGETS = {"odm": 1.02, "ado": 1.02, "doremi": 1.6, "dynamic_moe": 1.1}
 
 
@@ -79,50 +73,21 @@ def components_yaml(reference: Path, warmup: int) -> str:
 def run(side: str, model_tag: str, mixer: str | None, steps: int, tag: str) -> dict:
     model = SMALL if model_tag == "small" else MOE
     name = f"{side}-{model_tag}-{mixer or 'static_mix'}"
-    case = WORK / "runs" / name / tag
-    if case.exists():
-        shutil.rmtree(case)
-    case.mkdir(parents=True)
-    cfg = case / "train.yaml"
-    cfg.write_text(train_yaml(model, steps, mixer))
-    comp = case / "components.yaml"
-    comp.write_text(components_yaml(model, steps // 10))
-    out = case / "out"
-    overrides = [f"output_dir={out}", f"components_cfg_file={comp}"]
-    env = {**os.environ, **ENV}
-    if side == "dataflex":
-        cmd = [str(VENV / "bin" / "dataflex-cli"), "train", str(cfg), *overrides]
-    else:
-        cmd = ["node", str(REPO / "bin" / "dataflex.mjs"), "train", str(cfg), *overrides]
-    t0 = time.time()
-    with open(case / "run.log", "w") as log:
-        rc = subprocess.call(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    wall = time.time() - t0
-    res = {"side": side, "model": model_tag, "mixer": mixer or "static_mix", "tag": tag, "rc": rc, "wall_s": wall, "out": str(out)}
-    if rc != 0:
-        res["error"] = "\n".join((case / "run.log").read_text(errors="replace").splitlines()[-12:])
-        print(f"  {name} ({tag}): FAILED rc={rc}\n{res['error']}")
+    got = run_case(side, WORK / "runs" / name / tag, train_yaml(model, steps, mixer), components_yaml(model, steps // 10))
+    res = {**got, "model": model_tag, "mixer": mixer or "static_mix", "tag": tag}
+    if got["rc"] != 0:
+        print(f"  {name} ({tag}): FAILED rc={got['rc']}\n{got['error']}")
         return res
-    res["train_s"] = train_runtime(out)
     if side == "ours":
         mix_ms = 0.0
-        for line in (out / "dataflex" / "decisions.jsonl").read_text().splitlines():
-            d = json.loads(line)
-            mix_ms += d.get("timings", {}).get("mix_ms", 0.0)
-        summary = json.loads((out / "dataflex" / "summary.json").read_text())
+        for line in (Path(got["out"]) / "dataflex" / "decisions.jsonl").read_text().splitlines():
+            mix_ms += json.loads(line).get("timings", {}).get("mix_ms", 0.0)
+        summary = res.pop("summary")
         res["mix_s"] = mix_ms / 1000
         res["steps"] = summary["steps"]
         res["step_s_median"] = summary.get("stepSecondsMedian")
-    print(f"  {name} ({tag}): {wall:.1f} s")
+    print(f"  {name} ({tag}): {got['wall_s']:.1f} s")
     return res
-
-
-def train_runtime(out: Path) -> float | None:
-    """Hugging Face's own `train_runtime` (train_results.json): training alone, measured alike on both sides."""
-    try:
-        return float(json.loads((out / "train_results.json").read_text())["train_runtime"])
-    except (OSError, KeyError, ValueError):
-        return None
 
 
 def main() -> None:
