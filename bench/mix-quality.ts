@@ -13,6 +13,7 @@ import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
 import { REPO_ROOT } from '../src/bridge/index.ts'
 import { modelPath } from './models.ts'
+import { heldOutLosses, mean, meanSd } from './seed-stats.ts'
 
 const seeds = Number(process.argv[2] ?? 3)
 const methods = (process.argv[3] ?? 'uniform,stratified,doremi,odm,ado').split(',')
@@ -61,12 +62,8 @@ function train(out: string, seed: number, extra: string[]): number {
 }
 
 function heldOut(out: string): number[] {
-  const m = JSON.parse(readFileSync(join(out, 'eval_results.json'), 'utf8')) as Record<string, number>
-  return EVAL.map((name) => {
-    const v = m[`eval_${name}_loss`]
-    if (v === undefined) throw new Error(`${out}/eval_results.json has no eval_${name}_loss`)
-    return v
-  })
+  const file = join(out, 'eval_results.json')
+  return heldOutLosses(JSON.parse(readFileSync(file, 'utf8')) as Record<string, number>, EVAL, file)
 }
 
 /** The proportions the run trained on last (its last decision line). */
@@ -111,9 +108,7 @@ for (const seed of Array.from({ length: seeds }, (_, i) => 42 + i)) {
   }
 }
 
-const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length
-const sd = (xs: number[]): number => Math.sqrt(mean(xs.map((x) => (x - mean(xs)) ** 2)) * (xs.length / Math.max(1, xs.length - 1)))
-const fmt = (xs: number[]): string => `${mean(xs).toFixed(4)} ± ${sd(xs).toFixed(4)}`
+const fmt = meanSd
 const avg = (r: Result): number => mean(r.losses)
 const worst = (r: Result): number => Math.max(...r.losses)
 const stratBySeed = new Map(results.filter((r) => r.method === 'stratified').map((r) => [r.seed, r]))

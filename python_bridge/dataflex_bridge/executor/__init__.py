@@ -98,7 +98,7 @@ class Executor:
             "load_seconds": time.perf_counter() - t0,
             "stage": run.stage,
             "num_train": len(run.train_dataset),
-            "num_eval": 0 if run.eval_dataset is None or isinstance(run.eval_dataset, dict) else len(run.eval_dataset),
+            "num_eval": 0 if run.eval_rows is None else len(run.eval_rows),
             "world_size": ta.world_size,
             "per_device_train_batch_size": ta.per_device_train_batch_size,
             "gradient_accumulation_steps": ta.gradient_accumulation_steps,

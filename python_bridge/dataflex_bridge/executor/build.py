@@ -7,6 +7,8 @@ public loaders and construct its own trainer class.
 
 from __future__ import annotations
 
+import functools
+
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -67,6 +69,15 @@ class Run:
     domains: domain_data.Domains | None = None
     eval_splits: dict[str, Any] = field(default_factory=dict)
     frozen_params: int = 0  # parameter elements frozen by freeze_gate
+
+    @functools.cached_property
+    def eval_rows(self) -> Any:
+        """The split 'eval': the eval set, or with eval_on_each_dataset all of its sets in order (None: no eval set)."""
+        if not isinstance(self.eval_dataset, dict):
+            return self.eval_dataset
+        from datasets import concatenate_datasets
+
+        return concatenate_datasets(list(self.eval_dataset.values()))
 
 
 def _ensure_torchaudio() -> None:
@@ -146,6 +157,12 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
     train_dataset = dataset_module.get("train_dataset")
     if train_dataset is None or len(train_dataset) == 0:
         raise ConfigError("dataset: the training set is empty after preprocessing (check `dataset` and `cutoff_len`)")
+    eval_dataset = dataset_module.get("eval_dataset")
+    eval_splits = {} if mix is None else dict(mix.eval_splits)
+    if isinstance(eval_dataset, dict):
+        # eval_on_each_dataset: each set is also a named split `eval:<name>` (and 'eval' is all of them).
+        for name, rows in eval_dataset.items():
+            eval_splits.setdefault(name, rows)
     return Run(
         model_args=model_args,
         data_args=data_args,
@@ -156,10 +173,10 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         tokenizer=tokenizer,
         trainer=trainer,
         train_dataset=train_dataset,
-        eval_dataset=dataset_module.get("eval_dataset"),
+        eval_dataset=eval_dataset,
         collator=collator,
         domains=None if mix is None else mix.domains,
-        eval_splits={} if mix is None else mix.eval_splits,
+        eval_splits=eval_splits,
         frozen_params=frozen_params,
     )
 

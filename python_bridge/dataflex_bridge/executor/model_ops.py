@@ -50,15 +50,14 @@ def eval_mode(model, grad: bool = False):
 
 
 def dataset_for(run, split: str):
-    """The rows of a split: 'train', 'eval' (the config's eval_dataset), or 'eval:<name>' (load's eval_sets)."""
+    """The rows of a split: 'train', 'eval' (the config's eval_dataset; with eval_on_each_dataset, all of its sets
+    in order), or 'eval:<name>' (load's eval_sets, and each set of eval_on_each_dataset)."""
     if split == "train":
         return run.train_dataset
     if split == "eval":
-        if run.eval_dataset is None:
+        if run.eval_rows is None:
             raise StateError("split 'eval' requested but the config has no eval_dataset")
-        if isinstance(run.eval_dataset, dict):
-            raise StateError("per-dataset eval sets (eval_on_each_dataset) are not supported here")
-        return run.eval_dataset
+        return run.eval_rows
     name = split[len(EVAL_SPLIT_PREFIX):] if split.startswith(EVAL_SPLIT_PREFIX) else None
     if name in run.eval_splits:
         return run.eval_splits[name]
