@@ -86,6 +86,8 @@ def main() -> None:
     ap.add_argument("--sides", default="ours,dataflex")
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from the last results.json")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the last results.json's runs of the sides not run now (e.g. rerun ours with more repeats)")
     args = ap.parse_args()
     if args.report_only:
         meta = json.loads((WORK / "meta.json").read_text())
@@ -100,8 +102,13 @@ def main() -> None:
     WORK.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
     load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    kept: list[dict] = []
+    if args.merge and (WORK / "results.json").exists():
+        kept = [r for r in json.loads((WORK / "results.json").read_text()) if r["side"] not in sides]
+        before = json.loads((WORK / "meta.json").read_text())
+        started, load = f"{before['started']} ({'/'.join(sorted({r['side'] for r in kept}))}) and {started}", f"{before['load']} and {load}"
     (WORK / "meta.json").write_text(json.dumps({"started": started, "load": load}))
-    results = []
+    results = list(kept)
     for r in range(args.repeats):
         k = r % len(cases)
         for side, weighter in cases[k:] + cases[:k]:
@@ -137,8 +144,8 @@ def report(results: list[dict], args, started: str, load: str) -> None:
         "",
         "## Ours: each weighter against static training",
         "",
-        "| weighter | median wall (s) | runs (s) | × static | target | training alone (s) | × static | weigh calls | round trip per micro-batch (ms) | round trips' share of training |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| weighter | median wall (s) | runs (s) | × static | target | training alone (s) | × static | executor step median (ms) | weigh calls | round trip per micro-batch (ms) | round trips' share of training |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     base, base_t = med("ours", "static"), med("ours", "static", "train_s")
     for w in ("static", *WEIGHTERS):
@@ -147,10 +154,12 @@ def report(results: list[dict], args, started: str, load: str) -> None:
             continue
         tr = med("ours", w, "train_s")
         share = med("ours", w, "share")
+        step = med("ours", w, "step_s_median")
         lines.append(
             f"| {w} | {wall:.1f} | {runs('ours', w)} | {fmt(wall / base if base else None, '.3f')} | "
             f"{'≤ ' + str(TARGETS[w]) if w in TARGETS else '–'} | {fmt(tr, '.2f')} | "
-            f"{fmt(tr / base_t if tr and base_t else None, '.3f')} | {fmt(med('ours', w, 'weigh_calls'), '.0f')} | "
+            f"{fmt(tr / base_t if tr and base_t else None, '.3f')} | {fmt(step * 1000 if step else None, '.1f')} | "
+            f"{fmt(med('ours', w, 'weigh_calls'), '.0f')} | "
             f"{fmt(med('ours', w, 'round_trip_ms'), '.3f')} | {'–' if share is None else f'{share:.2%}'} |")
     if any(r["side"] == "dataflex" for r in ok):
         lines += ["", "## Side by side with the Python DataFlex 1.1 (same YAML)", "",
