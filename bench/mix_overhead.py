@@ -17,14 +17,13 @@ Run with any Python 3.11 (stdlib only); the DataFlex side needs bench/.work/data
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
 import statistics
 from pathlib import Path
 
-from side_by_side import REPO, SMALL, run_case, train_runtime
+from side_by_side import REPO, SMALL, interleaved, run_case, session_start, train_runtime
 
 WORK = REPO / "bench" / ".work" / "mix-overhead"
 MOE = REPO / "models" / "tiny-qwen2-moe"
@@ -116,15 +115,9 @@ def main() -> None:
     if "dataflex" in sides and "small" in models:
         cases += [("dataflex", "small", m) for m in (None, "odm", "doremi")]
     WORK.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    started, load = session_start()
     (WORK / "meta.json").write_text(json.dumps({"started": started, "load": load}))
-    results = []
-    for r in range(args.repeats):
-        k = r % len(cases)
-        for side, model, mixer in cases[k:] + cases[:k]:
-            results.append(run(side, model, mixer, args.steps, f"r{r}"))
-    (WORK / "results.json").write_text(json.dumps(results, indent=1))
+    results = interleaved(cases, args.repeats, lambda c, tag: run(*c, args.steps, tag), [], WORK)
     report(results, args, started, load)
 
 

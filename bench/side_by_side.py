@@ -4,11 +4,13 @@ generated YAML, timed as a whole process, with Hugging Face's own `train_runtime
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,3 +56,21 @@ def run_case(side: str, case: Path, train_yaml: str, components_yaml: str) -> di
     if side == "ours" and summary.exists():
         res["summary"] = json.loads(summary.read_text())
     return res
+
+
+def session_start() -> tuple[str, str]:
+    """When a benchmark session starts (UTC) and the load average then, for the report's header."""
+    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return started, " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def interleaved(cases: list[tuple], repeats: int, run_one: Callable[[tuple, str], dict], results: list[dict],
+                work: Path) -> list[dict]:
+    """Every case once per repeat, in an order that rotates per repeat (so drift hits every case alike); the raw
+    results are saved to work/results.json after each run."""
+    for r in range(repeats):
+        k = r % len(cases)
+        for case in cases[k:] + cases[:k]:
+            results.append(run_one(case, f"r{r}"))
+            (work / "results.json").write_text(json.dumps(results, indent=1))
+    return results

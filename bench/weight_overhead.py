@@ -18,13 +18,12 @@ The DataFlex side needs bench/.work/dataflex-venv and the small model bench/.wor
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import platform
 import statistics
 
-from side_by_side import REPO, SMALL, run_case
+from side_by_side import REPO, SMALL, interleaved, run_case, session_start
 
 WORK = REPO / "bench" / ".work" / "weight-overhead"
 REPORT = REPO / "bench" / "results" / "weight-overhead.md"
@@ -100,20 +99,14 @@ def main() -> None:
     if "dataflex" in sides:
         cases += [("dataflex", w) for w in (None, *DATAFLEX_WEIGHTERS)]
     WORK.mkdir(parents=True, exist_ok=True)
-    started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
-    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    started, load = session_start()
     kept: list[dict] = []
     if args.merge and (WORK / "results.json").exists():
         kept = [r for r in json.loads((WORK / "results.json").read_text()) if r["side"] not in sides]
         before = json.loads((WORK / "meta.json").read_text())
         started, load = f"{before['started']} ({'/'.join(sorted({r['side'] for r in kept}))}) and {started}", f"{before['load']} and {load}"
     (WORK / "meta.json").write_text(json.dumps({"started": started, "load": load}))
-    results = list(kept)
-    for r in range(args.repeats):
-        k = r % len(cases)
-        for side, weighter in cases[k:] + cases[:k]:
-            results.append(run(side, weighter, args.steps, f"r{r}"))
-            (WORK / "results.json").write_text(json.dumps(results, indent=1))
+    results = interleaved(cases, args.repeats, lambda c, tag: run(*c, args.steps, tag), list(kept), WORK)
     report(results, args, started, load)
 
 

@@ -1,19 +1,12 @@
 /** Pieces shared by the built-in mixers: a typed error, proportion params and checks, state and output-file helpers. */
+import { ComponentError } from '../component-error.ts'
 import { z } from 'zod'
 
 export type MixerErrorCode = 'bad_params' | 'bad_model_output' | 'no_held_out' | 'bad_state'
 
 /** A mixing decision that cannot be made, or params that only the run's domains can judge (their count). */
-export class MixerError extends Error {
+export class MixerError extends ComponentError<MixerErrorCode> {
   override readonly name = 'MixerError'
-  readonly code: MixerErrorCode
-  readonly mixer: string
-
-  constructor(mixer: string, code: MixerErrorCode, message: string) {
-    super(`${mixer}: ${message}`)
-    this.code = code
-    this.mixer = mixer
-  }
 }
 
 /** A proportions param: one non-negative weight per domain, not all zero, or null for the run's initial ones. */

@@ -1,4 +1,5 @@
 /** Pieces shared by the built-in selectors: a typed error, model-output checks, state encoding, param helpers. */
+import { ComponentError } from '../component-error.ts'
 import { z } from 'zod'
 import type { LossOptions, Matrix } from '../types.ts'
 
@@ -10,16 +11,8 @@ export type SelectorErrorCode =
   | 'bad_state'
 
 /** A selection that cannot be made (as opposed to bad params, which the registry reports as config errors). */
-export class SelectorError extends Error {
+export class SelectorError extends ComponentError<SelectorErrorCode> {
   override readonly name = 'SelectorError'
-  readonly code: SelectorErrorCode
-  readonly selector: string
-
-  constructor(selector: string, code: SelectorErrorCode, message: string, options: { cause?: unknown } = {}) {
-    super(`${selector}: ${message}`, options.cause === undefined ? undefined : { cause: options.cause })
-    this.code = code
-    this.selector = selector
-  }
 }
 
 export function allIndices(n: number): Int32Array {

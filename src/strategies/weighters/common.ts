@@ -1,4 +1,5 @@
 /** Pieces shared by the built-in weighters: a typed error, input checks, the loss mapping and state helpers. */
+import { ComponentError } from '../component-error.ts'
 import { l2NormalizeRows } from '../../math/stats.ts'
 import type { Matrix } from '../types.ts'
 import type { WeighContext } from '../weighter.ts'
@@ -6,16 +7,8 @@ import type { WeighContext } from '../weighter.ts'
 export type WeighterErrorCode = 'no_eval_set' | 'bad_input' | 'bad_model_output' | 'not_ready' | 'bad_state'
 
 /** A weighting that cannot be done: a missing eval set, a non-finite loss, weights asked for before any refresh. */
-export class WeighterError extends Error {
+export class WeighterError extends ComponentError<WeighterErrorCode> {
   override readonly name = 'WeighterError'
-  readonly code: WeighterErrorCode
-  readonly weighter: string
-
-  constructor(weighter: string, code: WeighterErrorCode, message: string) {
-    super(`${weighter}: ${message}`)
-    this.code = code
-    this.weighter = weighter
-  }
 }
 
 /**
