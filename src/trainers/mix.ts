@@ -11,8 +11,7 @@ import { basename, join } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import type { Domain, DomainStats, HeldOut, MixerInstance, MixResult, OutputRecord, StepStats } from '../strategies/mixer.ts'
-import { describeInput } from '../strategies/input-paths.ts'
-import { resolveComponent, type ResolvedComponent } from '../strategies/presets.ts'
+import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ModelOps } from '../strategies/types.ts'
 import { writeFileAtomic } from '../util/atomic.ts'
 import type { DriverSummary, TrainDriver, TrainedSamples } from './driver.ts'
@@ -22,7 +21,7 @@ import { datasetNames, domainRows, initialProportions, mixerEvalSets, type Initi
 import { buildMixSchedule, type MixSchedule, type MixWindow } from './mix-schedule.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
-import { indexFields, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -316,9 +315,7 @@ export const mixTrainer: Trainer<MixPrepared> = {
       if (cfg.dataflex.component_name !== undefined) log(`note: static_mix is true, so component_name '${cfg.dataflex.component_name}' is not used`)
       return { mixer: undefined, domains, initial, evalSets }
     }
-    const mixer = await resolveComponent(cfg, 'mixer')
-    for (const warning of mixer.warnings) log(`warning: ${warning}`)
-    for (const input of mixer.inputs) log(`[${mixer.key}] ${describeInput(input, mixer.preset)}`)
+    const mixer = await prepareComponent(cfg, 'mixer', log)
     return { mixer, domains, initial, evalSets }
   },
   loadExtras: (_cfg, prep) => ({ domains: { eval_sets: prep.evalSets.filter((s): s is string => s !== undefined) } }),

@@ -8,15 +8,14 @@
 import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import { uniformWithReplacement } from '../math/sampling.ts'
-import { describeInput } from '../strategies/input-paths.ts'
-import { resolveComponent, type ResolvedSelector } from '../strategies/presets.ts'
+import type { ResolvedSelector } from '../strategies/presets.ts'
 import type { ModelOps, SelectContext, SelectResult, SelectorInstance } from '../strategies/types.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
 import { buildSelectSchedule, type SelectSchedule, type Window } from './select-schedule.ts'
-import { checkIndices, indexFields, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { checkIndices, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -191,9 +190,7 @@ export const selectTrainer: Trainer<ResolvedSelector> = {
   trainType: 'dynamic_select',
   description: 'a selector chooses the samples of each update window (selectors: section)',
   async prepare(cfg, log) {
-    const selector = await resolveComponent(cfg, 'selector')
-    for (const warning of selector.warnings) log(`warning: ${warning}`)
-    for (const input of selector.inputs) log(`[${selector.key}] ${describeInput(input, selector.preset)}`)
+    const selector = await prepareComponent(cfg, 'selector', log)
     return selector
   },
   train: (d, cfg, selector, opts) => runSelect(d, cfg, selector, opts),

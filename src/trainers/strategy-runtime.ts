@@ -9,7 +9,9 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
-import type { ResolvedComponent } from '../strategies/presets.ts'
+import { describeInput } from '../strategies/input-paths.ts'
+import type { ComponentKind } from '../strategies/kinds.ts'
+import { resolveComponent, type ResolvedComponent } from '../strategies/presets.ts'
 import type { DecisionFacts, Stateful } from '../strategies/types.ts'
 import { canonicalJson } from '../util/canonical-json.ts'
 import type { LoadInfo } from './executor.ts'
@@ -91,6 +93,17 @@ export function cacheKey(input: CacheKeyInput): string {
     training,
   }
   return createHash('sha256').update(canonicalJson(material)).digest('hex').slice(0, 16)
+}
+
+/**
+ * A trainer's `prepare`: the config's preset of `kind` resolved (params validated, input files found) before the
+ * sidecar starts, its warnings and inputs told to the user.
+ */
+export async function prepareComponent<K extends ComponentKind>(cfg: LoadedConfig, kind: K, log: (line: string) => void): Promise<ResolvedComponent<K>> {
+  const resolved = await resolveComponent(cfg, kind)
+  for (const warning of resolved.warnings) log(`warning: ${warning}`)
+  for (const input of resolved.inputs) log(`[${resolved.key}] ${describeInput(input, resolved.preset)}`)
+  return resolved
 }
 
 /** Every value an integer in [0, n): what any strategy returning sample indices must satisfy. */

@@ -8,15 +8,14 @@
  */
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
-import { describeInput } from '../strategies/input-paths.ts'
-import { resolveComponent, type ResolvedComponent } from '../strategies/presets.ts'
+import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ModelOps } from '../strategies/types.ts'
 import type { WeighContext, WeighterInstance, WeightReduction } from '../strategies/weighter.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { staticPassPlan, staticWindows, type StaticWindow } from './static.ts'
-import { splitInfo, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { prepareComponent, splitInfo, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { walk } from './walk.ts'
 
@@ -236,9 +235,7 @@ export const weightTrainer: Trainer<ResolvedWeighter> = {
   trainType: 'dynamic_weight',
   description: 'a weighter decides how much each sample of every micro-batch counts (weighters: section)',
   async prepare(cfg, log) {
-    const weighter = await resolveComponent(cfg, 'weighter')
-    for (const warning of weighter.warnings) log(`warning: ${warning}`)
-    for (const input of weighter.inputs) log(`[${weighter.key}] ${describeInput(input, weighter.preset)}`)
+    const weighter = await prepareComponent(cfg, 'weighter', log)
     return weighter
   },
   train: (d, cfg, weighter, opts) => runWeight(d, cfg, weighter, opts),
