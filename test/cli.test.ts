@@ -121,7 +121,7 @@ describe('dataflex (spawned)', () => {
       code: 'dataset_not_found',
       mentions: ["'synth_maths'", 'dataset_info.json', "did you mean 'synth_math'?"],
     },
-    { name: 'dynamic train_type', config: `${BASE}train_type: dynamic_reorder\ncomponent_name: w\n`, code: 'unsupported', mentions: ['dynamic_reorder'] },
+    { name: 'dynamic train_type', config: `${BASE}train_type: dynamic_lego\ncomponent_name: w\n`, code: 'unsupported', mentions: ['dynamic_lego'] },
     { name: 'override without =', config: BASE, args: ['do_train'], code: 'bad_value', mentions: ["'do_train'"] },
   ]
 

@@ -243,7 +243,7 @@ describe('loadConfig: bad values', () => {
   })
 
   it('dynamic train types without a trainer yet are refused by the trainer table, naming the key', async () => {
-    const { cfg } = await load(`${BASE}train_type: dynamic_reorder\ncomponent_name: w\n`, [], { python: false })
+    const { cfg } = await load(`${BASE}train_type: dynamic_lego\ncomponent_name: w\n`, [], { python: false })
     let err: unknown
     try {
       trainerFor(cfg)
@@ -254,7 +254,7 @@ describe('loadConfig: bad values', () => {
     expect((err as ConfigError).code).toBe('unsupported')
     expect((err as ConfigError).key).toBe('train_type')
     expect((err as ConfigError).message).toContain('later release')
-    expect((err as ConfigError).hint).toBe('supported now: static, dynamic_select, dynamic_mix, dynamic_weight')
+    expect((err as ConfigError).hint).toBe('supported now: static, dynamic_select, dynamic_mix, dynamic_weight, dynamic_reorder')
     expect(trainerFor({ ...cfg, dataflex: { ...cfg.dataflex, train_type: 'dynamic_select' } }).trainType).toBe('dynamic_select')
   })
 })

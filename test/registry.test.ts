@@ -183,7 +183,7 @@ describe('params: one validation for every kind', () => {
     ['mixer', { mixers: { x: { name: 'odn' } } }, 'x', 'mixers.x.name', "did you mean 'odm'?"],
     ['mixer', { mixers: { x: { name: 'sampler' } } }, 'x', 'mixers.x.name', 'available mixer algorithms: ado, doremi, dynamic_moe, odm, random, static, custom'],
     ['weighter', { weighters: { x: { name: 'custm' } } }, 'x', 'weighters.x.name', "did you mean 'custom'?"],
-    ['reorder', { reorders: { saw: { name: 'saw', params: { kind: 'dynamic' } } } }, 'saw', 'reorders.saw.params.kind', 'available reorder algorithms: custom'],
+    ['reorder', { reorders: { saw: { name: 'saw', params: { kind: 'dynamc' } } } }, 'saw', 'reorders.saw.params.kind', "did you mean 'dynamic'?"],
   ]
   for (const [kind, components, key, errKey, hint] of unknown) {
     it(`an unknown ${kind} algorithm names where it was written, with ${hint?.startsWith('did you mean') ? 'the nearest registered one' : 'the registered ones'}`, async () => {
@@ -380,7 +380,7 @@ describe('registry tables', () => {
     expect(reg.names('selector')).toEqual(['cluster_less', 'delta_loss', 'less', 'loss', 'near', 'nice', 'random', 'tsds', 'custom'])
     expect(reg.names('mixer')).toEqual(['ado', 'doremi', 'dynamic_moe', 'odm', 'random', 'static', 'custom'])
     expect(reg.names('weighter')).toEqual(['adapt', 'joint_update_aware', 'loss', 'custom'])
-    expect(reg.names('reorder')).toEqual(['custom'])
+    expect(reg.names('reorder')).toEqual(['dynamic', 'static', 'custom'])
     const def = defineSelector({ name: 'x', description: 'x', params: z.strictObject({}), create: () => ({ select: async () => ({ indices: new Int32Array(0) }) }) })
     const mine = new ComponentRegistry().register(def)
     expect(mine.get('selector', 'x')).toBe(def)

@@ -5,6 +5,7 @@
  */
 import { COMPONENT_KINDS, type AnyDefinition, type ComponentKind } from './kinds.ts'
 import { BUILTIN_MIXERS } from './mixers/index.ts'
+import { BUILTIN_REORDERS } from './reorders/variants.ts'
 import { BUILTIN_SELECTORS } from './selectors/index.ts'
 import { RANDOM_SELECTOR } from './selectors/random.ts'
 import { BUILTIN_WEIGHTERS } from './weighters/index.ts'
@@ -45,13 +46,14 @@ export class ComponentRegistry {
 
 /**
  * Every built-in strategy: the selectors (selectors/index.ts) plus `random`, the mixers (mixers/index.ts) and the
- * weighters (weighters/index.ts). Reorders: none yet.
+ * weighters (weighters/index.ts). And the reorders `static` and `dynamic` (reorders/variants.ts).
  */
 export function defaultRegistry(): ComponentRegistry {
   const registry = new ComponentRegistry()
   for (const def of BUILTIN_SELECTORS) registry.register(def)
   for (const def of BUILTIN_MIXERS) registry.register(def)
   for (const def of BUILTIN_WEIGHTERS) registry.register(def)
+  for (const def of BUILTIN_REORDERS) registry.register(def)
   if (registry.get('selector', RANDOM_SELECTOR.name) === undefined) registry.register(RANDOM_SELECTOR)
   return registry
 }

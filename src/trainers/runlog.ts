@@ -5,7 +5,7 @@ import { writeJsonAtomic } from '../util/atomic.ts'
 /** One line of `dataflex/decisions.jsonl`: every decision the run made, enough to replay it. */
 export interface Decision {
   step: number
-  kind: 'plan' | 'select' | 'mix' | 'weight' | 'refresh'
+  kind: 'plan' | 'select' | 'mix' | 'weight' | 'refresh' | 'reorder'
   strategy: string
   [key: string]: unknown
 }

@@ -55,7 +55,7 @@ export function settleIndices(
 }
 
 /** Step positions of a window for the flow callback: the epoch is the fractional flex-epoch. */
-function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
+export function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
   const E = s.flexEpochLength
   const base = w.flexEpoch * E
   return Array.from({ length: w.steps }, (_, k) => {
@@ -69,12 +69,9 @@ function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
   })
 }
 
-export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: ResolvedSelector, opts: SelectRunOptions): Promise<DriverSummary> {
-  const info = d.info
-  if (info.world_size > 1) {
-    throw new StrategyError('unsupported', `dynamic_select runs on one process for now (world size ${info.world_size})`)
-  }
-  const schedule = buildSelectSchedule({
+/** The flex-epoch schedule of the run's keys (dynamic_select's, and dynamic_reorder's). */
+export function flexSchedule(info: LoadInfo, cfg: LoadedConfig): SelectSchedule {
+  return buildSelectSchedule({
     numTrain: info.num_train,
     perDeviceBatch: info.per_device_train_batch_size,
     gradAccum: info.gradient_accumulation_steps,
@@ -86,6 +83,14 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     maxSteps: info.max_steps,
     numTrainEpochs: info.num_train_epochs,
   })
+}
+
+export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: ResolvedSelector, opts: SelectRunOptions): Promise<DriverSummary> {
+  const info = d.info
+  if (info.world_size > 1) {
+    throw new StrategyError('unsupported', `dynamic_select runs on one process for now (world size ${info.world_size})`)
+  }
+  const schedule = flexSchedule(info, cfg)
   const seed = info.seed
   const b = info.per_device_train_batch_size
   const ga = info.gradient_accumulation_steps

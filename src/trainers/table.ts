@@ -4,6 +4,7 @@
  */
 import { ConfigError, type LoadedConfig, type TrainType } from '../config/index.ts'
 import { mixTrainer } from './mix.ts'
+import { reorderTrainer } from './reorder.ts'
 import { selectTrainer } from './select.ts'
 import { staticTrainer } from './static.ts'
 import type { Trainer } from './trainer.ts'
@@ -16,6 +17,7 @@ export const TRAINERS: Readonly<Partial<Record<TrainType, Trainer<any>>>> = {
   dynamic_select: selectTrainer,
   dynamic_mix: mixTrainer,
   dynamic_weight: weightTrainer,
+  dynamic_reorder: reorderTrainer,
 }
 
 /** The trainer of a train type; a config error (exit 2) for one that has none yet. `where` locates the key. */

@@ -1,0 +1,196 @@
+/**
+ * Where a reorder's scores come from (`score_source` and `score_params`, as DataFlex presets write them), one raw
+ * score per training row (polarity is the reorder's business, not the source's):
+ * - `precomputed`: a file aligned to the preprocessed training rows (.npy, .json list or object, .jsonl with
+ *   `score_field`);
+ * - `cached_selection`: a selection's scores (the Python DataFlex's `step_N.json` selector cache: `indices` and
+ *   `metric.<metric_key>`), rows it did not score set to `fill_value`;
+ * - `model_loss`: each row's mean token loss under the model as it is now (the losses op), on at most `max_samples`
+ *   of the rows asked for (a seeded subsample; the others get the median of the scored losses).
+ */
+import { existsSync, readFileSync } from 'node:fs'
+import { extname, isAbsolute, resolve } from 'node:path'
+import { z } from 'zod'
+import { Rng } from '../../math/rng.ts'
+import { uniformWithoutReplacement } from '../../math/sampling.ts'
+import { readNpy } from '../npy.ts'
+import type { ModelOps } from '../types.ts'
+import { ReorderError } from './common.ts'
+
+export const SCORE_SOURCES = ['precomputed', 'cached_selection', 'model_loss'] as const
+export type ScoreSourceName = (typeof SCORE_SOURCES)[number]
+
+const PrecomputedParams = z.strictObject({
+  score_path: z.string().min(1).nullable().default(null).describe('a .npy, .json or .jsonl file with one score per training row'),
+  score_field: z.string().min(1).default('score').describe('the field of each .jsonl line (or of a .json object) holding the score'),
+})
+const CachedSelectionParams = z.strictObject({
+  cache_path: z.string().min(1).describe("a selection's cache file: {indices, metric: {<metric_key>: [...]}} (DataFlex's step_N.json)"),
+  metric_key: z.string().min(1).default('loss').describe('which metric of the cache is the score'),
+  fill_value: z.number().finite().default(0).describe('the score of rows the selection did not score'),
+})
+const ModelLossParams = z.strictObject({
+  batch_size: z.int().min(1).nullable().default(null).describe('most rows per scoring forward; null: batches sized by padded tokens'),
+  num_workers: z.int().min(0).default(0).describe('accepted for DataFlex presets; scoring runs in the sidecar'),
+  max_samples: z.int().min(1).nullable().default(null).describe('score at most this many rows per rescoring (a seeded subsample); null: all'),
+  seed: z.int().default(42).describe("the subsample's seed (with the step)"),
+})
+export const SCORE_PARAMS = { precomputed: PrecomputedParams, cached_selection: CachedSelectionParams, model_loss: ModelLossParams } as const
+
+export interface ScoreContext {
+  /** Optimizer steps trained so far. */
+  readonly step: number
+  readonly model: ModelOps
+}
+
+export interface ScoreSource {
+  readonly name: ScoreSourceName
+  /** Scores change as the model trains (model_loss): a dynamic reorder rescores. */
+  readonly dynamic: boolean
+  /** One raw score per position, in order. */
+  scoresFor(positions: Int32Array, ctx: ScoreContext): Promise<Float64Array>
+}
+
+export interface ScoreEnv {
+  /** Rows of the preprocessed training set. */
+  readonly numTrain: number
+  /** Folder relative paths fall back to (the preset's); the working directory is tried first. */
+  readonly baseDir: string
+}
+
+function inputFile(reorder: string, param: string, written: string, baseDir: string): string {
+  const found = isAbsolute(written) ? [written] : [resolve(written), resolve(baseDir, written)].filter((p) => existsSync(p))
+  if (found.length === 0 || !existsSync(found[0]!)) {
+    throw new ReorderError(reorder, 'bad_params', `score_params.${param} '${written}' not found (looked in the working directory and ${baseDir})`)
+  }
+  return found[0]!
+}
+
+function checkScores(reorder: string, values: Float64Array, numTrain: number, what: string): Float64Array {
+  if (values.length !== numTrain) {
+    throw new ReorderError(reorder, 'bad_input', `${what} has ${values.length} scores for ${numTrain} training rows (scores must be aligned to the preprocessed training set)`)
+  }
+  const bad = values.findIndex((v) => !Number.isFinite(v))
+  if (bad >= 0) throw new ReorderError(reorder, 'bad_input', `${what}: score ${bad} is ${values[bad]} (scores must be finite)`)
+  return values
+}
+
+function asNumber(reorder: string, v: unknown, where: string): number {
+  const x = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : Number.NaN
+  if (Number.isNaN(x)) throw new ReorderError(reorder, 'bad_input', `${where} is not a number (${JSON.stringify(v)})`)
+  return x
+}
+
+/** A precomputed score file, by suffix. */
+export function readScoreFile(reorder: string, path: string, field: string): Float64Array {
+  const ext = extname(path).toLowerCase()
+  if (ext === '.npy') return Float64Array.from(readNpy(path).data)
+  const text = readFileSync(path, 'utf8')
+  if (ext === '.jsonl') {
+    const out: number[] = []
+    text.split('\n').forEach((line, i) => {
+      if (line.trim() === '') return
+      const obj = JSON.parse(line) as Record<string, unknown>
+      if (!(field in obj)) throw new ReorderError(reorder, 'bad_input', `${path} line ${i + 1} has no '${field}'`)
+      out.push(asNumber(reorder, obj[field], `${path} line ${i + 1} '${field}'`))
+    })
+    return Float64Array.from(out)
+  }
+  if (ext === '.json') {
+    const obj = JSON.parse(text) as unknown
+    const list = Array.isArray(obj)
+      ? obj
+      : typeof obj === 'object' && obj !== null
+        ? ((obj as Record<string, unknown>)[field] ?? ((obj as Record<string, Record<string, unknown>>)['metric'] ?? {})[field])
+        : undefined
+    if (!Array.isArray(list)) throw new ReorderError(reorder, 'bad_input', `${path} is neither a list of scores nor an object with '${field}' (or metric.${field})`)
+    return Float64Array.from(list, (v, i) => asNumber(reorder, v, `${path} [${i}]`))
+  }
+  throw new ReorderError(reorder, 'bad_input', `${path}: score files are .npy, .json or .jsonl`)
+}
+
+/** A selection cache densified to one score per training row. */
+export function readSelectionCache(reorder: string, path: string, key: string, fill: number, numTrain: number): Float64Array {
+  const obj = JSON.parse(readFileSync(path, 'utf8')) as { indices?: unknown; metric?: Record<string, unknown> }
+  if (!Array.isArray(obj.indices)) throw new ReorderError(reorder, 'bad_input', `${path} has no 'indices' list`)
+  const metric = obj.metric?.[key]
+  if (!Array.isArray(metric)) {
+    throw new ReorderError(reorder, 'bad_input', `${path} has no metric '${key}' (it has: ${Object.keys(obj.metric ?? {}).join(', ') || 'none'})`)
+  }
+  if (metric.length !== obj.indices.length) throw new ReorderError(reorder, 'bad_input', `${path}: ${obj.indices.length} indices but ${metric.length} values of '${key}'`)
+  const dense = new Float64Array(numTrain).fill(fill)
+  obj.indices.forEach((row, i) => {
+    const r = asNumber(reorder, row, `${path} indices[${i}]`)
+    if (Number.isInteger(r) && r >= 0 && r < numTrain) dense[r] = asNumber(reorder, metric[i], `${path} metric.${key}[${i}]`)
+  })
+  return dense
+}
+
+function median(values: Float64Array): number {
+  if (values.length === 0) return 0
+  const s = Float64Array.from(values).sort()
+  const m = s.length >> 1
+  return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+/** The score source a preset names, its params validated (paths resolved against the working directory, then baseDir). */
+export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: unknown, env: ScoreEnv): ScoreSource {
+  const parsed = SCORE_PARAMS[name].safeParse(rawParams ?? {})
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!
+    throw new ReorderError(reorder, 'bad_params', `score_params.${issue.path.join('.') || '(all)'} for score_source ${name}: ${issue.message}`)
+  }
+  if (name === 'precomputed') {
+    const p = parsed.data as z.output<typeof PrecomputedParams>
+    if (p.score_path === null) {
+      throw new ReorderError(reorder, 'bad_params', 'score_source precomputed needs score_params.score_path (a file of one score per training row)')
+    }
+    const path = inputFile(reorder, 'score_path', p.score_path, env.baseDir)
+    let all: Float64Array | undefined
+    return {
+      name,
+      dynamic: false,
+      async scoresFor(positions) {
+        all ??= checkScores(reorder, readScoreFile(reorder, path, p.score_field), env.numTrain, path)
+        return Float64Array.from(positions, (i) => all![i]!)
+      },
+    }
+  }
+  if (name === 'cached_selection') {
+    const p = parsed.data as z.output<typeof CachedSelectionParams>
+    const path = inputFile(reorder, 'cache_path', p.cache_path, env.baseDir)
+    let all: Float64Array | undefined
+    return {
+      name,
+      dynamic: false,
+      async scoresFor(positions) {
+        all ??= checkScores(reorder, readSelectionCache(reorder, path, p.metric_key, p.fill_value, env.numTrain), env.numTrain, path)
+        return Float64Array.from(positions, (i) => all![i]!)
+      },
+    }
+  }
+  const p = parsed.data as z.output<typeof ModelLossParams>
+  return {
+    name,
+    dynamic: true,
+    async scoresFor(positions, ctx) {
+      const n = positions.length
+      if (n === 0) return new Float64Array(0)
+      // A seeded subsample (in pool order) when the pool is larger than max_samples.
+      let picked = Int32Array.from({ length: n }, (_, i) => i)
+      if (p.max_samples !== null && n > p.max_samples) {
+        picked = Int32Array.from(uniformWithoutReplacement(Rng.derive(p.seed, 'model_loss', ctx.step), n, p.max_samples)).sort()
+      }
+      const losses = await ctx.model.losses('train', Int32Array.from(picked, (j) => positions[j]!), p.batch_size === null ? {} : { maxBatchRows: p.batch_size })
+      const finite = Float64Array.from(losses).filter((v) => Number.isFinite(v))
+      // Unscored rows (and any non-finite loss) tie at the median of the finite losses.
+      const fill = median(finite)
+      const out = new Float64Array(n).fill(fill)
+      picked.forEach((j, k) => {
+        const v = losses[k]!
+        if (Number.isFinite(v)) out[j] = v
+      })
+      return out
+    },
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * `train_type: dynamic_reorder`: the flex-epoch schedule of dynamic_select (a warm-up window, then an interval every
+ * update_step steps), with a reorder deciding the order of the samples each window trains on (reorder-serve.ts:
+ * a static order read as a stream, or a dynamic one rescored as the model trains). Each window is trained in exactly
+ * the decided order: consecutive micro-batches of per_device_train_batch_size, no shuffle.
+ */
+import { ConfigError, type LoadedConfig } from '../config/index.ts'
+import { Rng } from '../math/rng.ts'
+import type { ResolvedComponent } from '../strategies/presets.ts'
+import type { ReorderInstance } from '../strategies/reorder.ts'
+import type { ModelOps } from '../strategies/types.ts'
+import type { DriverSummary, TrainDriver } from './driver.ts'
+import type { Executor, LoadInfo } from './executor.ts'
+import { BridgeModelOps } from './model-ops.ts'
+import { DynamicStream, StaticStream, type Served, type ServeDeps } from './reorder-serve.ts'
+import { flexSchedule, windowSteps } from './select.ts'
+import { indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import type { Trainer, TrainerOptions } from './trainer.ts'
+import { passPlanOf, walk } from './walk.ts'
+
+export type ResolvedReorder = ResolvedComponent<'reorder'>
+
+export interface ReorderRunOptions extends TrainerOptions {
+  /** The model handle score sources get; default: the executor's ops. */
+  modelOps?: (exec: Executor, info: LoadInfo) => ModelOps
+}
+
+/** The mean score of each tenth of an order (fewer parts for a shorter one): the curriculum's shape at a glance. */
+export function tenths(scores: ArrayLike<number>): number[] {
+  const n = scores.length
+  const parts = Math.min(10, n)
+  return Array.from({ length: parts }, (_, p) => {
+    const from = Math.floor((p * n) / parts)
+    const to = Math.floor(((p + 1) * n) / parts)
+    let sum = 0
+    for (let i = from; i < to; i++) sum += scores[i]!
+    return sum / (to - from)
+  })
+}
+
+export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedReorder, opts: ReorderRunOptions): Promise<DriverSummary> {
+  const info = d.info
+  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_reorder runs on one process for now (world size ${info.world_size})`)
+  const schedule = flexSchedule(info, cfg)
+  const seed = info.seed
+  const b = info.per_device_train_batch_size
+  const ga = info.gradient_accumulation_steps
+  const runtime = new StrategyRuntime(r, cfg, info, d.runlog, opts.log)
+  const instance = createReorder(r, info)
+  const serving = instance.serving ?? { variant: 'static' as const }
+  const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
+
+  let step = 0
+  const deps: ServeDeps = {
+    score: async (rows) => (instance.scores === undefined ? undefined : instance.scores.scoresFor(rows, { step, model })),
+    order: async (rows, scores) => {
+      const res = await instance.order({ step, indices: rows, scores, rng: Rng.derive(seed, 'reorder', step), model, cacheDir: runtime.cacheDir, log: runtime.log })
+      return res.order
+    },
+  }
+  // The pattern laid over a pass of n rows, as ranks (0: the lowest score) in slot order.
+  const slotPlan = (n: number): Promise<Int32Array> => {
+    const ranks = Int32Array.from({ length: n }, (_, i) => i)
+    return deps.order(ranks, Float64Array.from(ranks))
+  }
+  const stream = serving.variant === 'static' ? new StaticStream(info.num_train) : new DynamicStream(info.num_train, serving, slotPlan)
+
+  d.runlog.writeJson('reorder.json', {
+    component: r.key,
+    algorithm: r.algorithm,
+    strategy: r.strategy,
+    params: r.rawParams,
+    inputs: r.inputs,
+    serving,
+    pattern: instance.pattern ?? null,
+    score_source: instance.scores?.name ?? null,
+    num_train: info.num_train,
+    global_batch: schedule.globalBatch,
+    flex_epoch_length: schedule.flexEpochLength,
+    update_times: schedule.updateTimes,
+    max_steps: schedule.maxSteps,
+    windows: schedule.windows.length,
+  })
+  const state = { state: () => ({ reorder: instance.state?.() ?? null, stream: stream.state() }) }
+
+  let orders = 0
+  const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: windowSteps(w, schedule) }))
+  await walk(d, {
+    maxSteps: schedule.maxSteps,
+    windows,
+    signal: opts.signal,
+    phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
+    onCheckpoint: (s) => runtime.saveState(state, s),
+    plan: async ({ window: w }) => {
+      step = w.decisionStep
+      d.report('reordering', w.decisionStep)
+      const t0 = performance.now()
+      const k = w.numSamples
+      let served: Served
+      if (stream instanceof StaticStream) served = await stream.take(k, deps)
+      else served = w.kind === 'warmup' ? stream.warmup(k, Rng.derive(seed, 'warmup', w.flexEpoch)) : await stream.next(k, deps)
+      const ms = performance.now() - t0
+      if (served.indices.length !== k) throw new StrategyError('empty_selection', `${r.strategy}: served ${served.indices.length} of ${k} samples at step ${w.decisionStep}`)
+      orders++
+      runtime.decision(
+        {
+          step: w.decisionStep,
+          kind: 'reorder',
+          strategy: r.strategy,
+          component: r.key,
+          variant: serving.variant,
+          pattern: instance.pattern ?? null,
+          window: w.kind,
+          flex_epoch: w.flexEpoch,
+          steps: [w.firstStep, w.lastStep],
+          rescored: served.rescored,
+          ...indexFields(served.indices),
+          ...(served.scores === undefined ? {} : { score_tenths: tenths(served.scores) }),
+        },
+        { scores: served.scores, ms, timingKey: 'reorder_ms' },
+      )
+      const microDone = (w.decisionStep - w.flexEpoch * schedule.flexEpochLength) * ga
+      // The decided order is the training order: no shuffle.
+      return passPlanOf(served.indices, b, Array.from({ length: w.steps }, () => ga), w.flexEpoch, schedule.flexEpochLength * ga, microDone)
+    },
+  })
+  runtime.saveState(state, d.stepsTrained)
+  return d.finish({ train_type: 'dynamic_reorder', component: r.key, strategy: r.strategy, orders })
+}
+
+/** create() after the model loaded (scores must match the preprocessed rows); its complaints are config errors. */
+function createReorder(r: ResolvedReorder, info: LoadInfo): ReorderInstance {
+  try {
+    return r.definition.create(r.params, { numTrain: info.num_train, seed: info.seed, baseDir: r.preset.baseDir })
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError('bad_value', `reorder '${r.key}' (${r.preset.source}): ${(err as Error).message}`, { key: 'component_name', cause: err })
+  }
+}
+
+/** `train_type: dynamic_reorder`: the reorder preset is resolved (and its inputs found) before the sidecar starts. */
+export const reorderTrainer: Trainer<ResolvedReorder> = {
+  trainType: 'dynamic_reorder',
+  description: 'a reorder decides the order of the samples of each window (reorders: section)',
+  prepare: (cfg, log) => prepareComponent(cfg, 'reorder', log),
+  train: (d, cfg, reorder, opts) => runReorder(d, cfg, reorder, opts),
+}
