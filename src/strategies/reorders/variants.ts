@@ -44,9 +44,12 @@ function instance(kind: string, p: Common, env: { numTrain: number; baseDir: str
   // Check the pattern params now (a bad preset fails before training): an empty order runs every check.
   const params = { polarity: p.polarity, ascending: p.ascending, window_size: p.window_size, seed: p.seed, pattern_params: p.pattern_params }
   applyPattern(p.pattern, new Int32Array(0), p.pattern === 'shuffle' ? undefined : new Float64Array(0), params)
-  const scores = p.pattern === 'shuffle' && p.score_source === 'precomputed' && (p.score_params['score_path'] ?? null) === null
-    ? undefined // shuffle needs no scores (DataFlex still demanded a score column)
-    : scoreSource(name, p.score_source, p.score_params, env)
+  const noFile = p.score_source === 'precomputed' && (p.score_params['score_path'] ?? null) === null
+  if (noFile && p.pattern !== 'shuffle' && p.apply_at === 'raw') {
+    throw new ReorderError(name, 'bad_params', "apply_at: raw with scores from a dataset column (score_field) is not supported yet; give score_params.score_path, a file of one score per training row, with apply_at: index")
+  }
+  // shuffle needs no scores (DataFlex still demanded a score column).
+  const scores = noFile && p.pattern === 'shuffle' ? undefined : scoreSource(name, p.score_source, p.score_params, env)
   return {
     serving,
     pattern: p.pattern,

@@ -1,0 +1,135 @@
+/**
+ * `dataflex train` with `train_type: dynamic_reorder` on the tiny model, as users run it: a static order read as a
+ * stream (precomputed scores, a selection cache, the model's own loss, shuffle), dynamic rescoring (slice and head
+ * serving), warmup_step 0, determinism, and a bad preset.
+ */
+import { existsSync, writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { writeNpy } from '../src/strategies/npy.ts'
+import { expectOk, PYTHON, stable, tempDir, tinyConfig, trainCli, type TrainRun } from './support.ts'
+
+const HAS_PYTHON = existsSync(PYTHON)
+/** arith_clean + facts, 26 rows each (tinyConfig). */
+const N = 52
+
+interface ReorderDecision {
+  step: number
+  kind: string
+  window: 'warmup' | 'select'
+  flex_epoch: number
+  steps: [number, number]
+  rescored: boolean
+  count: number
+  indices: number[]
+  score_tenths?: number[]
+  [key: string]: unknown
+}
+
+/** B_g = 4 × GA 2 = 8; W=1, U=2, T=2: flex-epochs of 5 steps (8 warm-up rows, then 16 per interval); 10 steps. */
+function reorderConfig(out: string, reorder: Record<string, unknown>, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return tinyConfig(out, {
+    eval_strategy: 'no',
+    eval_dataset: undefined,
+    save_strategy: 'no',
+    logging_steps: 1,
+    train_type: 'dynamic_reorder',
+    component_name: 'r',
+    components: { reorders: { r: { params: reorder } } },
+    warmup_step: 1,
+    update_step: 2,
+    update_times: 2,
+    train_step: 10,
+    ...extra,
+  })
+}
+
+const run = (dir: string, name: string, reorder: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<TrainRun<ReorderDecision>> =>
+  trainCli<ReorderDecision>(dir, name, (out) => reorderConfig(out, reorder, extra))
+
+function served(r: TrainRun<ReorderDecision>): number[] {
+  return r.decisions.flatMap((d) => d.indices)
+}
+
+describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic_reorder', () => {
+  it('static sorting by a score file: the run reads one global order as a stream, warm-up first, wrapping', async () => {
+    const dir = tempDir('reorder-static-npy')
+    // Scores: row i scores (i * 7) % N, all distinct: ascending order is known in closed form.
+    const scores = Float64Array.from({ length: N }, (_, i) => (i * 7) % N)
+    writeNpy(join(dir, 'scores.npy'), scores, [N])
+    const r = await run(dir, 'sorting', { kind: 'static', pattern: 'sorting', score_params: { score_path: 'scores.npy' } })
+    expectOk(r)
+    expect(r.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10])
+    expect(r.decisions.map((d) => [d.window, d.step, d.count])).toEqual([['warmup', 0, 8], ['select', 1, 16], ['select', 3, 16], ['warmup', 5, 8], ['select', 6, 16], ['select', 8, 16]])
+    const order = Array.from({ length: N }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!)
+    const stream = served(r)
+    expect(stream).toEqual(Array.from({ length: stream.length }, (_, j) => order[j % N]))
+    expect(r.decisions[0]!.rescored).toBe(true)
+    expect(r.decisions.slice(1).every((d) => !d.rescored)).toBe(true)
+    // Each window's score tenths rise (a sorted stream), until the wrap.
+    const first = r.decisions[1]!.score_tenths!
+    expect(first).toEqual([...first].sort((a, b) => a - b))
+  })
+
+  it("static folding by the model's own loss, at warmup_step 0 (DataFlex crashes there)", async () => {
+    const dir = tempDir('reorder-static-loss')
+    const r = await run(dir, 'loss', { kind: 'static', pattern: 'folding', pattern_params: { layers: 2 }, score_source: 'model_loss' }, { warmup_step: 0, update_times: 3, train_step: 6 })
+    expectOk(r)
+    expect(r.metrics.map((m) => m.step)).toEqual([1, 2, 3, 4, 5, 6])
+    expect(r.decisions.every((d) => d.window === 'select')).toBe(true)
+    // Two folds: the first 26 served rows rise in loss, then it starts over from the low end.
+    const t = r.decisions[0]!.score_tenths!
+    expect(t.slice(0, 5)).toEqual([...t.slice(0, 5)].sort((a, b) => a - b))
+  })
+
+  for (const serve of ['slice', 'head'] as const) {
+    it(`dynamic saw by the model's loss, ${serve} serving: rescored every interval, each row once per pass`, async () => {
+      const dir = tempDir(`reorder-dyn-${serve}`)
+      const r = await run(
+        dir,
+        serve,
+        { kind: 'dynamic', pattern: 'saw', pattern_params: { num_sections: 2, folding_ratio: 0.1, layers: 2 }, score_source: 'model_loss', serve },
+        { update_times: 4, train_step: 18 },
+      )
+      expectOk(r)
+      expect(r.metrics).toHaveLength(18)
+      const intervals = r.decisions.filter((d) => d.window === 'select')
+      expect(intervals.every((d) => d.rescored)).toBe(true)
+      // Flex-epoch 0: warm-up 8 + 4 × 16 = 72 rows: the first 52 are one pass (no row twice), then a new pass.
+      const pass = served(r).slice(0, N)
+      expect(new Set(pass).size).toBe(N)
+    })
+  }
+
+  it('cached_selection: a DataFlex selector cache (step_N.json) densified with fill_value', async () => {
+    const dir = tempDir('reorder-cache')
+    const indices = [5, 9, 13, 40]
+    writeFileSync(join(dir, 'step_10.json'), JSON.stringify({ indices, metric: { loss: [4, 3, 2, 1] } }))
+    const r = await run(dir, 'cache', {
+      kind: 'static',
+      pattern: 'sorting',
+      polarity: 'higher_earlier',
+      score_source: 'cached_selection',
+      score_params: { cache_path: 'step_10.json', fill_value: -1 },
+    })
+    expectOk(r)
+    // Highest first: the four scored rows by loss, then every other row (fill −1) in index order.
+    expect(served(r).slice(0, 8)).toEqual([5, 9, 13, 40, 0, 1, 2, 3])
+  })
+
+  it('shuffle needs no scores; decisions are identical run after run', async () => {
+    const dir = tempDir('reorder-shuffle')
+    const [a, b] = await Promise.all([run(dir, 'a', { kind: 'static', pattern: 'shuffle', seed: 3 }), run(dir, 'b', { kind: 'static', pattern: 'shuffle', seed: 3 })])
+    expectOk(a)
+    expectOk(b)
+    expect(a.decisions.map(stable)).toEqual(b.decisions.map(stable))
+    expect(new Set(served(a).slice(0, N)).size).toBe(N)
+  })
+
+  it('a static preset without a score file is a config error (exit 2) naming the preset', async () => {
+    const dir = tempDir('reorder-bad')
+    const r = await run(dir, 'bad', { kind: 'static', pattern: 'saw', pattern_params: { num_sections: 3, folding_ratio: 0.075, layers: 2 } })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/reorder 'r' .*score_source precomputed needs score_params\.score_path/)
+  })
+})
