@@ -116,6 +116,11 @@ export class DynamicStream {
     this.served += rows.length
   }
 
+  /** slice over a non-consuming pool: the next interval starts `n` slots further along the cycle of slots. */
+  private advance(n: number): void {
+    if (this.serving.serve === 'slice') this.served = (this.served + n) % Math.max(1, this.numTrain)
+  }
+
   /** The warm-up: `k` rows drawn at random (without replacement) from the pool, consumed. */
   warmup(k: number, rng: Rng): Served {
     if (this.pool.length === 0) this.refill()
@@ -133,6 +138,7 @@ export class DynamicStream {
       const out = this.pending.slice(0, k)
       this.pending = this.pending.slice(k)
       this.consume(out)
+      if (!this.serving.consumeOnce) this.advance(k)
       return { indices: out, rescored: false }
     }
     const parts: Int32Array[] = []
@@ -153,7 +159,7 @@ export class DynamicStream {
       this.pending = ordered.slice(take)
       got += take
       if (!this.serving.consumeOnce) {
-        if (this.serving.serve === 'slice') this.served = (this.served + take) % Math.max(1, this.numTrain)
+        this.advance(take)
         break
       }
       this.consume(head)

@@ -90,9 +90,10 @@ export function readScoreFile(reorder: string, path: string, field: string): Flo
     const out: number[] = []
     text.split('\n').forEach((line, i) => {
       if (line.trim() === '') return
-      const obj = JSON.parse(line) as Record<string, unknown>
-      if (!(field in obj)) throw new ReorderError(reorder, 'bad_input', `${path} line ${i + 1} has no '${field}'`)
-      out.push(asNumber(reorder, obj[field], `${path} line ${i + 1} '${field}'`))
+      const obj = JSON.parse(line) as unknown
+      // A line that is not an object (a bare number, null) has no field either, rather than failing the `in`.
+      if (typeof obj !== 'object' || obj === null || !(field in obj)) throw new ReorderError(reorder, 'bad_input', `${path} line ${i + 1} has no '${field}'`)
+      out.push(asNumber(reorder, (obj as Record<string, unknown>)[field], `${path} line ${i + 1} '${field}'`))
     })
     return Float64Array.from(out)
   }
