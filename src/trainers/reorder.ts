@@ -4,7 +4,7 @@
  * a static order read as a stream, or a dynamic one rescored as the model trains). Each window is trained in exactly
  * the decided order: consecutive micro-batches of per_device_train_batch_size, no shuffle.
  */
-import { ConfigError, type LoadedConfig } from '../config/index.ts'
+import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ReorderInstance } from '../strategies/reorder.ts'
@@ -14,7 +14,7 @@ import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { DynamicStream, StaticStream, type Served, type ServeDeps } from './reorder-serve.ts'
 import { flexSchedule, windowSteps } from './select.ts'
-import { indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, walk } from './walk.ts'
 
@@ -46,7 +46,8 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   const b = info.per_device_train_batch_size
   const ga = info.gradient_accumulation_steps
   const runtime = new StrategyRuntime(r, cfg, info, d.runlog, opts.log)
-  const instance = createReorder(r, info)
+  // After the model loaded: scores must match the preprocessed rows.
+  const instance: ReorderInstance = createComponent(r, { numTrain: info.num_train, seed: info.seed, baseDir: r.preset.baseDir })
   const serving = instance.serving ?? { variant: 'static' as const }
   const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
 
@@ -126,16 +127,6 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   })
   runtime.saveState(state, d.stepsTrained)
   return d.finish({ train_type: 'dynamic_reorder', component: r.key, strategy: r.strategy, orders })
-}
-
-/** create() after the model loaded (scores must match the preprocessed rows); its complaints are config errors. */
-function createReorder(r: ResolvedReorder, info: LoadInfo): ReorderInstance {
-  try {
-    return r.definition.create(r.params, { numTrain: info.num_train, seed: info.seed, baseDir: r.preset.baseDir })
-  } catch (err) {
-    if (err instanceof ConfigError) throw err
-    throw new ConfigError('bad_value', `reorder '${r.key}' (${r.preset.source}): ${(err as Error).message}`, { key: 'component_name', cause: err })
-  }
 }
 
 /** `train_type: dynamic_reorder`: the reorder preset is resolved (and its inputs found) before the sidecar starts. */

@@ -7,7 +7,7 @@
 import { createHash } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import type { LoadedConfig } from '../config/index.ts'
+import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
 import { describeInput } from '../strategies/input-paths.ts'
 import type { ComponentKind } from '../strategies/kinds.ts'
@@ -104,6 +104,19 @@ export async function prepareComponent<K extends ComponentKind>(cfg: LoadedConfi
   for (const warning of resolved.warnings) log(`warning: ${warning}`)
   for (const input of resolved.inputs) log(`[${resolved.key}] ${describeInput(input, resolved.preset)}`)
   return resolved
+}
+
+/**
+ * The component's instance, created after the model loaded (when `env` needs the run's sizes): what its create()
+ * refuses about the run is a config error naming the preset.
+ */
+export function createComponent<K extends ComponentKind, E, I>(r: ResolvedComponent<K> & { definition: { create(params: unknown, env: E): I } }, env: E): I {
+  try {
+    return r.definition.create(r.params, env)
+  } catch (err) {
+    if (err instanceof ConfigError) throw err
+    throw new ConfigError('bad_value', `${r.kind} '${r.key}' (${r.preset.source}): ${(err as Error).message}`, { key: 'component_name', cause: err })
+  }
 }
 
 /** Every value an integer in [0, n): what any strategy returning sample indices must satisfy. */

@@ -6,7 +6,7 @@
  * with weights of 1 under the weighter's reduction, so the loss keeps its scale across the switch. Model ops a
  * weighter needs (anchors, a target direction) run between steps (`refresh`), never inside one.
  */
-import { ConfigError, type LoadedConfig } from '../config/index.ts'
+import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ModelOps } from '../strategies/types.ts'
@@ -15,7 +15,7 @@ import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { staticPassPlan, staticWindows, type StaticWindow } from './static.ts'
-import { prepareComponent, splitInfo, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, prepareComponent, splitInfo, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { walk } from './walk.ts'
 
@@ -83,7 +83,8 @@ export async function runWeight(d: TrainDriver, cfg: LoadedConfig, weighter: Res
   const warmup = cfg.dataflex.warmup_step
   const { plan, windows } = await staticWindows(d, cfg.dataflex.train_step > 0 ? cfg.dataflex.train_step : info.max_steps)
   const runtime = new StrategyRuntime(weighter, cfg, info, d.runlog, opts.log)
-  const instance = createWeighter(weighter, info)
+  // After the model loaded: ADAPT needs the eval set's size.
+  const instance: WeighterInstance = createComponent(weighter, { numTrain: info.num_train, numEval: info.num_eval, seed: info.seed, baseDir: weighter.preset.baseDir })
   const reduction = instance.reduction ?? 'token_mean'
   if (!REDUCTIONS.includes(reduction)) throw new StrategyError('bad_weights', `${name}: reduction must be one of ${REDUCTIONS.join(', ')}, got ${String(reduction)}`)
   const refresh = instance.refresh
@@ -220,23 +221,10 @@ export async function runWeight(d: TrainDriver, cfg: LoadedConfig, weighter: Res
   })
 }
 
-/** create() after the model loaded (ADAPT needs the eval set's size); its complaints about the run are config errors. */
-function createWeighter(w: ResolvedWeighter, info: LoadInfo): WeighterInstance {
-  try {
-    return w.definition.create(w.params, { numTrain: info.num_train, numEval: info.num_eval, seed: info.seed, baseDir: w.preset.baseDir })
-  } catch (err) {
-    if (err instanceof ConfigError) throw err
-    throw new ConfigError('bad_value', `weighter '${w.key}' (${w.preset.source}): ${(err as Error).message}`, { key: 'component_name', cause: err })
-  }
-}
-
 /** `train_type: dynamic_weight`: the weighter preset is resolved (and its inputs found) before the sidecar starts. */
 export const weightTrainer: Trainer<ResolvedWeighter> = {
   trainType: 'dynamic_weight',
   description: 'a weighter decides how much each sample of every micro-batch counts (weighters: section)',
-  async prepare(cfg, log) {
-    const weighter = await prepareComponent(cfg, 'weighter', log)
-    return weighter
-  },
+  prepare: (cfg, log) => prepareComponent(cfg, 'weighter', log),
   train: (d, cfg, weighter, opts) => runWeight(d, cfg, weighter, opts),
 }
