@@ -13,7 +13,7 @@ import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { DynamicStream, StaticStream, type Served, type ServeDeps } from './reorder-serve.ts'
-import { flexSchedule, windowSteps } from './select.ts'
+import { flexSchedule, flexWindows } from './select.ts'
 import { createComponent, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, walk } from './walk.ts'
@@ -85,7 +85,7 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   const state = { state: () => ({ reorder: instance.state?.() ?? null, stream: stream.state() }) }
 
   let orders = 0
-  const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: windowSteps(w, schedule) }))
+  const windows = flexWindows(schedule)
   await walk(d, {
     maxSteps: schedule.maxSteps,
     windows,

@@ -55,7 +55,7 @@ export function settleIndices(
 }
 
 /** Step positions of a window for the flow callback: the epoch is the fractional flex-epoch. */
-export function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
+function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
   const E = s.flexEpochLength
   const base = w.flexEpoch * E
   return Array.from({ length: w.steps }, (_, k) => {
@@ -67,6 +67,11 @@ export function windowSteps(w: Window, s: SelectSchedule): StepPosition[] {
       maxSteps: s.maxSteps,
     }
   })
+}
+
+/** The schedule's windows as the walker takes them, each with its steps' flow-callback positions. */
+export function flexWindows(schedule: SelectSchedule): { window: Window; decisionStep: number; steps: StepPosition[] }[] {
+  return schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: windowSteps(w, schedule) }))
 }
 
 /** The flex-epoch schedule of the run's keys (dynamic_select's, and dynamic_reorder's). */
@@ -120,7 +125,7 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
   })
 
   let selections = 0
-  const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: windowSteps(w, schedule) }))
+  const windows = flexWindows(schedule)
   await walk(d, {
     maxSteps: schedule.maxSteps,
     windows,

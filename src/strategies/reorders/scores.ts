@@ -134,6 +134,19 @@ function median(values: Float64Array): number {
   return s.length % 2 === 1 ? s[m]! : (s[m - 1]! + s[m]!) / 2
 }
 
+/** Scores read once from a file (at the first use, when the run's rows are known), one per training row. */
+function fileScores(name: ScoreSourceName, read: () => Float64Array): ScoreSource {
+  let all: Float64Array | undefined
+  return {
+    name,
+    dynamic: false,
+    async scoresFor(positions) {
+      all ??= read()
+      return Float64Array.from(positions, (i) => all![i]!)
+    },
+  }
+}
+
 /** The score source a preset names, its params validated (paths resolved against the working directory, then baseDir). */
 export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: unknown, env: ScoreEnv): ScoreSource {
   const parsed = SCORE_PARAMS[name].safeParse(rawParams ?? {})
@@ -147,28 +160,12 @@ export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: u
       throw new ReorderError(reorder, 'bad_params', 'score_source precomputed needs score_params.score_path (a file of one score per training row)')
     }
     const path = inputFile(reorder, 'score_path', p.score_path, env.baseDir)
-    let all: Float64Array | undefined
-    return {
-      name,
-      dynamic: false,
-      async scoresFor(positions) {
-        all ??= checkScores(reorder, readScoreFile(reorder, path, p.score_field), env.numTrain, path)
-        return Float64Array.from(positions, (i) => all![i]!)
-      },
-    }
+    return fileScores(name, () => checkScores(reorder, readScoreFile(reorder, path, p.score_field), env.numTrain, path))
   }
   if (name === 'cached_selection') {
     const p = parsed.data as z.output<typeof CachedSelectionParams>
     const path = inputFile(reorder, 'cache_path', p.cache_path, env.baseDir)
-    let all: Float64Array | undefined
-    return {
-      name,
-      dynamic: false,
-      async scoresFor(positions) {
-        all ??= checkScores(reorder, readSelectionCache(reorder, path, p.metric_key, p.fill_value, env.numTrain), env.numTrain, path)
-        return Float64Array.from(positions, (i) => all![i]!)
-      },
-    }
+    return fileScores(name, () => checkScores(reorder, readSelectionCache(reorder, path, p.metric_key, p.fill_value, env.numTrain), env.numTrain, path))
   }
   const p = parsed.data as z.output<typeof ModelLossParams>
   return {
