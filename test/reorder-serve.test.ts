@@ -92,7 +92,7 @@ function slotPlanOf(order: OrderRows): (n: number) => Promise<Int32Array> {
 }
 
 function dynamic(n: number, every: number, consumeOnce: boolean, serve: 'head' | 'slice', order: OrderRows): DynamicStream {
-  return new DynamicStream(n, { variant: 'dynamic', reorderEvery: every, consumeOnce, serve }, slotPlanOf(order))
+  return new DynamicStream(Int32Array.from(range(n)), { variant: 'dynamic', reorderEvery: every, consumeOnce, serve }, slotPlanOf(order))
 }
 
 interface Expected {
@@ -282,7 +282,7 @@ describe('StaticStream', () => {
       return fold(rows, scores)
     })
     const full = Array.from(await fold(Int32Array.from(range(n)), Float64Array.from(range(n), (r) => model.score(r))))
-    const stream = new StaticStream(n)
+    const stream = new StaticStream(Int32Array.from(range(n)))
     let cursor = 0
     const first = range(n).map((r) => model.score(r))
     for (const [i, k] of [4, 4, 4, 25, 1].entries()) {
@@ -301,7 +301,7 @@ describe('StaticStream', () => {
   })
 
   it('an ordering without scores (shuffle) serves no scores', async () => {
-    const stream = new StaticStream(5)
+    const stream = new StaticStream(Int32Array.from(range(5)))
     const deps: ServeDeps = { score: async () => undefined, order: async (rows) => rows.slice().reverse() }
     expectServed(await stream.take(3, deps), { indices: [4, 3, 2], rescored: true }, 'first')
     expectServed(await stream.take(3, deps), { indices: [1, 0, 4], rescored: false }, 'second')

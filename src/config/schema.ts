@@ -23,8 +23,11 @@ export const ComponentPresetSchema = z.strictObject({
     .transform((p) => p ?? {}),
 })
 
-/** The sections of a components block, one per component kind (the Python DataFlex's components.yaml). */
-export const COMPONENT_SECTIONS = ['selectors', 'mixers', 'weighters', 'reorders'] as const
+/**
+ * The sections of a components block: one per component kind (the Python DataFlex's components.yaml), and
+ * `pipelines` (dynamic_lego's compositions of them).
+ */
+export const COMPONENT_SECTIONS = ['selectors', 'mixers', 'weighters', 'reorders', 'pipelines'] as const
 export type ComponentSection = (typeof COMPONENT_SECTIONS)[number]
 
 /** Older spellings still read (with a warning): DataFlex named the reorders section `reorderers:` at first. */
@@ -39,6 +42,7 @@ export const ComponentsBlockSchema = z
     mixers: SectionSchema,
     weighters: SectionSchema,
     reorders: SectionSchema,
+    pipelines: SectionSchema,
     reorderers: SectionSchema,
   })
   .superRefine((block, ctx) => {
@@ -93,12 +97,12 @@ export const DataflexConfigSchema = z.strictObject({
     "a list of non-negative numbers, one per dataset, or the path of a DoReMi run's doremi_average_weights.json",
   ),
   mixer_eval_dataset: nullable(z.string().min(1)).describe('a comma-separated list of dataset names'),
-  components: nullable(ComponentsBlockSchema).describe('a mapping with selectors / mixers / weighters / reorders'),
+  components: nullable(ComponentsBlockSchema).describe('a mapping with selectors / mixers / weighters / reorders / pipelines'),
 })
 
 /** Cross-key rules, checked after each key is valid on its own. */
 export const DataflexConfigRulesSchema = DataflexConfigSchema.superRefine((cfg, ctx) => {
-  const usesUpdates = cfg.train_type === 'dynamic_select' || (cfg.train_type === 'dynamic_mix' && !cfg.static_mix)
+  const usesUpdates = cfg.train_type === 'dynamic_select' || cfg.train_type === 'dynamic_lego' || (cfg.train_type === 'dynamic_mix' && !cfg.static_mix)
   if (usesUpdates && cfg.update_step < 1) {
     // update_step is a modulus of the update schedule (docs/algorithms.md#schedule-dynamic_select); dynamic_mix
     // uses it the same way.

@@ -6,6 +6,8 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
+import { Rng } from '../math/rng.ts'
+import type { HeldOut } from '../strategies/mixer.ts'
 import type { LoadInfo } from './executor.ts'
 import { normalized } from './mix-draw.ts'
 
@@ -131,4 +133,33 @@ export function initialProportions(cfg: Pick<LoadedConfig, 'dataflex' | 'path'>,
     throw new ConfigError('bad_value', `${key}: ${file} must give ${names.length} non-negative weights with a positive sum`, { key })
   }
   return { values, source: file }
+}
+
+/**
+ * Rows a mixer evaluates on, per domain: its `mixer_eval_dataset` set when it has one, else `want` rows split off
+ * the domain's training rows (seeded, at most half of them), which are then never drawn for training.
+ */
+export function holdOut(
+  want: number,
+  rows: readonly Int32Array[],
+  evalSets: readonly (string | undefined)[],
+  info: Pick<LoadInfo, 'eval_splits'>,
+  seed: number,
+): { heldOut: HeldOut[]; drawable: Int32Array[] } {
+  const heldOut: HeldOut[] = []
+  const drawable = [...rows]
+  rows.forEach((r, i) => {
+    const evalSet = evalSets[i]
+    const evalRows = evalSet === undefined ? undefined : info.eval_splits.find((s) => s.name === evalSet)?.rows
+    if (evalSet !== undefined && evalRows !== undefined) {
+      heldOut.push({ split: `eval:${evalSet}`, indices: Int32Array.from({ length: evalRows }, (_, j) => j) })
+      return
+    }
+    const m = Math.min(want, Math.floor(r.length / 2))
+    const perm = Rng.derive(seed, 'mix-heldout', i).permutation(r.length)
+    heldOut.push({ split: 'train', indices: Int32Array.from({ length: m }, (_, j) => r[perm[j]!]!).sort() })
+    const keep = new Set(Array.from(perm.subarray(m), (j) => r[j]!))
+    drawable[i] = r.filter((row) => keep.has(row))
+  })
+  return { heldOut, drawable }
 }

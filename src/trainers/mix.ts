@@ -10,14 +10,14 @@ import { appendFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
-import type { Domain, DomainStats, HeldOut, MixerInstance, MixResult, OutputRecord, StepStats } from '../strategies/mixer.ts'
+import type { Domain, DomainStats, HeldOut, MixContext, MixerInstance, MixResult, StepStats } from '../strategies/mixer.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ModelOps } from '../strategies/types.ts'
 import { writeFileAtomic } from '../util/atomic.ts'
 import type { DriverSummary, TrainDriver, TrainedSamples } from './driver.ts'
 import type { Executor, LoadInfo, PassPlan } from './executor.ts'
 import { apportion, DomainStreams, normalized, ruleProportions } from './mix-draw.ts'
-import { datasetNames, domainRows, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
+import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
 import { buildMixSchedule, type MixSchedule, type MixWindow } from './mix-schedule.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
@@ -113,23 +113,10 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
   const create = (ds: readonly Domain[]): MixerInstance =>
     prep.mixer!.definition.create(prep.mixer!.params, { domains: ds, initial: prep.initial.values, seed, baseDir: prep.mixer!.preset.baseDir })
   if (prep.mixer) instance = create(fullDomains)
-  const heldOut: HeldOut[] = []
-  const drawable = [...rows]
+  let heldOut: HeldOut[] = []
+  let drawable = [...rows]
   if (instance?.heldOut !== undefined && instance.heldOut > 0) {
-    rows.forEach((r, i) => {
-      const evalSet = prep.evalSets[i]
-      const evalRows = evalSet === undefined ? undefined : info.eval_splits.find((s) => s.name === evalSet)?.rows
-      if (evalSet !== undefined && evalRows !== undefined) {
-        heldOut.push({ split: `eval:${evalSet}`, indices: Int32Array.from({ length: evalRows }, (_, j) => j) })
-        return
-      }
-      // No held-out set: split rows off the domain's training rows, seeded, and never draw them.
-      const m = Math.min(instance!.heldOut!, Math.floor(r.length / 2))
-      const perm = Rng.derive(seed, 'mix-heldout', i).permutation(r.length)
-      heldOut.push({ split: 'train', indices: Int32Array.from({ length: m }, (_, j) => r[perm[j]!]!).sort() })
-      const keep = new Set(Array.from(perm.subarray(m), (j) => r[j]!))
-      drawable[i] = r.filter((row) => keep.has(row))
-    })
+    ;({ heldOut, drawable } = holdOut(instance.heldOut, rows, prep.evalSets, info, seed))
     domains = names.map((name, i) => ({ name, size: drawable[i]!.length }))
     // The mixer sees the sizes it is drawn from.
     instance = create(domains)
@@ -250,57 +237,73 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
 
   /** The mixer's decision at w's step; its decision line is written once the window is drawn. */
   async function update(w: MixWindow): Promise<{ proportions: Float64Array; log: (fields: Record<string, unknown>) => void }> {
-    const window = zeroStats(k, excess)
-    for (const st of pending) addInto(window, st)
-    const domainLosses = Float64Array.from(window.lossSum, (l, i) => (window.tokens[i]! > 0 ? l / window.tokens[i]! : NaN))
-    const t0 = performance.now()
-    const result: MixResult = await instance!.mix({
+    const asked = await askMixer(instance!, prep.mixer!.strategy, pending, excess, outputDir, {
       step: w.decisionStep,
       update: w.update,
       updateTimes: schedule.updateTimes,
       domains,
       current,
-      steps: pending,
-      window,
       seen: Float64Array.from(seen),
-      domainLosses,
       heldOut,
       rng: Rng.derive(seed, 'mix', w.decisionStep),
       model,
       cacheDir: runtime!.cacheDir,
       log: runtime!.log,
     })
-    const ms = performance.now() - t0
-    const strategy = prep.mixer!.strategy
-    const p = result?.proportions
-    const next = p !== undefined && p.length === k ? normalized(p) : null
-    if (next === null) {
-      throw new StrategyError(
-        'bad_scores',
-        `${strategy}: mix() at step ${w.decisionStep} must return ${k} finite non-negative proportions with a positive sum, got ${p === undefined ? 'none' : `[${Array.from(p).join(', ')}]`}`,
-      )
-    }
-    for (const r of result.records ?? []) appendFileSync(join(outputDir, recordFile(r.file, strategy)), JSON.stringify(r.record) + '\n')
     const fields = {
-        step: w.decisionStep,
-        kind: 'mix' as const,
-        strategy,
-        component: prep.mixer!.key,
-        update: w.update,
-        update_times: schedule.updateTimes,
-        steps: [w.firstStep, w.lastStep],
-        proportions: Array.from(next),
-        window_steps: pending.length,
-        window_samples: Array.from(window.samples),
-        window_loss: Array.from(domainLosses, (v) => (Number.isNaN(v) ? null : v)),
-        ...(window.excessSum ? { window_excess: Array.from(window.excessSum, (v, i) => (window.tokens[i]! > 0 ? v / window.tokens[i]! : null)) } : {}),
+      step: w.decisionStep,
+      kind: 'mix' as const,
+      strategy: prep.mixer!.strategy,
+      component: prep.mixer!.key,
+      update: w.update,
+      update_times: schedule.updateTimes,
+      steps: [w.firstStep, w.lastStep],
+      ...asked.fields,
     }
-    const log = (drawn: Record<string, unknown>): void => runtime!.decision({ ...fields, ...drawn }, { info: result.info, ms, timingKey: 'mix_ms' })
+    const log = (drawn: Record<string, unknown>): void => runtime!.decision({ ...fields, ...drawn }, { info: asked.result.info, ms: asked.ms, timingKey: 'mix_ms' })
     pending = []
-    current = next
+    current = asked.proportions
     updates++
-    return { proportions: next, log }
+    return { proportions: asked.proportions, log }
   }
+}
+
+/**
+ * Asks a mixer for proportions over the steps trained since its last decision (`steps`): checks them, appends its
+ * records to their files, and gives the decision line's window fields.
+ */
+export async function askMixer(
+  instance: MixerInstance,
+  strategy: string,
+  steps: readonly StepStats[],
+  excess: boolean,
+  outputDir: string,
+  ctx: Omit<MixContext, 'steps' | 'window' | 'domainLosses'>,
+): Promise<{ proportions: Float64Array; result: MixResult; ms: number; fields: Record<string, unknown> }> {
+  const k = ctx.domains.length
+  const window = zeroStats(k, excess)
+  for (const st of steps) addInto(window, st)
+  const domainLosses = Float64Array.from(window.lossSum, (l, i) => (window.tokens[i]! > 0 ? l / window.tokens[i]! : NaN))
+  const t0 = performance.now()
+  const result: MixResult = await instance.mix({ ...ctx, steps, window, domainLosses })
+  const ms = performance.now() - t0
+  const p = result?.proportions
+  const next = p !== undefined && p.length === k ? normalized(p) : null
+  if (next === null) {
+    throw new StrategyError(
+      'bad_scores',
+      `${strategy}: mix() at step ${ctx.step} must return ${k} finite non-negative proportions with a positive sum, got ${p === undefined ? 'none' : `[${Array.from(p).join(', ')}]`}`,
+    )
+  }
+  for (const r of result.records ?? []) appendFileSync(join(outputDir, recordFile(r.file, strategy)), JSON.stringify(r.record) + '\n')
+  const fields = {
+    proportions: Array.from(next),
+    window_steps: steps.length,
+    window_samples: Array.from(window.samples),
+    window_loss: Array.from(domainLosses, (v) => (Number.isNaN(v) ? null : v)),
+    ...(window.excessSum ? { window_excess: Array.from(window.excessSum, (v, i) => (window.tokens[i]! > 0 ? v / window.tokens[i]! : null)) } : {}),
+  }
+  return { proportions: next, result, ms, fields }
 }
 
 /** `train_type: dynamic_mix`: domains, initial proportions and the mixer preset are checked before the sidecar starts. */

@@ -57,13 +57,14 @@ export class StaticStream {
   private scores: Float64Array | undefined
   private cursor = 0
 
-  constructor(private readonly numTrain: number) {}
+  /** `rows`: the pool the order is laid over (the whole training set, or a pipeline stage's input). */
+  constructor(private readonly rows: Int32Array) {}
 
   /** The next `k` rows of the order (ordered at the first call), wrapping at its end. */
   async take(k: number, deps: ServeDeps): Promise<Served> {
     let rescored = false
     if (this.order === undefined) {
-      const pool = range(this.numTrain)
+      const pool = this.rows
       const scores = await deps.score(pool)
       this.order = await deps.order(pool, scores)
       this.scores = scoresOf(this.order, pool, scores)
@@ -95,16 +96,17 @@ export class DynamicStream {
   private slots: Int32Array | undefined
   private served = 0
 
+  /** `rows`: the pool a pass is made of (the whole training set, or a pipeline stage's input). */
   constructor(
-    private readonly numTrain: number,
+    private readonly rows: Int32Array,
     private readonly serving: Extract<Serving, { variant: 'dynamic' }>,
     private readonly slotPlan: (n: number) => Promise<Int32Array>,
   ) {
-    this.pool = range(numTrain)
+    this.pool = rows.slice()
   }
 
   private refill(): void {
-    this.pool = range(this.numTrain)
+    this.pool = this.rows.slice()
     this.slots = undefined
     this.served = 0
   }
@@ -116,9 +118,14 @@ export class DynamicStream {
     this.served += rows.length
   }
 
+  /** Rows served elsewhere this pass (a pipeline's warm-up, an earlier pool): they leave the pass's pool. */
+  exclude(rows: Iterable<number>): void {
+    this.consume(Int32Array.from(rows))
+  }
+
   /** slice over a non-consuming pool: the next interval starts `n` slots further along the cycle of slots. */
   private advance(n: number): void {
-    if (this.serving.serve === 'slice') this.served = (this.served + n) % Math.max(1, this.numTrain)
+    if (this.serving.serve === 'slice') this.served = (this.served + n) % Math.max(1, this.rows.length)
   }
 
   /** The warm-up: `k` rows drawn at random (without replacement) from the pool, consumed. */
@@ -130,10 +137,13 @@ export class DynamicStream {
     return { indices: cycled(picked, k), rescored: false }
   }
 
-  /** The next interval's `k` rows: the rest of the last order, or a fresh order when a rescoring is due. */
-  async next(k: number, deps: ServeDeps): Promise<Served> {
+  /**
+   * The next interval's `k` rows: the rest of the last order, or a fresh order when a rescoring is due (every
+   * `reorderEvery`-th call, unless `rescore` says otherwise: a pipeline stage's own clock).
+   */
+  async next(k: number, deps: ServeDeps, rescore?: boolean): Promise<Served> {
     this.calls++
-    const due = (this.calls - 1) % this.serving.reorderEvery === 0
+    const due = rescore ?? (this.calls - 1) % this.serving.reorderEvery === 0
     if (!due && this.pending.length >= k) {
       const out = this.pending.slice(0, k)
       this.pending = this.pending.slice(k)

@@ -38,6 +38,26 @@ export function tenths(scores: ArrayLike<number>): number[] {
   })
 }
 
+/** What a stream serves with: the reorder's score source and its order(), at the step and model `at` gives. */
+export function serveDeps(instance: ReorderInstance, at: () => { step: number; model: ModelOps }, seed: number, runtime: StrategyRuntime): ServeDeps {
+  return {
+    score: async (rows) => (instance.scores === undefined ? undefined : instance.scores.scoresFor(rows, at())),
+    order: async (rows, scores) => {
+      const { step, model } = at()
+      const res = await instance.order({ step, indices: rows, scores, rng: Rng.derive(seed, 'reorder', step), model, cacheDir: runtime.cacheDir, log: runtime.log })
+      return res.order
+    },
+  }
+}
+
+/** The pattern laid over a pass of n rows, as ranks (0: the lowest score) in slot order (the `slice` serving plan). */
+export function slotPlanOf(deps: ServeDeps): (n: number) => Promise<Int32Array> {
+  return (n) => {
+    const ranks = Int32Array.from({ length: n }, (_, i) => i)
+    return deps.order(ranks, Float64Array.from(ranks))
+  }
+}
+
 export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedReorder, opts: ReorderRunOptions): Promise<DriverSummary> {
   const info = d.info
   if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_reorder runs on one process for now (world size ${info.world_size})`)
@@ -52,19 +72,9 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
 
   let step = 0
-  const deps: ServeDeps = {
-    score: async (rows) => (instance.scores === undefined ? undefined : instance.scores.scoresFor(rows, { step, model })),
-    order: async (rows, scores) => {
-      const res = await instance.order({ step, indices: rows, scores, rng: Rng.derive(seed, 'reorder', step), model, cacheDir: runtime.cacheDir, log: runtime.log })
-      return res.order
-    },
-  }
-  // The pattern laid over a pass of n rows, as ranks (0: the lowest score) in slot order.
-  const slotPlan = (n: number): Promise<Int32Array> => {
-    const ranks = Int32Array.from({ length: n }, (_, i) => i)
-    return deps.order(ranks, Float64Array.from(ranks))
-  }
-  const stream = serving.variant === 'static' ? new StaticStream(info.num_train) : new DynamicStream(info.num_train, serving, slotPlan)
+  const deps = serveDeps(instance, () => ({ step, model }), seed, runtime)
+  const all = Int32Array.from({ length: info.num_train }, (_, i) => i)
+  const stream = serving.variant === 'static' ? new StaticStream(all) : new DynamicStream(all, serving, slotPlanOf(deps))
 
   d.runlog.writeJson('reorder.json', {
     component: r.key,

@@ -96,11 +96,11 @@ export function cacheKey(input: CacheKeyInput): string {
 }
 
 /**
- * A trainer's `prepare`: the config's preset of `kind` resolved (params validated, input files found) before the
+ * A trainer's `prepare`: the config's preset of `kind` (or the preset `key`, a pipeline stage's) resolved (params validated, input files found) before the
  * sidecar starts, its warnings and inputs told to the user.
  */
-export async function prepareComponent<K extends ComponentKind>(cfg: LoadedConfig, kind: K, log: (line: string) => void): Promise<ResolvedComponent<K>> {
-  const resolved = await resolveComponent(cfg, kind)
+export async function prepareComponent<K extends ComponentKind>(cfg: LoadedConfig, kind: K, log: (line: string) => void, key?: string): Promise<ResolvedComponent<K>> {
+  const resolved = await resolveComponent(cfg, kind, key === undefined ? {} : { key })
   for (const warning of resolved.warnings) log(`warning: ${warning}`)
   for (const input of resolved.inputs) log(`[${resolved.key}] ${describeInput(input, resolved.preset)}`)
   return resolved

@@ -3,6 +3,7 @@
  * every Python DataFlex train type (so a typo gets "did you mean"); this table says which of them run.
  */
 import { ConfigError, type LoadedConfig, type TrainType } from '../config/index.ts'
+import { legoTrainer } from './lego.ts'
 import { mixTrainer } from './mix.ts'
 import { reorderTrainer } from './reorder.ts'
 import { selectTrainer } from './select.ts'
@@ -18,6 +19,7 @@ export const TRAINERS: Readonly<Partial<Record<TrainType, Trainer<any>>>> = {
   dynamic_mix: mixTrainer,
   dynamic_weight: weightTrainer,
   dynamic_reorder: reorderTrainer,
+  dynamic_lego: legoTrainer,
 }
 
 /** The trainer of a train type; a config error (exit 2) for one that has none yet. `where` locates the key. */
