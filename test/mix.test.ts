@@ -50,6 +50,7 @@ function loadInfo(dir: string): LoadInfo {
     domains: { names: NAMES, rows: SIZES, raw_rows: [21, 30, 50], domain_of_row: domainOf },
     eval_splits: [],
     frozen_params: 0,
+    raw_rows: null,
   }
 }
 

@@ -1,9 +1,10 @@
 /**
  * `dataflex train` with `train_type: dynamic_reorder` on the tiny model, as users run it: a static order read as a
  * stream (precomputed scores, a selection cache, the model's own loss, shuffle), dynamic rescoring (slice and head
- * serving), warmup_step 0, determinism, and a bad preset.
+ * serving), warmup_step 0, determinism, a bad preset, and scores of the raw rows (apply_at: raw) with a row that
+ * preprocessing drops.
  */
-import { existsSync, writeFileSync } from 'node:fs'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeNpy } from '../src/strategies/npy.ts'
@@ -131,5 +132,86 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     const r = await run(dir, 'bad', { kind: 'static', pattern: 'saw', pattern_params: { num_sections: 3, folding_ratio: 0.075, layers: 2 } })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/reorder 'r' .*score_source precomputed needs score_params\.score_path/)
+  })
+})
+
+/**
+ * Two datasets with a `score` column (ra: 20 rows, its row 5 malformed: a null output, which LLaMA-Factory's
+ * preprocessing drops; rb: 16 rows); max_samples 18 keeps ra's first 18 rows and all of rb: 34 raw rows, 33 training
+ * rows. Raw row k (over ra then rb) scores (13k mod 37) + 0.25: all distinct.
+ */
+const RAW_SIZES = [20, 16]
+const MAX_SAMPLES = 18
+const DROPPED = 5
+
+function writeScoredData(dir: string, omitScoreIn?: string): void {
+  const info: Record<string, unknown> = {}
+  let k = 0
+  RAW_SIZES.forEach((size, d) => {
+    const name = d === 0 ? 'ra' : 'rb'
+    const rows = Array.from({ length: size }, (_, i) => {
+      const kept = i < MAX_SAMPLES
+      const row: Record<string, unknown> = { instruction: `What is ${d * 100 + i} + 1?`, input: '', output: d === 0 && i === DROPPED ? null : String(d * 100 + i + 1) }
+      // Rows beyond max_samples are not raw rows: they take no global number.
+      if (name !== omitScoreIn) row['score'] = kept ? ((13 * k) % 37) + 0.25 : 1000
+      if (kept) k++
+      return row
+    })
+    writeFileSync(join(dir, `${name}.json`), JSON.stringify(rows))
+    info[name] = { file_name: `${name}.json`, formatting: 'alpaca' }
+  })
+  writeFileSync(join(dir, 'dataset_info.json'), JSON.stringify(info))
+}
+
+/** The raw rows' scores read back from the dataset files (after max_samples, ra then rb) and whether each trains. */
+function rawRowsOf(dir: string): { score: number; trains: boolean }[] {
+  return ['ra', 'rb'].flatMap((name) =>
+    (JSON.parse(readFileSync(join(dir, `${name}.json`), 'utf8')) as { output: string | null; score: number }[])
+      .slice(0, MAX_SAMPLES)
+      .map((row) => ({ score: row.score, trains: row.output !== null })),
+  )
+}
+
+describe.skipIf(!HAS_PYTHON).concurrent('dynamic_reorder with apply_at: raw', () => {
+  const rawRun = (dir: string, name: string, reorder: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+    run(dir, name, { kind: 'static', pattern: 'sorting', apply_at: 'raw', ...reorder }, { dataset_dir: dir, dataset: 'ra,rb', max_samples: MAX_SAMPLES, ...extra })
+
+  it('orders the training rows by the score column of the raw rows they came from (a dropped row is absent)', async () => {
+    const dir = tempDir('reorder-raw')
+    writeScoredData(dir)
+    const raw = rawRowsOf(dir)
+    // The score file variant: one score per raw row, the column negated, so its ascending order is the reverse.
+    writeFileSync(join(dir, 'raw-scores.json'), JSON.stringify(raw.map((r) => -r.score)))
+    const [column, file] = await Promise.all([rawRun(dir, 'column', {}), rawRun(dir, 'file', { score_params: { score_path: 'raw-scores.json' } })])
+    expectOk(column)
+    expectOk(file)
+    // Training row j is the j-th raw row that survives preprocessing.
+    const trainScores = raw.filter((r) => r.trains).map((r) => r.score)
+    const n = trainScores.length
+    expect(n).toBe(MAX_SAMPLES + RAW_SIZES[1]! - 1)
+    const ascending = Array.from({ length: n }, (_, j) => j).sort((a, b) => trainScores[a]! - trainScores[b]!)
+    const descending = [...ascending].reverse()
+    for (const [r, order] of [[column, ascending], [file, descending]] as const) {
+      const stream = served(r)
+      expect(stream).toEqual(Array.from({ length: stream.length }, (_, j) => order[j % n]))
+    }
+    const facts = JSON.parse(readFileSync(join(column.out, 'dataflex', 'reorder.json'), 'utf8')) as { num_train: number; raw_rows: Record<string, unknown> }
+    expect(facts.num_train).toBe(n)
+    expect(facts.raw_rows).toEqual({ datasets: ['ra', 'rb'], rows: [MAX_SAMPLES, RAW_SIZES[1]], total: raw.length, dropped: 1 })
+  })
+
+  it('a dataset without the score field, and num_samples, are config errors (exit 2) naming them', async () => {
+    const dir = tempDir('reorder-raw-bad')
+    writeScoredData(dir, 'rb')
+    const sampled = tempDir('reorder-raw-sampled')
+    writeScoredData(sampled)
+    const info = JSON.parse(readFileSync(join(sampled, 'dataset_info.json'), 'utf8')) as Record<string, Record<string, unknown>>
+    info['rb']!['num_samples'] = 8
+    writeFileSync(join(sampled, 'dataset_info.json'), JSON.stringify(info))
+    const [missing, numSamples] = await Promise.all([rawRun(dir, 'missing', {}), rawRun(sampled, 'sampled', {})])
+    expect(missing.code).toBe(2)
+    expect(missing.stderr).toMatch(/dataset 'rb' has no field 'score'/)
+    expect(numSamples.code).toBe(2)
+    expect(numSamples.stderr).toMatch(/num_samples: dataset 'rb' sets num_samples/)
   })
 })

@@ -9,7 +9,7 @@ import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeNpy } from '../src/strategies/npy.ts'
 import { ReorderError } from '../src/strategies/reorders/common.ts'
-import { scoreSource, type ScoreSourceName } from '../src/strategies/reorders/scores.ts'
+import { scoreSource, type RawRows, type ScoreSourceName } from '../src/strategies/reorders/scores.ts'
 import type { LossOptions, ModelOps, Split } from '../src/strategies/types.ts'
 import { expectAllClose } from './close.ts'
 import { NO_MODEL } from './mix-support.ts'
@@ -148,6 +148,40 @@ describe('precomputed scores', () => {
     expect(unknown.message).toMatch(/score_params\.\S* for score_source precomputed: .*scores_field/)
     expect((await reorderError(() => source('precomputed', { score_path: 'x.npy', score_field: '' }, 4))).message).toMatch(/score_params\.score_field for score_source precomputed/)
     expect((await reorderError(() => source('precomputed', { score_path: 3 }, 4))).message).toMatch(/score_params\.score_path for score_source precomputed/)
+  })
+})
+
+// ───────────────────────────── precomputed, apply_at: raw ─────────────────────────────
+
+describe('precomputed scores of raw rows (apply_at: raw)', () => {
+  const dir = tempDir('reorder-raw-scores')
+  // Two datasets of 4 and 3 raw rows; preprocessing dropped raw rows 1 and 5: 5 training rows.
+  const column = [0.5, 99, -2, 7, 1.5, Number.NaN, 3]
+  const raw: RawRows = { names: ['a', 'b'], rows: [4, 3], index_of_row: Int32Array.of(0, 2, 3, 4, 6), scores: Float64Array.from(column) }
+  const rawSource = (params: unknown, rows: RawRows = raw) => scoreSource(NAME, 'precomputed', params, { numTrain: 5, baseDir: dir, raw: rows })
+  /** Training row j takes the score of raw row index_of_row[j]. */
+  const mapped = (perRaw: number[]): number[] => Array.from(raw.index_of_row, (k) => perRaw[k]!)
+
+  it("maps the column to the training rows; a non-finite score on a dropped row does not matter", async () => {
+    const got = await rawSource({}).scoresFor(Int32Array.of(4, 0, 2), { step: 0, model: NO_MODEL })
+    const all = mapped(column)
+    expectAllClose(got, [all[4]!, all[0]!, all[2]!], EXACT, 'column')
+  })
+
+  it('maps a score file of one score per raw row; a file of another length names both counts', async () => {
+    const perRaw = column.map((_, k) => 10 - k)
+    writeFileSync(join(dir, 'raw.json'), JSON.stringify(perRaw))
+    const got = await rawSource({ score_path: 'raw.json' }).scoresFor(Int32Array.from(range(5)), { step: 0, model: NO_MODEL })
+    expectAllClose(got, mapped(perRaw), EXACT, 'file')
+    writeFileSync(join(dir, 'short.json'), JSON.stringify([1, 2, 3, 4, 5]))
+    const short = rawSource({ score_path: 'short.json' })
+    await expect(short.scoresFor(Int32Array.of(0), { step: 0, model: NO_MODEL })).rejects.toThrow(/has 5 scores for 7 raw rows/)
+  })
+
+  it('rejects a non-finite score of a training row, and a column the sidecar did not read', async () => {
+    const bad = rawSource({}, { ...raw, index_of_row: Int32Array.of(0, 2, 3, 5, 6) })
+    await expect(bad.scoresFor(Int32Array.of(0), { step: 0, model: NO_MODEL })).rejects.toThrow(/score 3 is NaN/)
+    expect((await reorderError(() => rawSource({}, { ...raw, scores: null }))).message).toMatch(/'score' column was not read at load/)
   })
 })
 

@@ -373,6 +373,7 @@ const LOAD_INFO: LoadInfo = {
   domains: null,
   eval_splits: [],
   frozen_params: 0,
+  raw_rows: null,
 }
 
 interface Sent {

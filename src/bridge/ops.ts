@@ -156,6 +156,19 @@ export const OPS = {
         .boolean()
         .default(false)
         .describe('freeze the router parameters of a mixture-of-experts model (modules named `gate` or `shared_expert_gate`)'),
+      raw_rows: z
+        .strictObject({
+          score_field: z
+            .string()
+            .min(1)
+            .nullable()
+            .default(null)
+            .describe("a column of the raw rows read as one number per raw row (each dataset must have it); null: the mapping only"),
+        })
+        .optional()
+        .describe(
+          'trace every training row to its raw row (the rows of `dataset` as loaded, after max_samples, concatenated in list order); refuses num_samples, packing, streaming, val_size, tokenized_path and mix_strategy other than concat',
+        ),
     }),
     result: z.strictObject({
       load_seconds: z.number(),
@@ -190,6 +203,15 @@ export const OPS = {
         })
         .nullable()
         .describe('null unless `domains` was asked for'),
+      raw_rows: z
+        .strictObject({
+          names: z.array(z.string()),
+          rows: z.array(uint).describe('raw rows of each dataset (after max_samples)'),
+          index_of_row: i32.describe('the raw row of every training row; raw rows preprocessing dropped are absent'),
+          scores: f64.nullable().describe('the score_field column, one value per raw row; null without a score_field'),
+        })
+        .nullable()
+        .describe('null unless `raw_rows` was asked for'),
       eval_splits: z.array(z.strictObject({ name: z.string(), rows: uint })).describe('the named eval sets (`eval:<name>`)'),
       frozen_params: uint.describe('parameters frozen by freeze_gate'),
     }),

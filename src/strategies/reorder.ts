@@ -3,7 +3,7 @@
  * once or every few steps. Built-in reorders (DataFlex's `static` and `dynamic`, presets named after the ordering)
  * grow this contract; `custom` files use it as it stands.
  */
-import type { ScoreSource } from './reorders/scores.ts'
+import type { RawRows, ScoreSource } from './reorders/scores.ts'
 import { definer, type Awaitable, type ComponentDefinition, type DecisionContext, type DecisionFacts, type PoolEnv, type Scores, type Stateful } from './types.ts'
 
 /** Everything an ordering decision may depend on. Same inputs + same seed → same order. */
@@ -44,7 +44,10 @@ export interface ReorderInstance extends Stateful {
   order(ctx: OrderContext): Awaitable<OrderResult>
 }
 
-export type ReorderEnv = PoolEnv
+export interface ReorderEnv extends PoolEnv {
+  /** The training rows traced to raw rows (load's raw_rows), when the preset reads raw-row scores (apply_at: raw). */
+  readonly rawRows?: RawRows | null
+}
 
 export type ReorderDefinition<P = unknown> = ComponentDefinition<'reorder', P, ReorderEnv, ReorderInstance>
 

@@ -8,6 +8,7 @@ import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ReorderInstance } from '../strategies/reorder.ts'
+import { rawRowsRequest } from '../strategies/reorders/variants.ts'
 import type { ModelOps } from '../strategies/types.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
@@ -58,6 +59,14 @@ export function slotPlanOf(deps: ServeDeps): (n: number) => Promise<Int32Array> 
   }
 }
 
+/** How many raw rows the training rows came from and how many preprocessing dropped (apply_at: raw), or null. */
+function rawRowsFacts(info: LoadInfo): Record<string, unknown> | null {
+  const raw = info.raw_rows
+  if (raw === null) return null
+  const total = raw.rows.reduce((a, b) => a + b, 0)
+  return { datasets: raw.names, rows: raw.rows, total, dropped: total - new Set(raw.index_of_row).size }
+}
+
 export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedReorder, opts: ReorderRunOptions): Promise<DriverSummary> {
   const info = d.info
   if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_reorder runs on one process for now (world size ${info.world_size})`)
@@ -67,7 +76,7 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   const ga = info.gradient_accumulation_steps
   const runtime = new StrategyRuntime(r, cfg, info, d.runlog, opts.log)
   // After the model loaded: scores must match the preprocessed rows.
-  const instance: ReorderInstance = createComponent(r, { numTrain: info.num_train, seed: info.seed, baseDir: r.preset.baseDir })
+  const instance: ReorderInstance = createComponent(r, { numTrain: info.num_train, seed: info.seed, baseDir: r.preset.baseDir, rawRows: info.raw_rows })
   const serving = instance.serving ?? { variant: 'static' as const }
   const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
 
@@ -86,6 +95,7 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
     pattern: instance.pattern ?? null,
     score_source: instance.scores?.name ?? null,
     num_train: info.num_train,
+    raw_rows: rawRowsFacts(info),
     global_batch: schedule.globalBatch,
     flex_epoch_length: schedule.flexEpochLength,
     update_times: schedule.updateTimes,
@@ -144,5 +154,9 @@ export const reorderTrainer: Trainer<ResolvedReorder> = {
   trainType: 'dynamic_reorder',
   description: 'a reorder decides the order of the samples of each window (reorders: section)',
   prepare: (cfg, log) => prepareComponent(cfg, 'reorder', log),
+  loadExtras: (_cfg, r) => {
+    const raw = rawRowsRequest(r.definition, r.params)
+    return raw === undefined ? {} : { raw_rows: raw }
+  },
   train: (d, cfg, reorder, opts) => runReorder(d, cfg, reorder, opts),
 }

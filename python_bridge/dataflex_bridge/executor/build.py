@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from . import domains as domain_data
+from . import raw_rows as raw_data
 from .errors import ConfigError
 from .freeze import freeze_routers
 
@@ -67,6 +68,8 @@ class Run:
     caches: RunCaches = field(default_factory=RunCaches)
     # a mix run (load's `domains`): the training set's domains, and the named eval sets (split `eval:<name>`)
     domains: domain_data.Domains | None = None
+    # load's `raw_rows`: the raw row of every training row (and a raw score column)
+    raw_rows: raw_data.RawRows | None = None
     eval_splits: dict[str, Any] = field(default_factory=dict)
     frozen_params: int = 0  # parameter elements frozen by freeze_gate
 
@@ -94,8 +97,10 @@ def _ensure_torchaudio() -> None:
 _SUPPORTED_STAGES = ("sft", "pt")
 
 
-def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, freeze_gate: bool = False) -> Run:
-    """The run of `config`; `domains` ({eval_sets}) makes it a mix run (domains.py), `freeze_gate` freezes routers."""
+def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, freeze_gate: bool = False,
+              raw_rows: dict[str, Any] | None = None) -> Run:
+    """The run of `config`; `domains` ({eval_sets}) makes it a mix run (domains.py), `freeze_gate` freezes routers,
+    `raw_rows` ({score_field}) traces the training rows to raw rows (raw_rows.py)."""
     _ensure_torchaudio()
     from llamafactory.hparams import get_train_args
     from llamafactory.train.callbacks import LogCallback, ReporterCallback
@@ -130,6 +135,18 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=finetuning_args.early_stopping_steps))
     callbacks.append(ReporterCallback(model_args, data_args, finetuning_args, generating_args))
 
+    if raw_rows is not None:
+        if domains is not None:
+            raise ConfigError("raw_rows: not supported in a mix run")
+        from llamafactory.data.parser import get_dataset_list
+
+        try:
+            attrs = get_dataset_list(data_args.dataset, data_args.dataset_dir)
+        except (ValueError, OSError, KeyError) as exc:
+            raise ConfigError(f"dataset: {_clean(exc)}") from exc
+        raw_data.check_config(data_args, data_args.dataset, attrs)  # before anything loads
+
+    traced = None
     try:
         tokenizer_module = load_tokenizer(model_args)
         tokenizer = tokenizer_module["tokenizer"]
@@ -141,6 +158,9 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
             mix = domain_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
                                    domains["eval_sets"])
             dataset_module = mix.dataset_module
+        if raw_rows is not None:  # before the model loads: a bad score column fails fast
+            traced = raw_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
+                                   dataset_module["train_dataset"], raw_rows["score_field"])
         model = load_model(tokenizer, model_args, finetuning_args, training_args.do_train)
     except (ValueError, OSError, FileNotFoundError, KeyError) as exc:
         raise ConfigError(_clean(exc)) from exc
@@ -176,6 +196,7 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         eval_dataset=eval_dataset,
         collator=collator,
         domains=None if mix is None else mix.domains,
+        raw_rows=traced,
         eval_splits=eval_splits,
         frozen_params=frozen_params,
     )

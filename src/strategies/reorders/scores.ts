@@ -2,7 +2,8 @@
  * Where a reorder's scores come from (`score_source` and `score_params`, as DataFlex presets write them), one raw
  * score per training row (polarity is the reorder's business, not the source's):
  * - `precomputed`: a file aligned to the preprocessed training rows (.npy, .json list or object, .jsonl with
- *   `score_field`);
+ *   `score_field`); with the reorder's apply_at: raw, scores of the raw rows (a file of one per raw row, or else the
+ *   datasets' `score_field` column, read by the sidecar at load) mapped to the training rows they became;
  * - `cached_selection`: a selection's scores (the Python DataFlex's `step_N.json` selector cache: `indices` and
  *   `metric.<metric_key>`), rows it did not score set to `fill_value`;
  * - `model_loss`: each row's mean token loss under the model as it is now (the losses op), on at most `max_samples`
@@ -51,11 +52,24 @@ export interface ScoreSource {
   scoresFor(positions: Int32Array, ctx: ScoreContext): Promise<Float64Array>
 }
 
+/** The training rows traced to raw rows (load's `raw_rows`): the datasets of `dataset` after max_samples, in list order. */
+export interface RawRows {
+  readonly names: readonly string[]
+  /** Raw rows of each dataset. */
+  readonly rows: readonly number[]
+  /** The raw row of every training row (rows preprocessing dropped are absent). */
+  readonly index_of_row: Int32Array
+  /** The raw score column, one value per raw row (null: none was read). */
+  readonly scores: Float64Array | null
+}
+
 export interface ScoreEnv {
   /** Rows of the preprocessed training set. */
   readonly numTrain: number
   /** Folder relative paths fall back to (the preset's); the working directory is tried first. */
   readonly baseDir: string
+  /** apply_at: raw: precomputed scores are per raw row, mapped through these. */
+  readonly raw?: RawRows
 }
 
 function inputFile(reorder: string, param: string, written: string, baseDir: string): string {
@@ -66,10 +80,11 @@ function inputFile(reorder: string, param: string, written: string, baseDir: str
   return found[0]!
 }
 
-function checkScores(reorder: string, values: Float64Array, numTrain: number, what: string): Float64Array {
-  if (values.length !== numTrain) {
-    throw new ReorderError(reorder, 'bad_input', `${what} has ${values.length} scores for ${numTrain} training rows (scores must be aligned to the preprocessed training set)`)
-  }
+const TRAINING_ROWS = 'training rows (scores must be aligned to the preprocessed training set)'
+const RAW_ROWS = 'raw rows (apply_at: raw: one score per row of the datasets of `dataset` after max_samples, in list order)'
+
+function checkScores(reorder: string, values: Float64Array, n: number, what: string, rows = TRAINING_ROWS): Float64Array {
+  if (values.length !== n) throw new ReorderError(reorder, 'bad_input', `${what} has ${values.length} scores for ${n} ${rows}`)
   const bad = values.findIndex((v) => !Number.isFinite(v))
   if (bad >= 0) throw new ReorderError(reorder, 'bad_input', `${what}: score ${bad} is ${values[bad]} (scores must be finite)`)
   return values
@@ -156,6 +171,25 @@ export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: u
   }
   if (name === 'precomputed') {
     const p = parsed.data as z.output<typeof PrecomputedParams>
+    const raw = env.raw
+    if (raw !== undefined) {
+      const numRaw = raw.rows.reduce((a, b) => a + b, 0)
+      const column = raw.scores
+      let readRaw: () => Float64Array
+      if (p.score_path !== null) {
+        const path = inputFile(reorder, 'score_path', p.score_path, env.baseDir)
+        readRaw = () => checkScores(reorder, readScoreFile(reorder, path, p.score_field), numRaw, path, RAW_ROWS)
+      } else if (column !== null) {
+        readRaw = () => column
+      } else {
+        throw new ReorderError(reorder, 'bad_input', `apply_at: raw: the datasets' '${p.score_field}' column was not read at load`)
+      }
+      // Each training row takes its raw row's score; finiteness is checked on the rows that train.
+      return fileScores(name, () => {
+        const perRaw = readRaw()
+        return checkScores(reorder, Float64Array.from(raw.index_of_row, (i) => perRaw[i]!), env.numTrain, `${p.score_path ?? `the '${p.score_field}' column`} mapped to the training rows`)
+      })
+    }
     if (p.score_path === null) {
       throw new ReorderError(reorder, 'bad_params', 'score_source precomputed needs score_params.score_path (a file of one score per training row)')
     }

@@ -4,11 +4,11 @@
  * the seven patterns (patterns.ts) by scores from a score source (scores.ts); the trainer serves them.
  */
 import { z } from 'zod'
-import { defineReorder, type ReorderInstance, type Serving } from '../reorder.ts'
+import { defineReorder, type ReorderEnv, type ReorderInstance, type Serving } from '../reorder.ts'
 import type { Scores } from '../types.ts'
 import { ReorderError } from './common.ts'
 import { applyPattern, OrderingParams, PATTERN_NAMES } from './patterns.ts'
-import { SCORE_SOURCES, scoreSource } from './scores.ts'
+import { SCORE_PARAMS, SCORE_SOURCES, scoreSource, type ScoreEnv } from './scores.ts'
 
 const common = {
   pattern: z.enum(PATTERN_NAMES).default('sorting').describe(`the ordering: ${PATTERN_NAMES.join(', ')}`),
@@ -18,7 +18,9 @@ const common = {
   apply_at: z
     .enum(['raw', 'index'])
     .default('index')
-    .describe('index: scores aligned to the preprocessed training rows; raw: to the raw rows (accepted when preprocessing dropped none)'),
+    .describe(
+      "precomputed scores are aligned to — index: the preprocessed training rows; raw: the raw rows of the datasets (a score file of one per raw row, or else each row's score_field column), each training row scored by the raw row it came from",
+    ),
 }
 
 export const StaticReorderParams = z.strictObject({
@@ -39,17 +41,22 @@ export const DynamicReorderParams = z.strictObject({
 
 type Common = z.output<typeof StaticReorderParams> | z.output<typeof DynamicReorderParams>
 
-function instance(kind: string, p: Common, env: { numTrain: number; baseDir: string }, serving: Serving): ReorderInstance {
+/** apply_at: raw with precomputed scores (shuffle needs none): the scores are per raw row. */
+function readsRaw(p: Common): boolean {
+  return p.apply_at === 'raw' && p.score_source === 'precomputed' && p.pattern !== 'shuffle'
+}
+
+function instance(kind: string, p: Common, env: ReorderEnv, serving: Serving): ReorderInstance {
   const name = `${kind} ${p.pattern}`
   // Check the pattern params now (a bad preset fails before training): an empty order runs every check.
   const params = { polarity: p.polarity, ascending: p.ascending, window_size: p.window_size, seed: p.seed, pattern_params: p.pattern_params }
   applyPattern(p.pattern, new Int32Array(0), p.pattern === 'shuffle' ? undefined : new Float64Array(0), params)
   const noFile = p.score_source === 'precomputed' && (p.score_params['score_path'] ?? null) === null
-  if (noFile && p.pattern !== 'shuffle' && p.apply_at === 'raw') {
-    throw new ReorderError(name, 'bad_params', "apply_at: raw with scores from a dataset column (score_field) is not supported yet; give score_params.score_path, a file of one score per training row, with apply_at: index")
-  }
+  const raw = readsRaw(p) ? (env.rawRows ?? null) : undefined
+  if (raw === null) throw new ReorderError(name, 'bad_input', 'apply_at: raw needs the training rows traced to raw rows at load (train_type: dynamic_reorder does it)')
+  const sourceEnv: ScoreEnv = { numTrain: env.numTrain, baseDir: env.baseDir, ...(raw === undefined ? {} : { raw }) }
   // shuffle needs no scores (DataFlex still demanded a score column).
-  const scores = noFile && p.pattern === 'shuffle' ? undefined : scoreSource(name, p.score_source, p.score_params, env)
+  const scores = noFile && p.pattern === 'shuffle' ? undefined : scoreSource(name, p.score_source, p.score_params, sourceEnv)
   return {
     serving,
     pattern: p.pattern,
@@ -81,3 +88,17 @@ export const dynamicReorder = defineReorder({
 })
 
 export const BUILTIN_REORDERS = [staticReorder, dynamicReorder] as const
+
+/**
+ * What `load` must trace for a preset (its definition and validated params) reading raw-row scores: the score
+ * column to read (null: a score file gives them), or undefined when the preset needs no raw rows.
+ */
+export function rawRowsRequest(definition: unknown, params: unknown): { score_field: string | null } | undefined {
+  if (definition !== staticReorder && definition !== dynamicReorder) return undefined
+  const p = params as Common
+  if (!readsRaw(p)) return undefined
+  // Bad score params are reported when the instance is created; trace the rows meanwhile.
+  const parsed = SCORE_PARAMS.precomputed.safeParse(p.score_params)
+  if (!parsed.success || parsed.data.score_path !== null) return { score_field: null }
+  return { score_field: parsed.data.score_field }
+}
