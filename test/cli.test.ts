@@ -121,7 +121,8 @@ describe('dataflex (spawned)', () => {
       code: 'dataset_not_found',
       mentions: ["'synth_maths'", 'dataset_info.json', "did you mean 'synth_math'?"],
     },
-    { name: 'dynamic train_type', config: `${BASE}train_type: dynamic_lego\ncomponent_name: w\n`, code: 'unsupported', mentions: ['dynamic_lego'] },
+    { name: 'misspelt train_type', config: `${BASE}train_type: dynamic_legos\ncomponent_name: w\n`, code: 'bad_value', mentions: ["'dynamic_legos'", "did you mean 'dynamic_lego'?"] },
+    { name: 'unknown pipeline', config: `${BASE}train_type: dynamic_lego\ncomponent_name: w\nupdate_step: 2\ncomponents: {pipelines: {p: {params: {stages: [{family: selector, component: loss}]}}}}\n`, code: 'bad_value', mentions: ["unknown component_name 'w'", 'available pipelines: p'] },
     { name: 'override without =', config: BASE, args: ['do_train'], code: 'bad_value', mentions: ["'do_train'"] },
   ]
 

@@ -7,7 +7,6 @@ import { Command, CommanderError } from 'commander'
 import { loadConfig } from '../config/index.ts'
 import { registerPrepare } from '../prepare/cli.ts'
 import { runTraining } from '../trainers/run.ts'
-import { trainerOf } from '../trainers/table.ts'
 import { componentDocs, formatComponents } from './components.ts'
 import { processIO, type CliIO } from './io.ts'
 import { runCommand } from './lifecycle.ts'
@@ -27,7 +26,6 @@ function train(configPath: string, overrides: string[], io: CliIO): Promise<numb
     const cfg = await loadConfig(configPath, overrides, {
       env: io.env,
       onWarning: (message) => io.stderr.write(`warning: ${message}\n`),
-      checkTrainType: (type, where) => void trainerOf(type, where),
     })
     if (signal.aborted) return
     const summary = await runTraining(cfg, {

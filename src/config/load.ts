@@ -41,11 +41,6 @@ export interface LoadOptions {
   /** Cache folder for the LLaMA-Factory key list; default <repo>/.cache. */
   cacheDir?: string
   onWarning?: (message: string) => void
-  /**
-   * Refuses a train type that cannot run here (throws), called as soon as `train_type` is read, before the keys it
-   * governs are judged; `where` locates the key. The train command passes the trainer table's gate.
-   */
-  checkTrainType?: (trainType: TrainType, where: string) => void
 }
 
 type Plain = Record<string, unknown>
@@ -207,14 +202,12 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
     }
   }
 
-  // train_type first: a misspelt one should say so before the keys it governs are judged. Which types run is the
-  // trainer table's call (trainers/table.ts).
+  // train_type first: a misspelt one should say so before the keys it governs are judged.
   const trainType = TrainTypeSchema.default('static').safeParse(dataflexRaw['train_type'])
   if (!trainType.success) {
     const issue = trainType.error.issues[0]!
     throw badValue({ ...issue, path: ['train_type'] }, dataflexRaw, where)
   }
-  opts.checkTrainType?.(trainType.data, where('train_type'))
   const parsed = DataflexConfigRulesSchema.safeParse(dataflexRaw)
   if (!parsed.success) throw badValue(parsed.error, dataflexRaw, where)
   const dataflex = parsed.data
