@@ -3,17 +3,20 @@
  * score per training row (polarity is the reorder's business, not the source's):
  * - `precomputed`: a file aligned to the preprocessed training rows (.npy, .json list or object, .jsonl with
  *   `score_field`);
- * - `cached_selection`: a selection's scores (the Python DataFlex's `step_N.json` selector cache: `indices` and
- *   `metric.<metric_key>`), rows it did not score set to `fill_value`;
+ * - `cached_selection`: a selection's scores (the `step_N.json` layout of the Python DataFlex's selector cache and of
+ *   our dynamic_select runs: `indices` and `metric.<metric_key>`), rows it did not score set to `fill_value`; the
+ *   file itself, or a folder of such files (a run's output_dir, its selections folder, a DataFlex cache_dir): the
+ *   selection at `step`, else the last one;
  * - `model_loss`: each row's mean token loss under the model as it is now (the losses op), on at most `max_samples`
  *   of the rows asked for (a seeded subsample; the others get the median of the scored losses).
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { extname, isAbsolute, resolve } from 'node:path'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { extname, isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { Rng } from '../../math/rng.ts'
 import { uniformWithoutReplacement } from '../../math/sampling.ts'
 import { readNpy } from '../npy.ts'
+import { SELECTION_FILE, SELECTIONS_DIR, selectionFileName } from '../selection-file.ts'
 import type { ModelOps } from '../types.ts'
 import { ReorderError } from './common.ts'
 
@@ -25,7 +28,11 @@ const PrecomputedParams = z.strictObject({
   score_field: z.string().min(1).default('score').describe('the field of each .jsonl line (or of a .json object) holding the score'),
 })
 const CachedSelectionParams = z.strictObject({
-  cache_path: z.string().min(1).describe("a selection's cache file: {indices, metric: {<metric_key>: [...]}} (DataFlex's step_N.json)"),
+  cache_path: z
+    .string()
+    .min(1)
+    .describe("a selection file {indices, metric: {<metric_key>: [...]}} (step_N.json), or a folder of them: a dynamic_select run's output_dir, its dataflex/selections, a DataFlex cache_dir"),
+  step: z.int().min(0).nullable().default(null).describe('with a folder: the selection made at this step (step_<step>.json); null: the last one'),
   metric_key: z.string().min(1).default('loss').describe('which metric of the cache is the score'),
   fill_value: z.number().finite().default(0).describe('the score of rows the selection did not score'),
 })
@@ -110,6 +117,31 @@ export function readScoreFile(reorder: string, path: string, field: string): Flo
   throw new ReorderError(reorder, 'bad_input', `${path}: score files are .npy, .json or .jsonl`)
 }
 
+/**
+ * The selection file `cache_path` names: the file itself, or in a folder (a run's output_dir: its selections
+ * folder) step_<step>.json, else the one of the highest step.
+ */
+export function selectionFile(reorder: string, path: string, step: number | null): string {
+  if (!statSync(path).isDirectory()) {
+    if (step !== null) throw new ReorderError(reorder, 'bad_params', `score_params.step picks a file in a folder; cache_path ${path} is a file`)
+    return path
+  }
+  const runSelections = join(path, SELECTIONS_DIR)
+  const dir = existsSync(runSelections) && statSync(runSelections).isDirectory() ? runSelections : path
+  const steps = readdirSync(dir)
+    .map((name) => SELECTION_FILE.exec(name))
+    .filter((m) => m !== null)
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b)
+  if (steps.length === 0) {
+    const where = dir === path ? `${path} (nor a ${SELECTIONS_DIR} folder in it)` : dir
+    throw new ReorderError(reorder, 'bad_input', `no selection file (step_<N>.json) in ${where}; a dynamic_select run writes one per selection whose selector returns scores`)
+  }
+  if (step === null) return join(dir, selectionFileName(steps[steps.length - 1]!))
+  if (!steps.includes(step)) throw new ReorderError(reorder, 'bad_input', `no selection at step ${step} in ${dir} (it has steps ${steps.join(', ')})`)
+  return join(dir, selectionFileName(step))
+}
+
 /** A selection cache densified to one score per training row. */
 export function readSelectionCache(reorder: string, path: string, key: string, fill: number, numTrain: number): Float64Array {
   const obj = JSON.parse(readFileSync(path, 'utf8')) as { indices?: unknown; metric?: Record<string, unknown> }
@@ -164,7 +196,7 @@ export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: u
   }
   if (name === 'cached_selection') {
     const p = parsed.data as z.output<typeof CachedSelectionParams>
-    const path = inputFile(reorder, 'cache_path', p.cache_path, env.baseDir)
+    const path = selectionFile(reorder, inputFile(reorder, 'cache_path', p.cache_path, env.baseDir), p.step)
     return fileScores(name, () => checkScores(reorder, readSelectionCache(reorder, path, p.metric_key, p.fill_value, env.numTrain), env.numTrain, path))
   }
   const p = parsed.data as z.output<typeof ModelLossParams>
