@@ -221,6 +221,12 @@ describe('cached_selection scores', () => {
     expectAllClose(await scoresOf('cached_selection', { cache_path: join(selections, 'step_2.json') }, n), at(2, 0), EXACT, 'the file')
     // Relative to the preset folder, as score files are.
     expectAllClose(await scoresOf('cached_selection', { cache_path: 'run-out', step: 12 }, n, dir), at(12, 0), EXACT, 'relative output_dir')
+    // A DataFlex cache_dir: other files beside the selections; a zero-padded name is its step too.
+    const dataflexCache = join(dir, 'dataflex-cache')
+    mkdirSync(dataflexCache, { recursive: true })
+    cache(join('dataflex-cache', 'step_007.json'), { indices: [1, 4], metric: { loss: [3, 2] } })
+    cache(join('dataflex-cache', 'cluster_ids.json'), [0, 1])
+    expectAllClose(await scoresOf('cached_selection', { cache_path: dataflexCache, step: 7 }, n), densify([1, 4], [3, 2], 0, n), EXACT, 'padded step')
   })
 
   it('a folder without selections, a missing step, step with a file and a non-finite score are errors naming the path', async () => {

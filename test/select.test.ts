@@ -311,12 +311,16 @@ describe('decision plumbing', () => {
     expect(Array.from(a.indices.slice(3, 6)).sort()).toEqual([5, 6, 7])
   })
 
-  it('settleIndices: empty, too many, out-of-range and mismatched scores are errors', () => {
+  it('settleIndices: empty, too many, out-of-range, mismatched scores and a bad metric name are errors', () => {
     const rng = new Rng(1)
     expect(() => settleIndices({ indices: new Int32Array(0) }, 4, 10, rng, 's')).toThrow(/no indices/)
     expect(() => settleIndices({ indices: new Int32Array(5) }, 4, 10, rng, 's')).toThrow(/5 indices, 4 requested/)
     expect(() => settleIndices({ indices: Int32Array.from([1, 10]) }, 4, 10, rng, 's')).toThrow(/outside the training set/)
     expect(() => settleIndices({ indices: Int32Array.from([1, 2]), scores: new Float32Array(3) }, 4, 10, rng, 's')).toThrow(/3 scores/)
+    for (const metric of ['', 3]) {
+      const bad = { indices: Int32Array.from([1, 2]), scores: new Float32Array(2), metric } as unknown as SelectResult
+      expect(() => settleIndices(bad, 4, 10, rng, 's')).toThrow(/metric must be a non-empty string/)
+    }
   })
 
   it('score summaries skip non-finite values; timing entries of info are split off', () => {

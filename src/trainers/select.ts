@@ -46,6 +46,11 @@ export function settleIndices(
   if (result.scores !== undefined && result.scores.length !== m) {
     throw new StrategyError('bad_scores', `${strategy}: ${result.scores.length} scores for ${m} indices`)
   }
+  // It names a JSON key of the run's selection files.
+  const metric = result.metric as unknown
+  if (metric !== undefined && (typeof metric !== 'string' || metric === '')) {
+    throw new StrategyError('bad_scores', `${strategy}: metric must be a non-empty string (the scores' name), got ${JSON.stringify(metric)}`)
+  }
   const indices = new Int32Array(want)
   for (let i = 0; i < m; i++) indices[i] = got[i]!
   // Short: cycle through the selection again, each round in a fresh seeded order, as DataFlex's loader re-iterates
@@ -179,8 +184,14 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     if (toppedUp > 0) runtime.log(`step ${w.decisionStep}: ${returned} of ${w.numSamples} indices returned; topped up by cycling the selection`)
     // The selection's own indices (before any top-up) with their scores, for a later reorder's cached_selection.
     if (result.scores !== undefined) {
-      const metric = result.metric ?? DEFAULT_METRIC
-      writeSelectionFile(join(d.runlog.outputDir, SELECTIONS_DIR), { step: w.decisionStep, indices: result.indices, scores: result.scores, metric, strategy: sel.strategy, component: sel.key })
+      writeSelectionFile(join(d.runlog.outputDir, SELECTIONS_DIR), {
+        step: w.decisionStep,
+        indices: result.indices,
+        scores: result.scores,
+        metric: result.metric ?? DEFAULT_METRIC,
+        strategy: sel.strategy,
+        component: sel.key,
+      })
     }
     runtime.decision(
       {

@@ -16,7 +16,7 @@ import { z } from 'zod'
 import { Rng } from '../../math/rng.ts'
 import { uniformWithoutReplacement } from '../../math/sampling.ts'
 import { readNpy } from '../npy.ts'
-import { SELECTION_FILE, SELECTIONS_DIR, selectionFileName } from '../selection-file.ts'
+import { SELECTION_FILE, SELECTIONS_DIR } from '../selection-file.ts'
 import type { ModelOps } from '../types.ts'
 import { ReorderError } from './common.ts'
 
@@ -121,25 +121,26 @@ export function readScoreFile(reorder: string, path: string, field: string): Flo
  * The selection file `cache_path` names: the file itself, or in a folder (a run's output_dir: its selections
  * folder) step_<step>.json, else the one of the highest step.
  */
-export function selectionFile(reorder: string, path: string, step: number | null): string {
+function selectionFile(reorder: string, path: string, step: number | null): string {
   if (!statSync(path).isDirectory()) {
     if (step !== null) throw new ReorderError(reorder, 'bad_params', `score_params.step picks a file in a folder; cache_path ${path} is a file`)
     return path
   }
   const runSelections = join(path, SELECTIONS_DIR)
   const dir = existsSync(runSelections) && statSync(runSelections).isDirectory() ? runSelections : path
-  const steps = readdirSync(dir)
+  // By name as found (a zero-padded step_010.json is step 10 too).
+  const files = readdirSync(dir)
     .map((name) => SELECTION_FILE.exec(name))
     .filter((m) => m !== null)
-    .map((m) => Number(m[1]))
-    .sort((a, b) => a - b)
-  if (steps.length === 0) {
+    .map((m) => ({ step: Number(m[1]), name: m[0] }))
+    .sort((a, b) => a.step - b.step)
+  if (files.length === 0) {
     const where = dir === path ? `${path} (nor a ${SELECTIONS_DIR} folder in it)` : dir
     throw new ReorderError(reorder, 'bad_input', `no selection file (step_<N>.json) in ${where}; a dynamic_select run writes one per selection whose selector returns scores`)
   }
-  if (step === null) return join(dir, selectionFileName(steps[steps.length - 1]!))
-  if (!steps.includes(step)) throw new ReorderError(reorder, 'bad_input', `no selection at step ${step} in ${dir} (it has steps ${steps.join(', ')})`)
-  return join(dir, selectionFileName(step))
+  const found = step === null ? files[files.length - 1] : files.find((f) => f.step === step)
+  if (found === undefined) throw new ReorderError(reorder, 'bad_input', `no selection at step ${step} in ${dir} (it has steps ${files.map((f) => f.step).join(', ')})`)
+  return join(dir, found.name)
 }
 
 /** A selection cache densified to one score per training row. */
