@@ -1,13 +1,14 @@
 /**
  * `dataflex train` with `train_type: dynamic_reorder` on the tiny model, as users run it: a static order read as a
- * stream (precomputed scores, a selection cache, the model's own loss, shuffle), dynamic rescoring (slice and head
- * serving), warmup_step 0, determinism, a bad preset, and scores of the raw rows (apply_at: raw) with a row that
- * preprocessing drops.
+ * stream (precomputed scores, a selection cache, a dynamic_select run's selections, the model's own loss, shuffle),
+ * dynamic rescoring (slice and head serving), warmup_step 0, determinism, a bad preset, and scores of the raw rows
+ * (apply_at: raw) with a row that preprocessing drops.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeNpy } from '../src/strategies/npy.ts'
+import { expectAllClose, expectClose } from './close.ts'
 import { expectOk, PYTHON, stable, tempDir, tinyConfig, trainCli, type TrainRun } from './support.ts'
 
 const HAS_PYTHON = existsSync(PYTHON)
@@ -117,6 +118,56 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     // Highest first: the four scored rows by loss, then every other row (fill −1) in index order.
     expect(served(r).slice(0, 8)).toEqual([5, 9, 13, 40, 0, 1, 2, 3])
   })
+
+  it("cached_selection from our own dynamic_select run's output_dir: the last selection's losses, sorted", async () => {
+    const dir = tempDir('reorder-from-select')
+    // The loss selector on the same schedule: selections (16 rows each) at steps 1, 3, 6 and 8.
+    const sel = await trainCli<ReorderDecision & { scores: { min: number; mean: number; max: number }; scores_file: string; returned: number }>(dir, 'select', (out) =>
+      tinyConfig(out, {
+        eval_strategy: 'no',
+        eval_dataset: undefined,
+        save_strategy: 'no',
+        train_type: 'dynamic_select',
+        component_name: 'loss',
+        components: { selectors: { loss: { params: {} } } },
+        warmup_step: 1,
+        update_step: 2,
+        update_times: 2,
+        train_step: 10,
+      }),
+    )
+    expectOk(sel)
+    const selects = sel.decisions.filter((d) => d.kind === 'select')
+    expect(selects.map((d) => d.step)).toEqual([1, 3, 6, 8])
+    expect(readdirSync(join(sel.out, 'dataflex', 'selections')).sort()).toEqual(['step_1.json', 'step_3.json', 'step_6.json', 'step_8.json'])
+    for (const d of selects) {
+      expect(d.scores_file).toBe(join('dataflex', 'selections', `step_${d.step}.json`))
+      const file = JSON.parse(readFileSync(join(sel.out, d.scores_file), 'utf8')) as { indices: number[]; metric: Record<string, number[]>; computed_at_step: number }
+      // The selection as the decision line logged it (no top-up: 16 of 52 without replacement), its losses as summarised there.
+      expect(d.returned).toBe(16)
+      expect(file.indices).toEqual(d.indices)
+      expect(Object.keys(file.metric)).toEqual(['loss'])
+      expect(file.computed_at_step).toBe(d.step)
+      const loss = file.metric['loss']!
+      expectClose(Math.min(...loss), d.scores.min, { rel: 1e-12 }, 'min')
+      expectClose(Math.max(...loss), d.scores.max, { rel: 1e-12 }, 'max')
+      expectClose(loss.reduce((a, v) => a + v, 0) / loss.length, d.scores.mean, { rel: 1e-9 }, 'mean')
+    }
+
+    const fill = 1000
+    const r = await run(dir, 'from-select', { kind: 'static', pattern: 'sorting', score_source: 'cached_selection', score_params: { cache_path: sel.out, fill_value: fill } })
+    expectOk(r)
+    // The last selection (step 8) densified: its rows by loss (ascending, ties by row), then the others (fill) by row.
+    const last = JSON.parse(readFileSync(join(sel.out, 'dataflex', 'selections', 'step_8.json'), 'utf8')) as { indices: number[]; metric: { loss: number[] } }
+    const dense = Array.from({ length: N }, () => fill)
+    last.indices.forEach((row, i) => (dense[row] = last.metric.loss[i]!))
+    const order = Array.from({ length: N }, (_, i) => i).sort((a, b) => dense[a]! - dense[b]! || a - b)
+    expect(served(r).slice(0, N)).toEqual(order)
+    // The score tenths of the first window are those rows' losses, in order.
+    const first = r.decisions[0]!
+    const firstScores = order.slice(0, first.count).map((row) => dense[row]!)
+    expectAllClose(first.score_tenths!, Array.from({ length: 8 }, (_, p) => firstScores[p]!), { rel: 1e-9 }, 'tenths')
+  }, 480_000)
 
   it('shuffle needs no scores; decisions are identical run after run', async () => {
     const dir = tempDir('reorder-shuffle')

@@ -4,12 +4,13 @@
  * that records its `losses` calls. Expected scores are written out here (densifying and the median fill in plain
  * loops), then every error a preset or a file can cause.
  */
-import { writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeNpy } from '../src/strategies/npy.ts'
 import { ReorderError } from '../src/strategies/reorders/common.ts'
 import { scoreSource, type RawRows, type ScoreSourceName } from '../src/strategies/reorders/scores.ts'
+import { writeSelectionFile } from '../src/strategies/selection-file.ts'
 import type { LossOptions, ModelOps, Split } from '../src/strategies/types.ts'
 import { expectAllClose } from './close.ts'
 import { NO_MODEL } from './mix-support.ts'
@@ -232,12 +233,64 @@ describe('cached_selection scores', () => {
     expect((await fails('f.json', { indices: [0, 1], metric: { loss: [1, 'Infinity'] } })).message).toMatch(/f\.json: score 1 is Infinity/)
   })
 
+  it("reads our runs' selection files: a run's output_dir (the last selection, or score_params.step), its selections folder, a file", async () => {
+    const n = 8
+    const out = join(dir, 'run-out')
+    const selections = join(out, 'dataflex', 'selections')
+    const picks: Record<number, { indices: number[]; loss: number[] }> = {
+      2: { indices: [3, 0, 5], loss: [0.5, 1.5, 2.5] },
+      12: { indices: [7, 1], loss: [4.25, 0.125] },
+      5: { indices: [6, 2, 6], loss: [9, 8, 7] },
+    }
+    for (const [step, p] of Object.entries(picks)) {
+      writeSelectionFile(selections, { step: Number(step), indices: p.indices, scores: p.loss, metric: 'loss', strategy: 'loss', component: 'loss' })
+    }
+    // DataFlex's layout, plus the step it was computed at.
+    expect(JSON.parse(readFileSync(join(selections, 'step_5.json'), 'utf8'))).toMatchObject({ indices: [6, 2, 6], metric: { loss: [9, 8, 7] }, computed_at_step: 5 })
+    const at = (step: number, fill: number) => densify(picks[step]!.indices, picks[step]!.loss, fill, n)
+    // The last selection is the highest step (12), not the last written or the last by name.
+    expectAllClose(await scoresOf('cached_selection', { cache_path: out, fill_value: -1 }, n), at(12, -1), EXACT, 'output_dir → last')
+    expectAllClose(await scoresOf('cached_selection', { cache_path: out, step: 5 }, n), at(5, 0), EXACT, 'output_dir, step 5')
+    expectAllClose(await scoresOf('cached_selection', { cache_path: selections, step: 2 }, n), at(2, 0), EXACT, 'selections folder, step 2')
+    expectAllClose(await scoresOf('cached_selection', { cache_path: join(selections, 'step_2.json') }, n), at(2, 0), EXACT, 'the file')
+    // Relative to the preset folder, as score files are.
+    expectAllClose(await scoresOf('cached_selection', { cache_path: 'run-out', step: 12 }, n, dir), at(12, 0), EXACT, 'relative output_dir')
+    // A DataFlex cache_dir: other files beside the selections; a zero-padded name is its step too.
+    const dataflexCache = join(dir, 'dataflex-cache')
+    mkdirSync(dataflexCache, { recursive: true })
+    cache(join('dataflex-cache', 'step_007.json'), { indices: [1, 4], metric: { loss: [3, 2] } })
+    cache(join('dataflex-cache', 'cluster_ids.json'), [0, 1])
+    expectAllClose(await scoresOf('cached_selection', { cache_path: dataflexCache, step: 7 }, n), densify([1, 4], [3, 2], 0, n), EXACT, 'padded step')
+  })
+
+  it('a folder without selections, a missing step, step with a file and a non-finite score are errors naming the path', async () => {
+    const empty = join(dir, 'empty-run')
+    mkdirSync(empty, { recursive: true })
+    const none = await reorderError(() => source('cached_selection', { cache_path: empty }, 3))
+    expect(none.code).toBe('bad_input')
+    expect(none.message).toContain(`no selection file (step_<N>.json) in ${empty} (nor a ${join('dataflex', 'selections')} folder in it)`)
+    const selections = join(dir, 'run-b', 'dataflex', 'selections')
+    mkdirSync(selections, { recursive: true })
+    expect((await reorderError(() => source('cached_selection', { cache_path: join(dir, 'run-b') }, 3))).message).toContain(`no selection file (step_<N>.json) in ${selections};`)
+    writeSelectionFile(selections, { step: 4, indices: [0, 1], scores: [1, Number.NaN], metric: 'loss', strategy: 's', component: 'c' })
+    writeSelectionFile(selections, { step: 9, indices: [2], scores: [1], metric: 'loss', strategy: 's', component: 'c' })
+    const missing = await reorderError(() => source('cached_selection', { cache_path: join(dir, 'run-b'), step: 6 }, 3))
+    expect(missing.message).toContain(`no selection at step 6 in ${selections} (it has steps 4, 9)`)
+    const onFile = await reorderError(() => source('cached_selection', { cache_path: join(selections, 'step_4.json'), step: 4 }, 3))
+    expect(onFile.code).toBe('bad_params')
+    expect(onFile.message).toContain(`score_params.step picks a file in a folder; cache_path ${join(selections, 'step_4.json')} is a file`)
+    // NaN was written as null: refused by position when read.
+    const nan = await reorderError(() => source('cached_selection', { cache_path: join(dir, 'run-b'), step: 4 }, 3).scoresFor(Int32Array.from([0]), { step: 0, model: NO_MODEL }))
+    expect(nan.message).toMatch(/step_4\.json metric\.loss\[1\] is not a number \(null\)/)
+  })
+
   it('rejects bad params', async () => {
     const path = cache('ok.json', { indices: [0], metric: { loss: [1] } })
     const e1 = await reorderError(() => source('cached_selection', {}, 3))
     expect(e1.code).toBe('bad_params')
     expect(e1.message).toMatch(/score_params\.cache_path for score_source cached_selection/)
     expect((await reorderError(() => source('cached_selection', { cache_path: path, fill_value: 'low' }, 3))).message).toMatch(/score_params\.fill_value/)
+    expect((await reorderError(() => source('cached_selection', { cache_path: path, step: -1 }, 3))).message).toMatch(/score_params\.step/)
     expect((await reorderError(() => source('cached_selection', { cache_path: path, metric: 'loss' }, 3))).message).toMatch(/for score_source cached_selection: .*metric/)
     expect((await reorderError(() => source('cached_selection', { cache_path: 'no-such-cache.json' }, 3, dir))).message).toMatch(/score_params\.cache_path 'no-such-cache\.json' not found/)
   })

@@ -15,7 +15,7 @@ import { writeNpy } from '../src/strategies/npy.ts'
 import { componentDocs } from '../src/cli/components.ts'
 import { resolveComponent } from '../src/strategies/presets.ts'
 import { defaultRegistry } from '../src/strategies/registry.ts'
-import { defineSelector } from '../src/strategies/types.ts'
+import { defineSelector, type SelectResult } from '../src/strategies/types.ts'
 import type { Bridge } from '../src/bridge/index.ts'
 import { TrainDriver } from '../src/trainers/driver.ts'
 import type { Executor, LoadInfo, PassPlan, StepFlags } from '../src/trainers/executor.ts'
@@ -311,12 +311,16 @@ describe('decision plumbing', () => {
     expect(Array.from(a.indices.slice(3, 6)).sort()).toEqual([5, 6, 7])
   })
 
-  it('settleIndices: empty, too many, out-of-range and mismatched scores are errors', () => {
+  it('settleIndices: empty, too many, out-of-range, mismatched scores and a bad metric name are errors', () => {
     const rng = new Rng(1)
     expect(() => settleIndices({ indices: new Int32Array(0) }, 4, 10, rng, 's')).toThrow(/no indices/)
     expect(() => settleIndices({ indices: new Int32Array(5) }, 4, 10, rng, 's')).toThrow(/5 indices, 4 requested/)
     expect(() => settleIndices({ indices: Int32Array.from([1, 10]) }, 4, 10, rng, 's')).toThrow(/outside the training set/)
     expect(() => settleIndices({ indices: Int32Array.from([1, 2]), scores: new Float32Array(3) }, 4, 10, rng, 's')).toThrow(/3 scores/)
+    for (const metric of ['', 3]) {
+      const bad = { indices: Int32Array.from([1, 2]), scores: new Float32Array(2), metric } as unknown as SelectResult
+      expect(() => settleIndices(bad, 4, 10, rng, 's')).toThrow(/metric must be a non-empty string/)
+    }
   })
 
   it('score summaries skip non-finite values; timing entries of info are split off', () => {
@@ -406,7 +410,7 @@ function fakeExecutor(sent: Sent): Executor {
 
 async function runFake(
   dataflex: Record<string, unknown>,
-  selectFn: (ctx: { numSamples: number; step: number }) => Int32Array,
+  selectFn: (ctx: { numSamples: number; step: number }) => Int32Array | SelectResult,
   info: Partial<LoadInfo> = {},
   state?: () => unknown,
 ): Promise<{ sent: Sent; decisions: Decision[]; dir: string }> {
@@ -421,7 +425,13 @@ async function runFake(
     name: 'fake',
     description: 'test',
     params: z.strictObject({}),
-    create: () => ({ select: async (ctx) => ({ indices: selectFn(ctx) }), ...(state ? { state } : {}) }),
+    create: () => ({
+      select: async (ctx) => {
+        const got = selectFn(ctx)
+        return got instanceof Int32Array ? { indices: got } : got
+      },
+      ...(state ? { state } : {}),
+    }),
   })
   const cfg = { ...fakeConfig(dir, { warmup_step: 2, update_step: 3, update_times: 2, component_name: 'fake', ...dataflex }), lf: { model_name_or_path: '/m' } }
   const preset = { section: 'selectors' as const, key: 'fake', name: 'fake', params: {}, source: 'test', baseDir: dir, inline: true, warnings: [] }
@@ -478,6 +488,37 @@ describe('select trainer (fake executor)', () => {
     expect(decisions[0]).toMatchObject({ step: 0, kind: 'select', count: 12, returned: 3, topped_up: 9 })
     expect(new Set(sent.plans[0]!.indices)).toEqual(new Set([5, 6, 7]))
     await expect(runFake({}, () => Int32Array.from([99]))).rejects.toThrow(/outside the training set/)
+  })
+
+  it("a selection with scores is saved as step_<N>.json (its own indices, metric.<selector's metric>), named by the decision line", async () => {
+    // Three rows per selection (then topped up), scores 10·row + step; metric 'loss' except at step 10 (unnamed).
+    const pick = (ctx: { step: number }) => Int32Array.from([ctx.step, ctx.step + 1, ctx.step + 7])
+    const { decisions, dir } = await runFake({}, (ctx) => {
+      const indices = pick(ctx)
+      return { indices, scores: Float64Array.from(indices, (r) => 10 * r + ctx.step), ...(ctx.step === 10 ? {} : { metric: 'loss' }) }
+    })
+    const selections = join(dir, 'out', 'dataflex', 'selections')
+    expect(readdirSync(selections).sort()).toEqual(['step_10.json', 'step_2.json', 'step_5.json'])
+    for (const d of decisions.filter((x) => x.kind === 'select')) {
+      const indices = Array.from(pick(d))
+      const metric = d.step === 10 ? 'score' : 'loss'
+      expect(d['scores_file']).toBe(join('dataflex', 'selections', `step_${d.step}.json`))
+      expect(d['returned']).toBe(3)
+      const file = JSON.parse(readFileSync(join(dir, 'out', d['scores_file'] as string), 'utf8'))
+      expect(file).toEqual({ indices, metric: { [metric]: indices.map((r) => 10 * r + d.step) }, computed_at_step: d.step, strategy: 'fake', component: 'fake' })
+    }
+    expect(decisions.filter((x) => x.kind === 'plan').every((d) => !('scores_file' in d))).toBe(true)
+  })
+
+  it('a selection without scores writes no file; a fresh run clears the selections of the last one', async () => {
+    const { decisions, dir } = await runFake({}, firstN)
+    expect(decisions.every((d) => !('scores_file' in d))).toBe(true)
+    expect(existsSync(join(dir, 'out', 'dataflex', 'selections'))).toBe(false)
+    const stale = join(dir, 'again', 'dataflex', 'selections')
+    mkdirSync(stale, { recursive: true })
+    writeFileSync(join(stale, 'step_99.json'), '{}')
+    new RunLog(join(dir, 'again')).open()
+    expect(existsSync(stale)).toBe(false)
   })
 
   it('the same seed gives the same plans; another seed other warm-up draws', async () => {

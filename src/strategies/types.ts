@@ -165,6 +165,11 @@ export interface SelectResult extends DecisionFacts {
   readonly indices: Int32Array
   /** Per-selected-index score. */
   readonly scores?: Scores
+  /**
+   * What the scores are, the metric key they are saved under in the run's selection files (e.g. 'loss');
+   * default 'score'.
+   */
+  readonly metric?: string
 }
 
 export interface SelectorInstance extends Stateful {

@@ -1,5 +1,6 @@
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
+import { SELECTIONS_DIR } from '../strategies/selection-file.ts'
 import { writeJsonAtomic } from '../util/atomic.ts'
 
 /** One line of `dataflex/decisions.jsonl`: every decision the run made, enough to replay it. */
@@ -28,7 +29,7 @@ export interface StepRecord {
 export class RunLog {
   readonly dir: string
 
-  constructor(outputDir: string) {
+  constructor(readonly outputDir: string) {
     this.dir = join(outputDir, 'dataflex')
   }
 
@@ -36,6 +37,8 @@ export class RunLog {
     mkdirSync(this.dir, { recursive: true })
     // A fresh run starts fresh logs; LLaMA-Factory's overwrite_output_dir semantics apply to the rest.
     for (const name of ['decisions.jsonl', 'metrics.jsonl']) writeFileSync(join(this.dir, name), '')
+    // A stale selection file would pass for this run's last selection (a reorder's cached_selection).
+    rmSync(join(this.outputDir, SELECTIONS_DIR), { recursive: true, force: true })
   }
 
   decision(d: Decision): void {

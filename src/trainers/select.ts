@@ -3,12 +3,15 @@
  * trains on random indices; a selection window asks the selector for B_g × steps indices at its decision step,
  * with the model exactly as trained so far. Each window is one pass: its indices shuffled (unless
  * disable_shuffling) into micro-batches of per_device_train_batch_size and steps of GA micro-batches, as a
- * DataLoader over Subset(train, indices) with a RandomSampler would. Every decision goes to decisions.jsonl.
+ * DataLoader over Subset(train, indices) with a RandomSampler would. Every decision goes to decisions.jsonl; a
+ * selection with scores also to `dataflex/selections/step_<N>.json` (selection-file.ts).
  */
+import { join } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
 import { uniformWithReplacement } from '../math/sampling.ts'
 import type { ResolvedSelector } from '../strategies/presets.ts'
+import { DEFAULT_METRIC, SELECTIONS_DIR, selectionFileName, writeSelectionFile } from '../strategies/selection-file.ts'
 import type { ModelOps, SelectContext, SelectResult, SelectorInstance } from '../strategies/types.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
@@ -42,6 +45,11 @@ export function settleIndices(
   checkIndices(got, numTrain, strategy)
   if (result.scores !== undefined && result.scores.length !== m) {
     throw new StrategyError('bad_scores', `${strategy}: ${result.scores.length} scores for ${m} indices`)
+  }
+  // It names a JSON key of the run's selection files.
+  const metric = result.metric as unknown
+  if (metric !== undefined && (typeof metric !== 'string' || metric === '')) {
+    throw new StrategyError('bad_scores', `${strategy}: metric must be a non-empty string (the scores' name), got ${JSON.stringify(metric)}`)
   }
   const indices = new Int32Array(want)
   for (let i = 0; i < m; i++) indices[i] = got[i]!
@@ -174,6 +182,17 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     const ms = performance.now() - t0
     const { indices, returned, toppedUp } = settleIndices(result, w.numSamples, info.num_train, Rng.derive(seed, 'topup', w.decisionStep), sel.strategy)
     if (toppedUp > 0) runtime.log(`step ${w.decisionStep}: ${returned} of ${w.numSamples} indices returned; topped up by cycling the selection`)
+    // The selection's own indices (before any top-up) with their scores, for a later reorder's cached_selection.
+    if (result.scores !== undefined) {
+      writeSelectionFile(join(d.runlog.outputDir, SELECTIONS_DIR), {
+        step: w.decisionStep,
+        indices: result.indices,
+        scores: result.scores,
+        metric: result.metric ?? DEFAULT_METRIC,
+        strategy: sel.strategy,
+        component: sel.key,
+      })
+    }
     runtime.decision(
       {
         step: w.decisionStep,
@@ -187,6 +206,8 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
         returned,
         ...(toppedUp > 0 ? { topped_up: toppedUp } : {}),
         ...indexFields(indices),
+        // Relative to output_dir.
+        ...(result.scores !== undefined ? { scores_file: join(SELECTIONS_DIR, selectionFileName(w.decisionStep)) } : {}),
       },
       { scores: result.scores, info: result.info, ms, timingKey: 'select_ms' },
     )

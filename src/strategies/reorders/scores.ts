@@ -4,17 +4,20 @@
  * - `precomputed`: a file aligned to the preprocessed training rows (.npy, .json list or object, .jsonl with
  *   `score_field`); with the reorder's apply_at: raw, scores of the raw rows (a file of one per raw row, or else the
  *   datasets' `score_field` column, read by the sidecar at load) mapped to the training rows they became;
- * - `cached_selection`: a selection's scores (the Python DataFlex's `step_N.json` selector cache: `indices` and
- *   `metric.<metric_key>`), rows it did not score set to `fill_value`;
+ * - `cached_selection`: a selection's scores (the `step_N.json` layout of the Python DataFlex's selector cache and of
+ *   our dynamic_select runs: `indices` and `metric.<metric_key>`), rows it did not score set to `fill_value`; the
+ *   file itself, or a folder of such files (a run's output_dir, its selections folder, a DataFlex cache_dir): the
+ *   selection at `step`, else the last one;
  * - `model_loss`: each row's mean token loss under the model as it is now (the losses op), on at most `max_samples`
  *   of the rows asked for (a seeded subsample; the others get the median of the scored losses).
  */
-import { existsSync, readFileSync } from 'node:fs'
-import { extname, isAbsolute, resolve } from 'node:path'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
+import { extname, isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import { Rng } from '../../math/rng.ts'
 import { uniformWithoutReplacement } from '../../math/sampling.ts'
 import { readNpy } from '../npy.ts'
+import { SELECTION_FILE, SELECTIONS_DIR } from '../selection-file.ts'
 import type { ModelOps } from '../types.ts'
 import { ReorderError } from './common.ts'
 
@@ -26,7 +29,11 @@ const PrecomputedParams = z.strictObject({
   score_field: z.string().min(1).default('score').describe('the field of each .jsonl line (or of a .json object) holding the score'),
 })
 const CachedSelectionParams = z.strictObject({
-  cache_path: z.string().min(1).describe("a selection's cache file: {indices, metric: {<metric_key>: [...]}} (DataFlex's step_N.json)"),
+  cache_path: z
+    .string()
+    .min(1)
+    .describe("a selection file {indices, metric: {<metric_key>: [...]}} (step_N.json), or a folder of them: a dynamic_select run's output_dir, its dataflex/selections, a DataFlex cache_dir"),
+  step: z.int().min(0).nullable().default(null).describe('with a folder: the selection made at this step (step_<step>.json); null: the last one'),
   metric_key: z.string().min(1).default('loss').describe('which metric of the cache is the score'),
   fill_value: z.number().finite().default(0).describe('the score of rows the selection did not score'),
 })
@@ -125,6 +132,32 @@ export function readScoreFile(reorder: string, path: string, field: string): Flo
   throw new ReorderError(reorder, 'bad_input', `${path}: score files are .npy, .json or .jsonl`)
 }
 
+/**
+ * The selection file `cache_path` names: the file itself, or in a folder (a run's output_dir: its selections
+ * folder) step_<step>.json, else the one of the highest step.
+ */
+function selectionFile(reorder: string, path: string, step: number | null): string {
+  if (!statSync(path).isDirectory()) {
+    if (step !== null) throw new ReorderError(reorder, 'bad_params', `score_params.step picks a file in a folder; cache_path ${path} is a file`)
+    return path
+  }
+  const runSelections = join(path, SELECTIONS_DIR)
+  const dir = existsSync(runSelections) && statSync(runSelections).isDirectory() ? runSelections : path
+  // By name as found (a zero-padded step_010.json is step 10 too).
+  const files = readdirSync(dir)
+    .map((name) => SELECTION_FILE.exec(name))
+    .filter((m) => m !== null)
+    .map((m) => ({ step: Number(m[1]), name: m[0] }))
+    .sort((a, b) => a.step - b.step)
+  if (files.length === 0) {
+    const where = dir === path ? `${path} (nor a ${SELECTIONS_DIR} folder in it)` : dir
+    throw new ReorderError(reorder, 'bad_input', `no selection file (step_<N>.json) in ${where}; a dynamic_select run writes one per selection whose selector returns scores`)
+  }
+  const found = step === null ? files[files.length - 1] : files.find((f) => f.step === step)
+  if (found === undefined) throw new ReorderError(reorder, 'bad_input', `no selection at step ${step} in ${dir} (it has steps ${files.map((f) => f.step).join(', ')})`)
+  return join(dir, found.name)
+}
+
 /** A selection cache densified to one score per training row. */
 export function readSelectionCache(reorder: string, path: string, key: string, fill: number, numTrain: number): Float64Array {
   const obj = JSON.parse(readFileSync(path, 'utf8')) as { indices?: unknown; metric?: Record<string, unknown> }
@@ -198,7 +231,7 @@ export function scoreSource(reorder: string, name: ScoreSourceName, rawParams: u
   }
   if (name === 'cached_selection') {
     const p = parsed.data as z.output<typeof CachedSelectionParams>
-    const path = inputFile(reorder, 'cache_path', p.cache_path, env.baseDir)
+    const path = selectionFile(reorder, inputFile(reorder, 'cache_path', p.cache_path, env.baseDir), p.step)
     return fileScores(name, () => checkScores(reorder, readSelectionCache(reorder, path, p.metric_key, p.fill_value, env.numTrain), env.numTrain, path))
   }
   const p = parsed.data as z.output<typeof ModelLossParams>

@@ -344,6 +344,7 @@ export const clusterLessSelector = defineSelector({
         return {
           indices,
           scores,
+          metric: 'cluster_less_score',
           info: {
             method: 'cluster_less',
             clustering_method: cl.method,

@@ -129,6 +129,7 @@ export const deltaLossSelector = defineSelector({
           return {
             indices,
             scores,
+            metric: 'loss',
             info: { method: 'delta_loss', phase: 'initial', replacement, timing_ms: { losses: lossMs, total: since(t0) } },
           }
         }
@@ -150,6 +151,7 @@ export const deltaLossSelector = defineSelector({
         return {
           indices,
           scores,
+          metric: 'delta_loss',
           info: {
             method: 'delta_loss',
             phase: 'delta',

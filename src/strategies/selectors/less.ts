@@ -156,6 +156,7 @@ export const lessSelector = defineSelector({
         return {
           indices,
           scores: selected,
+          metric: 'train_eval_similarity',
           info: {
             method: 'less',
             gradient_type: params.gradient_type,

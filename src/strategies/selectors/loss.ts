@@ -9,7 +9,8 @@
  *   samples use w^(1/T) without the ε, a relative change below 1e-12.
  * - The switch to replacement, when it fires, is logged.
  * - No per-step JSON cache: decisions are logged and replayable by the trainer (`cache_dir` only sets where the
- *   trainer's cache folder is; this selector writes nothing there).
+ *   trainer's cache folder is; this selector writes nothing there). The trainer saves each selection with its
+ *   losses (metric 'loss') in DataFlex's step_N.json layout (selection-file.ts).
  */
 import { z } from 'zod'
 import { weightedWithReplacement, weightedWithoutReplacement } from '../../math/sampling.ts'
@@ -107,6 +108,7 @@ export const lossSelector = defineSelector({
         return {
           indices,
           scores,
+          metric: 'loss',
           info: {
             method: 'loss',
             focus: params.focus,

@@ -121,6 +121,7 @@ export const nearSelector = defineSelector({
           indices: walk.indices.slice(),
           // Neighbour rank, 0 = nearest: a smaller score is a closer sample.
           scores: Float32Array.from(walk.ranks),
+          metric: 'neighbour_rank',
           info: { method: 'near', queries: matrix.rows, neighbours: matrix.cols, columns_used: walk.columnsUsed, score: 'neighbour rank' },
         }
       },

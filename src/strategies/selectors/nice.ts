@@ -251,6 +251,8 @@ export const niceSelector = defineSelector({
         return {
           indices,
           scores: selected,
+          // The mean cosine to the reward-weighted eval gradients, as less's similarity.
+          metric: 'train_eval_similarity',
           info: {
             method: NAME,
             gradient_type: params.gradient_type,

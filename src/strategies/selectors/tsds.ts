@@ -79,7 +79,7 @@ export const tsdsSelector = defineSelector({
         const indices = replacement ? weightedWithReplacement(ctx.rng, probs, k) : weightedWithoutReplacement(ctx.rng, probs, k)
         const scores = new Float64Array(indices.length)
         for (let i = 0; i < indices.length; i++) scores[i] = probs[indices[i]!]!
-        return { indices, scores, info: { method: 'tsds', non_zero: nonZero, replacement, score: 'probability' } }
+        return { indices, scores, metric: 'probability', info: { method: 'tsds', non_zero: nonZero, replacement, score: 'probability' } }
       },
     }
   },
