@@ -89,7 +89,7 @@ export const DataflexConfigSchema = z.strictObject({
   train_step: z.int().min(0).default(0).describe('an integer >= 0 (0 means: from epochs)'),
   static_mix: z.boolean().default(false).describe('true or false'),
   freeze_gate: z.boolean().default(false).describe('true or false'),
-  log_weights: z.boolean().default(false).describe("true or false (dynamic_weight: every sample's weight in the decision log)"),
+  log_weights: z.boolean().default(false).describe("true or false (dynamic_weight, dynamic_lego: every sample's weight in the decision log)"),
   mixture_sample_rule: nullable(MixtureSampleRuleSchema).describe(
     `one of ${MixtureSampleRuleSchema.options.join(', ')}`,
   ),
