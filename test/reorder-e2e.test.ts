@@ -7,6 +7,8 @@
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { REPO_ROOT } from '../src/bridge/index.ts'
+import { parsePythonYaml } from '../src/config/index.ts'
 import { writeNpy } from '../src/strategies/npy.ts'
 import { expectAllClose, expectClose } from './close.ts'
 import { expectOk, PYTHON, stable, tempDir, tinyConfig, trainCli, type TrainRun } from './support.ts'
@@ -177,6 +179,29 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expect(a.decisions.map(stable)).toEqual(b.decisions.map(stable))
     expect(new Set(served(a).slice(0, N)).size).toBe(N)
   })
+
+  it('every shipped reorder preset runs as written (score files filled in where the preset leaves them null)', async () => {
+    const dir = tempDir('reorder-shipped')
+    writeNpy(join(dir, 'scores.npy'), Float64Array.from({ length: N }, (_, i) => (i * 11) % N), [N])
+    writeFileSync(join(dir, 'step_10.json'), JSON.stringify({ indices: [1, 2, 3], metric: { loss: [3, 1, 2] } }))
+    const shipped = (parsePythonYaml(readFileSync(join(REPO_ROOT, 'configs', 'components.yaml'), 'utf8')).value as { reorders: Record<string, { params: Record<string, unknown> }> }).reorders
+    const names = Object.keys(shipped)
+    expect(names.length).toBeGreaterThanOrEqual(10)
+    const runs = await Promise.all(
+      names.map((name) => {
+        const params = structuredClone(shipped[name]!.params)
+        const sp = (params['score_params'] ?? {}) as Record<string, unknown>
+        if (sp['score_path'] === null) sp['score_path'] = 'scores.npy'
+        if (typeof sp['cache_path'] === 'string') sp['cache_path'] = 'step_10.json'
+        return run(dir, name, params, { train_step: 6, update_times: 2 })
+      }),
+    )
+    runs.forEach((r, i) => {
+      expectOk(r)
+      expect(r.metrics.length, names[i]).toBe(6)
+      expect(r.decisions.every((d) => d.count === (d.window === 'warmup' ? 8 : 16)), names[i]).toBe(true)
+    })
+  }, 400_000)
 
   it('a static preset without a score file is a config error (exit 2) naming the preset', async () => {
     const dir = tempDir('reorder-bad')
