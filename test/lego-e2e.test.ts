@@ -175,6 +175,36 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expect(b.decisions.map(stable)).toEqual(a.decisions.map(stable))
   }, LIMIT)
 
+  it("a user's own strategy of every family is a stage", async () => {
+    const file = (...p: string[]): string => join(REPO_ROOT, ...p)
+    const components = {
+      selectors: { mysel: { name: 'custom', params: { path: file('examples', 'custom_selector.ts') } } },
+      mixers: { mymix: { name: 'custom', params: { path: file('test', 'fixtures', 'custom_mixer.ts') } } },
+      reorders: { myreo: { name: 'custom', params: { path: file('test', 'fixtures', 'custom_reorder.mjs') } } },
+      weighters: { mywei: { name: 'custom', params: { path: file('examples', 'custom_weighter.ts') } } },
+      pipelines: {
+        mine: {
+          params: {
+            stages: [
+              { family: 'selector', component: 'mysel', mode: 'filter', keep_ratio: 0.75, every: 20 },
+              { family: 'mixer', component: 'mymix', every: 10 },
+              { family: 'reorder', component: 'myreo' },
+              { family: 'weighter', component: 'mywei', warmup_step: 10 },
+            ],
+          },
+        },
+      },
+    }
+    const r = await run(tempDir('lego-user'), 'user', 'mine', { components })
+    const plans = expectIntervals(r)
+    expect(of(r, 'select').map((d) => [d.step, d.strategy])).toEqual([[10, 'fresh_hard'], [30, 'fresh_hard'], [50, 'fresh_hard']])
+    expect(of(r, 'mix').map((d) => [d.step, d.strategy])).toEqual([10, 20, 30, 40, 50].map((s) => [s, 'loss_softmax']))
+    expect(new Set(of(r, 'reorder').map((d) => d.strategy))).toEqual(new Set(['by_score']))
+    expect(new Set(of(r, 'weight').map((d) => d.strategy))).toEqual(new Set(['outlier_guard']))
+    // The user reorder orders by its (absent) scores, ties by row: each interval trains in ascending row order.
+    for (const p of plans) expect(p.indices).toEqual([...p.indices!].sort((a, b) => a - b))
+  }, LIMIT)
+
   it('bad pipelines are config errors naming the key (exit 2, nothing trained)', async () => {
     const dir = tempDir('lego-bad')
     const cases: [Record<string, unknown>, RegExp][] = [
