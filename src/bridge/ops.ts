@@ -214,6 +214,7 @@ export const OPS = {
         .describe('null unless `raw_rows` was asked for'),
       eval_splits: z.array(z.strictObject({ name: z.string(), rows: uint })).describe('the named eval sets (`eval:<name>`)'),
       frozen_params: uint.describe('parameters frozen by freeze_gate'),
+      resume_from_checkpoint: z.string().nullable().describe('the checkpoint `begin` restores (resume_from_checkpoint, as LLaMA-Factory resolved it)'),
     }),
     timeoutMs: 30 * MINUTE,
     // The contract test loads its own tiny run (a fresh output folder) instead of this illustrative config.
@@ -240,9 +241,9 @@ export const OPS = {
   }),
   begin: op({
     direction: 'to_sidecar',
-    summary: 'optimizer and scheduler for total_steps, a fresh TrainerState, on_train_begin',
+    summary: 'optimizer and scheduler for total_steps, a fresh TrainerState (or the checkpoint’s, resuming), on_train_begin',
     args: z.strictObject({ total_steps: z.int().min(1) }),
-    result: z.strictObject({ total_steps: z.int() }),
+    result: z.strictObject({ total_steps: z.int(), global_step: uint.describe('steps already trained (> 0: resumed from a checkpoint)') }),
     timeoutMs: 10 * MINUTE,
     example: { total_steps: 1 },
   }),
@@ -276,6 +277,7 @@ export const OPS = {
         })
         .optional()
         .describe("ask TypeScript (op `weigh`) for every weighed micro-batch's loss weights, between its forward and backward; excludes `weights`"),
+      rng_state: z.string().optional().describe('a checkpoint whose RNG states continue once the pass’s iterator is made (a pass resumed midway)'),
     }),
     result: z.strictObject({ steps: uint }),
     timeoutMs: 10 * MINUTE,

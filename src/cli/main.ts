@@ -20,7 +20,7 @@ function packageVersion(): string {
   return typeof version === 'string' ? version : '0.0.0'
 }
 
-function train(configPath: string, overrides: string[], io: CliIO): Promise<number> {
+function train(configPath: string, overrides: string[], io: CliIO, resume: boolean): Promise<number> {
   const progress = createProgress({ stream: io.stderr, isTTY: io.stderr.isTTY === true })
   return runCommand(io, { what: 'the run', onFailure: () => progress.abandon() }, async (signal) => {
     const cfg = await loadConfig(configPath, overrides, {
@@ -29,6 +29,7 @@ function train(configPath: string, overrides: string[], io: CliIO): Promise<numb
     })
     if (signal.aborted) return
     const summary = await runTraining(cfg, {
+      resume,
       onProgress: (event) => progress.update(event),
       log: (line) => progress.log(line),
       signal,
@@ -57,8 +58,9 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     .description('train with a LLaMA-Factory YAML plus DataFlex keys')
     .argument('<config>', 'YAML config file')
     .argument('[overrides...]', 'key=value overrides, as llamafactory-cli takes them')
-    .action(async (config: string, overrides: string[]) => {
-      exitCode = await train(config, overrides, io)
+    .option('--resume', "continue from the last complete checkpoint in output_dir (model, optimizer, RNG, schedule and every strategy's state)")
+    .action(async (config: string, overrides: string[], options: { resume?: boolean }) => {
+      exitCode = await train(config, overrides, io, options.resume === true)
     })
 
   program

@@ -37,6 +37,9 @@ export interface DriverSummary {
   evalLoss: number | null
 }
 
+/** Told right after a checkpoint was saved at global step `step`, with the pass's trained samples up to it. */
+export type OnSave = (step: number, trained: TrainedSamples) => void
+
 /** Model ops a trainer makes between two steps of a pass (e.g. a weighter's refresh). */
 export interface BeforeStep {
   /** Whether `run` must come before global step `globalStep` (1-based) is trained. */
@@ -112,10 +115,16 @@ export class TrainDriver {
     return this.stepsDone
   }
 
-  /** Optimizer and scheduler for `totalSteps`; per-step progress events from here on. */
-  async begin(totalSteps: number): Promise<void> {
+  /**
+   * Optimizer and scheduler for `totalSteps` (restored from the run's checkpoint when it resumes: `trained` steps are
+   * already done); per-step progress events from here on.
+   */
+  async begin(totalSteps: number, trained = 0): Promise<void> {
     this.totalSteps = totalSteps
-    await this.exec.begin(totalSteps)
+    const r = await this.exec.begin(totalSteps)
+    const at = r?.global_step ?? 0
+    if (at !== trained) throw new Error(`the sidecar's trainer state is at step ${at}, but the run resumes after step ${trained}`)
+    this.stepsDone = trained
     this.unsubscribe = this.bridge.on('step', (d) => {
       this.lastLoss = Number(d.loss)
       this.progress({
@@ -138,9 +147,10 @@ export class TrainDriver {
   /**
    * Trains one pass: `steps[k]` positions the k-th step of `plan` (its global step, epoch, pass end). With `before`,
    * the pass's steps go to the executor in runs that end where `before.at` asks for model ops, which `before.run`
-   * makes between two steps (never inside one).
+   * makes between two steps (never inside one). With `onSave`, a run of steps also ends at each step that saves a
+   * checkpoint, and `onSave` is told right after it (the pass's trained samples so far with it).
    */
-  async trainPass(plan: PassPlan, steps: readonly StepPosition[], before?: BeforeStep): Promise<PassResult> {
+  async trainPass(plan: PassPlan, steps: readonly StepPosition[], before?: BeforeStep, onSave?: OnSave): Promise<PassResult> {
     if (steps.length !== plan.stepSizes.length) throw new Error(`pass has ${plan.stepSizes.length} steps but ${steps.length} positions`)
     await this.exec.beginPass(plan)
     const n = steps.length
@@ -158,11 +168,12 @@ export class TrainDriver {
     while (done < n) {
       if (before?.at(steps[done]!.globalStep)) await before.run(steps[done]!.globalStep)
       let end = done + 1
-      while (end < n && !before?.at(steps[end]!.globalStep)) end++
+      while (end < n && !before?.at(steps[end]!.globalStep) && !(onSave && flags.save[end - 1])) end++
       const t0 = performance.now()
       const r = await this.exec.trainSteps(end - done, sliceFlags(flags, done, end))
       this.overheadMs += performance.now() - t0 - r.op_seconds * 1000
       parts.push(r)
+      const from = records.length
       for (let k = 0; k < r.done; k++) {
         const s = steps[done + k]!
         const gn = r.grad_norm[k]!
@@ -178,14 +189,16 @@ export class TrainDriver {
         })
         if (!Number.isNaN(ev)) this.lastEval = ev
       }
+      // Written as they come: a checkpoint's metrics are on disk when it is.
+      this.runlog.steps(records.slice(from))
       done += r.done
       this.stepsDone += r.done
+      if (onSave && r.done > 0 && flags.save[done - 1]) onSave(steps[done - 1]!.globalStep, joinSamples(parts))
       if (r.should_training_stop) {
         stopped = done < n
         break
       }
     }
-    this.runlog.steps(records)
     // Step events are throttled (a few a second): the result brings the pass's last step to the progress display.
     const final = records.at(-1)
     if (final !== undefined) {
@@ -195,8 +208,10 @@ export class TrainDriver {
     const last = steps[done - 1]
     const end = last ? stepEvents(last, this.flow).epochEnd : null
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
+    const samples = joinSamples(parts)
+    if (onSave && end?.save && !flags.save[done - 1]) onSave(last!.globalStep, samples)
     const saved = flags.save.subarray(0, done).includes(1) || (end?.save ?? false)
-    return { done, stopped, saved, samples: joinSamples(parts), weigh: weighTotals(parts) }
+    return { done, stopped, saved, samples, weigh: weighTotals(parts) }
   }
 
   /** The loop's epilogue in the executor, and `dataflex/summary.json`. */

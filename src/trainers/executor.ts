@@ -35,6 +35,8 @@ export interface PassPlan {
   referenceModel?: string
   /** TypeScript weighs every micro-batch of the steps after `fromStep` trained ones (the `weigh` request). */
   weigh?: { fromStep: number; embeddings?: WeighEmbeddings }
+  /** A checkpoint whose RNG states continue once the pass's iterator is made (a pass resumed midway). */
+  rngState?: string
 }
 
 export interface StepFlags {
@@ -71,7 +73,7 @@ export class Executor {
     return (await this.ops.call('sample_order', { epochs: Int32Array.from(epochs) })).order
   }
 
-  begin(totalSteps: number): Promise<unknown> {
+  begin(totalSteps: number): Promise<OpResult<'begin'>> {
     return this.ops.call('begin', { total_steps: totalSteps })
   }
 
@@ -87,6 +89,7 @@ export class Executor {
       reduction: plan.reduction,
       reference_model: plan.referenceModel,
       weigh: plan.weigh && { from_step: plan.weigh.fromStep, embeddings: plan.weigh.embeddings },
+      rng_state: plan.rngState,
     })
   }
 

@@ -17,22 +17,22 @@ import type { ComponentKind } from '../strategies/kinds.ts'
 import type { Domain, HeldOut, MixerInstance, StepStats } from '../strategies/mixer.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ReorderInstance } from '../strategies/reorder.ts'
-import type { ModelOps, SelectorInstance } from '../strategies/types.ts'
+import type { ModelOps, SelectorInstance, Stateful } from '../strategies/types.ts'
 import type { WeighterInstance } from '../strategies/weighter.ts'
 import { writeFileAtomic } from '../util/atomic.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo, PassPlan } from './executor.ts'
 import { ScoreBoard } from './lego-board.ts'
 import { buildPipeline, enforceBudget, isDue, PipelineError, PipelineParamsSchema, quotaDraw, type Pipeline, type PipelineParams, type PipelineStage } from './lego-pipeline.ts'
-import { askMixer, passStats } from './mix.ts'
+import { askMixer, passStats, RecordFiles, statsJson, statsOf, type StepStatsJson } from './mix.ts'
 import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
 import { ruleProportions } from './mix-draw.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { serveDeps, slotPlanOf, tenths } from './reorder.ts'
-import { DynamicStream, StaticStream, type Served } from './reorder-serve.ts'
+import { DynamicStream, StaticStream, type DynamicStreamState, type Served, type StaticStreamState } from './reorder-serve.ts'
 import { flexSchedule, flexWindows, settleIndices } from './select.ts'
 import type { Window } from './select-schedule.ts'
-import { checkIndices, createComponent, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { checkIndices, createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 import { WeighSession } from './weigh-session.ts'
@@ -145,9 +145,39 @@ class ReorderStage {
     return { ...out, reset }
   }
 
-  state(): unknown {
+  state(): ReorderStageState {
     return { pool_hash: this.poolHash, served: Array.from(this.served).sort((a, b) => a - b), stream: this.stream?.state() ?? null }
   }
+
+  restore(s: ReorderStageState): void {
+    this.poolHash = s.pool_hash
+    this.served.clear()
+    for (const r of s.served) this.served.add(r)
+    const serving = this.live.instance.serving ?? { variant: 'static' as const }
+    if (s.stream === null) this.stream = undefined
+    else if (serving.variant === 'static') this.stream = StaticStream.restore(s.stream as StaticStreamState)
+    else this.stream = DynamicStream.restore(s.stream as DynamicStreamState, serving, slotPlanOf(this.deps))
+  }
+}
+
+interface ReorderStageState {
+  pool_hash: string
+  served: number[]
+  stream: StaticStreamState | DynamicStreamState | null
+}
+
+/** What a checkpoint of a lego run holds besides the sidecar's half. */
+interface LegoState {
+  pipeline: string
+  stages: { stage: string; last_run: number | null; state: unknown }[]
+  selection: number[] | null
+  proportions: number[]
+  pending: StepStatsJson[]
+  seen: number[]
+  mix_updates: number
+  reorder: ReorderStageState | null
+  session: ReturnType<WeighSession['state']> | null
+  records: Record<string, number>
 }
 
 export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepared, opts: LegoRunOptions): Promise<DriverSummary> {
@@ -252,16 +282,25 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
   let proportions = prep.initial.values
   let selection: Int32Array | undefined
   let mixUpdates = 0
+  const records = new RecordFiles(info.output_dir)
   const excess = mixer?.instance.referenceModel !== undefined
 
-  const stateOf = (): unknown => ({
-    pipeline: key,
-    stages: all.map((l) => ({ stage: l.stage.id, last_run: l.lastRun ?? null, state: (l.instance as { state?: () => unknown }).state?.() ?? null })),
-    selection: selection === undefined ? null : Array.from(selection),
-    proportions: Array.from(proportions),
-    reorder: reorder?.state() ?? null,
-    mix_updates: mixUpdates,
-  })
+  const stateOf = (extra: StepStats[] = []): LegoState => {
+    const seenNow = Float64Array.from(seen)
+    for (const st of extra) for (let i = 0; i < k; i++) seenNow[i]! += st.samples[i]!
+    return {
+      pipeline: key,
+      stages: all.map((l) => ({ stage: l.stage.id, last_run: l.lastRun ?? null, state: (l.instance as Stateful).state?.() ?? null })),
+      selection: selection === undefined ? null : Array.from(selection),
+      proportions: Array.from(proportions),
+      pending: [...pending, ...extra].map(statsJson),
+      seen: Array.from(seenNow),
+      mix_updates: mixUpdates,
+      reorder: reorder?.state() ?? null,
+      session: session?.state() ?? null,
+      records: records.state(),
+    }
+  }
   const saveState = (step: number): void => {
     let json: string
     try {
@@ -270,6 +309,23 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
       throw new StrategyError('bad_state', `${key}: a stage's state() must return plain JSON data (${(err as Error).message})`)
     }
     d.runlog.writeJson(join('state', `pipeline-${key}.json`), { step, kind: 'pipeline', state: JSON.parse(json) })
+  }
+  if (opts.resume !== undefined) {
+    const saved = opts.resume.trainer as LegoState
+    for (const l of all) {
+      const st = saved.stages.find((x) => x.stage === l.stage.id)
+      if (st === undefined) throw new StrategyError('bad_state', `${key}: the checkpoint has no state for stage ${l.stage.id} (was the pipeline changed?)`)
+      l.lastRun = st.last_run ?? undefined
+      restoreState(l.instance as Stateful, st.state, l.r.strategy)
+    }
+    selection = saved.selection === null ? undefined : Int32Array.from(saved.selection)
+    proportions = Float64Array.from(saved.proportions)
+    pending = saved.pending.map(statsOf)
+    seen.set(saved.seen)
+    mixUpdates = saved.mix_updates
+    if (saved.reorder !== null) reorder?.restore(saved.reorder)
+    if (saved.session !== null) session?.restore(saved.session)
+    records.restore(saved.records)
   }
 
   const windows = flexWindows(schedule)
@@ -282,16 +338,17 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
       signal: opts.signal,
       phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
       ...(beforeStep === undefined ? {} : { beforeStep }),
-      onPass: (trained, { window }, plan, w) => {
-        for (const st of passStats(plan, trained, domainOf, k, window.firstStep)) {
+      onPass: (trained, _w, plan, w, firstStep) => {
+        for (const st of passStats(plan, trained, domainOf, k, firstStep)) {
           for (let i = 0; i < k; i++) seen[i]! += st.samples[i]!
           pending.push(st)
         }
         session?.onPass(w)
       },
-      onCheckpoint: (step) => {
+      ...(opts.resume === undefined ? {} : { resume: opts.resume }),
+      checkpoint: (_step, trained, _w, plan, firstStep) => {
         session?.flush()
-        saveState(step)
+        return stateOf(passStats(plan, trained, domainOf, k, firstStep))
       },
       plan: async ({ window: w }) => {
         const { indices, ordered } = w.kind === 'warmup' ? warmup(w) : await interval(w)
@@ -442,7 +499,7 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
     const l = mixer!
     d.report('mixing', s)
     mixUpdates++
-    const asked = await askMixer(l.instance, l.r.strategy, pending, excess, info.output_dir, {
+    const asked = await askMixer(l.instance, l.r.strategy, pending, excess, records, {
       step: s,
       update: mixUpdates,
       updateTimes: schedule.updateTimes,

@@ -93,4 +93,13 @@ export class DomainStreams {
   state(): StreamState[] {
     return this.at.map((s) => ({ ...s }))
   }
+
+  /** Back to where `state()` was: each domain's round (its permutation, made again from the seed) and cursor. */
+  restore(state: readonly StreamState[]): void {
+    if (state.length !== this.rows.length) throw new Error(`stream state for ${state.length} domains, the run has ${this.rows.length}`)
+    state.forEach((s, d) => {
+      this.at[d] = { ...s }
+      this.perms[d] = this.permutation(d, s.round, this.rows[d]!.length)
+    })
+  }
 }

@@ -6,22 +6,22 @@
  * counts (and excess losses over a reference model, for DoReMi), added up per domain and step. Every decision goes to
  * decisions.jsonl; the Python DataFlex's per-update files are written too, for existing scripts.
  */
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, existsSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { basename, join } from 'node:path'
 import type { LoadedConfig } from '../config/index.ts'
 import { Rng } from '../math/rng.ts'
-import type { Domain, DomainStats, HeldOut, MixContext, MixerInstance, MixResult, StepStats } from '../strategies/mixer.ts'
+import type { Domain, DomainStats, HeldOut, MixContext, MixerInstance, MixResult, OutputRecord, StepStats } from '../strategies/mixer.ts'
 import type { ResolvedComponent } from '../strategies/presets.ts'
 import type { ModelOps } from '../strategies/types.ts'
 import { writeFileAtomic } from '../util/atomic.ts'
 import type { DriverSummary, TrainDriver, TrainedSamples } from './driver.ts'
 import type { Executor, LoadInfo, PassPlan } from './executor.ts'
-import { apportion, DomainStreams, normalized, ruleProportions } from './mix-draw.ts'
+import { apportion, DomainStreams, normalized, ruleProportions, type StreamState } from './mix-draw.ts'
 import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
 import { buildMixSchedule, type MixSchedule, type MixWindow } from './mix-schedule.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
-import { indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -82,12 +82,86 @@ export function passStats(plan: PassPlan, trained: TrainedSamples, domainOf: Int
   return out
 }
 
+/** A step's statistics as plain JSON (checkpoints), and back. */
+export interface StepStatsJson {
+  step: number
+  lossSum: number[]
+  tokens: number[]
+  samples: number[]
+  excessSum?: number[]
+}
+
+export function statsJson(st: StepStats): StepStatsJson {
+  return {
+    step: st.step,
+    lossSum: Array.from(st.lossSum),
+    tokens: Array.from(st.tokens),
+    samples: Array.from(st.samples),
+    ...(st.excessSum ? { excessSum: Array.from(st.excessSum) } : {}),
+  }
+}
+
+export function statsOf(j: StepStatsJson): StepStats {
+  return {
+    step: j.step,
+    lossSum: Float64Array.from(j.lossSum),
+    tokens: Float64Array.from(j.tokens),
+    samples: Float64Array.from(j.samples),
+    ...(j.excessSum ? { excessSum: Float64Array.from(j.excessSum) } : {}),
+  }
+}
+
+/** What a checkpoint of a mix run holds besides the sidecar's half. */
+interface MixState {
+  instance: unknown
+  current: number[]
+  pending: StepStatsJson[]
+  seen: number[]
+  updates: number
+  streams: StreamState[]
+  records: Record<string, number>
+}
+
 /** A record's file must be a plain name inside the output directory. */
 function recordFile(name: string, strategy: string): string {
   if (name === '' || basename(name) !== name || name.startsWith('.')) {
     throw new StrategyError('unsupported', `${strategy}: output file '${name}' must be a plain file name`)
   }
   return name
+}
+
+/**
+ * A mixer's per-update compatibility files in the output directory (`doremi_weights.jsonl`, …), appended line by line.
+ * Their sizes go into each checkpoint; a resumed run cuts them back (and empties one first written after it).
+ */
+export class RecordFiles {
+  private sizes = new Map<string, number>()
+  private restored: Map<string, number> | undefined
+
+  constructor(private readonly outputDir: string) {}
+
+  append(records: readonly OutputRecord[], strategy: string): void {
+    for (const r of records) {
+      const name = recordFile(r.file, strategy)
+      const path = join(this.outputDir, name)
+      if (this.restored !== undefined && !this.restored.has(name) && !this.sizes.has(name)) writeFileSync(path, '')
+      appendFileSync(path, JSON.stringify(r.record) + '\n')
+      this.sizes.set(name, statSync(path).size)
+    }
+  }
+
+  state(): Record<string, number> {
+    return Object.fromEntries(this.sizes)
+  }
+
+  restore(sizes: Record<string, number>): void {
+    this.restored = new Map(Object.entries(sizes))
+    for (const [name, size] of this.restored) {
+      const path = join(this.outputDir, recordFile(name, 'resume'))
+      if (existsSync(path)) truncateSync(path, size)
+      this.sizes.set(name, size)
+    }
+  }
 }
 
 export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepared, opts: MixRunOptions): Promise<DriverSummary> {
@@ -102,6 +176,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
   const ga = info.gradient_accumulation_steps
   const rule = cfg.dataflex.mixture_sample_rule ?? 'mixture'
   const outputDir = info.output_dir
+  const records = new RecordFiles(outputDir)
 
   const runtime = prep.mixer ? new StrategyRuntime(prep.mixer, cfg, info, d.runlog, opts.log) : undefined
   const model = opts.modelOps ? opts.modelOps(d.exec, info) : new BridgeModelOps(d.exec, info)
@@ -182,10 +257,20 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     })
 
   const windows = schedule.windows.map((w) => ({ window: w, decisionStep: w.decisionStep, steps: stepPositions(w) }))
-  const absorb = (trained: TrainedSamples, w: MixWindow, plan: PassPlan): void => {
-    const stats = passStats(plan, trained, domainOf, k, w.firstStep)
+  const absorb = (trained: TrainedSamples, plan: PassPlan, firstStep: number): void => {
+    const stats = passStats(plan, trained, domainOf, k, firstStep)
     for (const st of stats) for (let i = 0; i < k; i++) seen[i]! += st.samples[i]!
     pending.push(...stats)
+  }
+  if (opts.resume !== undefined) {
+    const saved = opts.resume.trainer as MixState
+    if (instance) restoreState(instance, saved.instance, prep.mixer!.strategy)
+    current = Float64Array.from(saved.current)
+    pending = saved.pending.map(statsOf)
+    seen.set(saved.seen)
+    updates = saved.updates
+    streams.restore(saved.streams)
+    records.restore(saved.records)
   }
 
   await walk(d, {
@@ -193,10 +278,23 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     windows,
     signal: opts.signal,
     phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
-    onCheckpoint: (step) => {
-      if (runtime && instance) runtime.saveState(instance, step)
+    ...(opts.resume === undefined ? {} : { resume: opts.resume }),
+    checkpoint: (_step, trained, _w, plan, firstStep): MixState => {
+      // The pass so far counts as trained: a resumed run hands it to the mixer with the rest of the window.
+      const partial = passStats(plan, trained, domainOf, k, firstStep)
+      const seenNow = Float64Array.from(seen)
+      for (const st of partial) for (let i = 0; i < k; i++) seenNow[i]! += st.samples[i]!
+      return {
+        instance: instance?.state?.() ?? null,
+        current: Array.from(current),
+        pending: [...pending, ...partial].map(statsJson),
+        seen: Array.from(seenNow),
+        updates,
+        streams: streams.state(),
+        records: records.state(),
+      }
     },
-    onPass: (trained, { window }, plan) => absorb(trained, window, plan),
+    onPass: (trained, _w, plan, _weigh, firstStep) => absorb(trained, plan, firstStep),
     plan: async ({ window: w }) => {
       let used: Float64Array
       let logDecision: (fields: Record<string, unknown>) => void
@@ -237,7 +335,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
 
   /** The mixer's decision at w's step; its decision line is written once the window is drawn. */
   async function update(w: MixWindow): Promise<{ proportions: Float64Array; log: (fields: Record<string, unknown>) => void }> {
-    const asked = await askMixer(instance!, prep.mixer!.strategy, pending, excess, outputDir, {
+    const asked = await askMixer(instance!, prep.mixer!.strategy, pending, excess, records, {
       step: w.decisionStep,
       update: w.update,
       updateTimes: schedule.updateTimes,
@@ -277,7 +375,7 @@ export async function askMixer(
   strategy: string,
   steps: readonly StepStats[],
   excess: boolean,
-  outputDir: string,
+  records: RecordFiles,
   ctx: Omit<MixContext, 'steps' | 'window' | 'domainLosses'>,
 ): Promise<{ proportions: Float64Array; result: MixResult; ms: number; fields: Record<string, unknown> }> {
   const k = ctx.domains.length
@@ -295,7 +393,7 @@ export async function askMixer(
       `${strategy}: mix() at step ${ctx.step} must return ${k} finite non-negative proportions with a positive sum, got ${p === undefined ? 'none' : `[${Array.from(p).join(', ')}]`}`,
     )
   }
-  for (const r of result.records ?? []) appendFileSync(join(outputDir, recordFile(r.file, strategy)), JSON.stringify(r.record) + '\n')
+  records.append(result.records ?? [], strategy)
   const fields = {
     proportions: Array.from(next),
     window_steps: steps.length,

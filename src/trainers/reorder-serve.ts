@@ -81,9 +81,33 @@ export class StaticStream {
     return { indices: out, ...(sc === undefined ? {} : { scores: sc }), rescored }
   }
 
-  state(): unknown {
-    return { cursor: this.cursor, order: this.order === undefined ? null : Array.from(this.order), scores: this.scores === undefined ? null : Array.from(this.scores) }
+  state(): StaticStreamState {
+    return { rows: Array.from(this.rows), cursor: this.cursor, order: this.order === undefined ? null : Array.from(this.order), scores: this.scores === undefined ? null : Array.from(this.scores) }
   }
+
+  static restore(s: StaticStreamState): StaticStream {
+    const out = new StaticStream(Int32Array.from(s.rows))
+    out.cursor = s.cursor
+    if (s.order !== null) out.order = Int32Array.from(s.order)
+    if (s.scores !== null) out.scores = Float64Array.from(s.scores)
+    return out
+  }
+}
+
+export interface StaticStreamState {
+  rows: number[]
+  cursor: number
+  order: number[] | null
+  scores: number[] | null
+}
+
+export interface DynamicStreamState {
+  rows: number[]
+  pool: number[]
+  pending: number[]
+  calls: number
+  served: number
+  slots: number[] | null
 }
 
 export class DynamicStream {
@@ -205,7 +229,24 @@ export class DynamicStream {
     return Int32Array.from(slotIdx, (slot) => atSlot.get(slot)!)
   }
 
-  state(): unknown {
-    return { pool: Array.from(this.pool), pending: Array.from(this.pending), calls: this.calls, served: this.served, slots: this.slots === undefined ? null : Array.from(this.slots) }
+  state(): DynamicStreamState {
+    return {
+      rows: Array.from(this.rows),
+      pool: Array.from(this.pool),
+      pending: Array.from(this.pending),
+      calls: this.calls,
+      served: this.served,
+      slots: this.slots === undefined ? null : Array.from(this.slots),
+    }
+  }
+
+  static restore(s: DynamicStreamState, serving: Extract<Serving, { variant: 'dynamic' }>, slotPlan: (n: number) => Promise<Int32Array>): DynamicStream {
+    const out = new DynamicStream(Int32Array.from(s.rows), serving, slotPlan)
+    out.pool = Int32Array.from(s.pool)
+    out.pending = Int32Array.from(s.pending)
+    out.calls = s.calls
+    out.served = s.served
+    if (s.slots !== null) out.slots = Int32Array.from(s.slots)
+    return out
   }
 }

@@ -13,9 +13,9 @@ import type { ModelOps } from '../strategies/types.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
-import { DynamicStream, StaticStream, type Served, type ServeDeps } from './reorder-serve.ts'
+import { DynamicStream, StaticStream, type DynamicStreamState, type Served, type ServeDeps, type StaticStreamState } from './reorder-serve.ts'
 import { flexSchedule, flexWindows } from './select.ts'
-import { createComponent, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, walk } from './walk.ts'
 
@@ -83,7 +83,11 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   let step = 0
   const deps = serveDeps(instance, () => ({ step, model }), seed, runtime)
   const all = Int32Array.from({ length: info.num_train }, (_, i) => i)
-  const stream = serving.variant === 'static' ? new StaticStream(all) : new DynamicStream(all, serving, slotPlanOf(deps))
+  const saved = opts.resume?.trainer as { reorder: unknown; stream: StaticStreamState | DynamicStreamState; orders: number } | undefined
+  let stream: StaticStream | DynamicStream
+  if (serving.variant === 'static') stream = saved === undefined ? new StaticStream(all) : StaticStream.restore(saved.stream as StaticStreamState)
+  else stream = saved === undefined ? new DynamicStream(all, serving, slotPlanOf(deps)) : DynamicStream.restore(saved.stream as DynamicStreamState, serving, slotPlanOf(deps))
+  if (saved !== undefined) restoreState(instance, saved.reorder, r.strategy)
 
   d.runlog.writeJson('reorder.json', {
     component: r.key,
@@ -102,16 +106,17 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
     max_steps: schedule.maxSteps,
     windows: schedule.windows.length,
   })
-  const state = { state: () => ({ reorder: instance.state?.() ?? null, stream: stream.state() }) }
+  const state = { state: () => ({ reorder: instance.state?.() ?? null, stream: stream.state(), orders }) }
 
-  let orders = 0
+  let orders = saved?.orders ?? 0
   const windows = flexWindows(schedule)
   await walk(d, {
     maxSteps: schedule.maxSteps,
     windows,
     signal: opts.signal,
     phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
-    onCheckpoint: (s) => runtime.saveState(state, s),
+    ...(opts.resume === undefined ? {} : { resume: opts.resume }),
+    checkpoint: () => state.state(),
     plan: async ({ window: w }) => {
       step = w.decisionStep
       d.report('reordering', w.decisionStep)

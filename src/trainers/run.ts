@@ -5,12 +5,13 @@
  * before the sidecar starts, then plans and walks the run over driver.ts.
  */
 import { appendFileSync, mkdirSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { withSidecar } from '../bridge/session.ts'
-import type { LoadedConfig } from '../config/index.ts'
+import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
 import { Executor } from './executor.ts'
+import { lastCompleteCheckpoint, readCheckpointState, STATE_FILE } from './resume.ts'
 import { RunLog } from './runlog.ts'
 import { trainerFor } from './table.ts'
 
@@ -28,6 +29,8 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Python interpreter for the sidecar (default: DATAFLEX_PYTHON, else the repo's .venv). */
   python?: string
+  /** Continue from the last complete checkpoint in output_dir (`dataflex train --resume`). */
+  resume?: boolean
 }
 
 export class RunAbortedError extends Error {
@@ -37,6 +40,17 @@ export class RunAbortedError extends Error {
 
 export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Promise<RunSummary> {
   const started = performance.now()
+  if (opts.resume) {
+    const checkpoint = lastCompleteCheckpoint(cfg.outputDir)
+    if (checkpoint === undefined) {
+      throw new ConfigError('bad_value', `--resume: no complete checkpoint in ${cfg.outputDir} (a checkpoint-<step> folder with trainer_state.json and ${STATE_FILE})`, {
+        key: 'output_dir',
+        hint: 'a run writes checkpoints with save_steps / save_strategy; without one, start afresh',
+      })
+    }
+    // LLaMA-Factory's own key: the sidecar restores its half from it, and reports it back.
+    cfg = { ...cfg, lf: { ...cfg.lf, resume_from_checkpoint: checkpoint, overwrite_output_dir: false } }
+  }
   const progress = opts.onProgress ?? (() => {})
   opts.signal?.throwIfAborted()
   const log = opts.log ?? (() => {})
@@ -59,14 +73,17 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
     opts.signal?.throwIfAborted()
 
+    const resume = info.resume_from_checkpoint === null ? undefined : readCheckpointState(resolve(info.resume_from_checkpoint))
+    if (resume !== undefined) log(`resuming after step ${resume.step} from ${resume.checkpoint}`)
     const runlog = new RunLog(cfg.outputDir)
-    runlog.open()
+    if (resume !== undefined) runlog.resume(resume.logs)
+    else runlog.open()
     sidecarLog = join(runlog.dir, 'sidecar.log')
     mkdirSync(runlog.dir, { recursive: true })
     appendFileSync(sidecarLog, sidecarLines.join('\n') + (sidecarLines.length ? '\n' : ''))
 
     const driver = new TrainDriver(exec, bridge, info, runlog, progress)
-    const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal })
+    const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal, ...(resume === undefined ? {} : { resume }) })
     return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
   })
 }

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { SELECTIONS_DIR } from '../strategies/selection-file.ts'
 import { writeJsonAtomic } from '../util/atomic.ts'
@@ -9,6 +9,12 @@ export interface Decision {
   kind: 'plan' | 'select' | 'mix' | 'weight' | 'refresh' | 'reorder'
   strategy: string
   [key: string]: unknown
+}
+
+/** Byte sizes of the two logs. */
+export interface LogSizes {
+  decisions: number
+  metrics: number
 }
 
 /** One line of `dataflex/metrics.jsonl`: unrounded per-step values as the executor measured them. */
@@ -31,6 +37,26 @@ export class RunLog {
 
   constructor(readonly outputDir: string) {
     this.dir = join(outputDir, 'dataflex')
+  }
+
+  /** The logs' sizes in bytes: where a checkpoint's run stands in them. */
+  sizes(): LogSizes {
+    const size = (name: string): number => (existsSync(join(this.dir, name)) ? statSync(join(this.dir, name)).size : 0)
+    return { decisions: size('decisions.jsonl'), metrics: size('metrics.jsonl') }
+  }
+
+  /**
+   * Opens the logs of a run resumed from a checkpoint: each cut back to its size at the checkpoint, so the lines the
+   * interrupted run wrote after it are made again, once.
+   */
+  resume(at: LogSizes): void {
+    mkdirSync(this.dir, { recursive: true })
+    for (const [name, size] of [['decisions.jsonl', at.decisions], ['metrics.jsonl', at.metrics]] as const) {
+      const path = join(this.dir, name)
+      const have = existsSync(path) ? statSync(path).size : -1
+      if (have < size) throw new Error(`${path} has ${Math.max(have, 0)} bytes, fewer than the ${size} it had at the checkpoint`)
+      truncateSync(path, size)
+    }
   }
 
   open(): void {

@@ -18,7 +18,7 @@ import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
 import { buildSelectSchedule, type SelectSchedule, type Window } from './select-schedule.ts'
-import { checkIndices, indexFields, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { checkIndices, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -133,13 +133,19 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
   })
 
   let selections = 0
+  if (opts.resume !== undefined) {
+    const saved = opts.resume.trainer as { selections: number; instance: unknown }
+    selections = saved.selections
+    restoreState(instance, saved.instance, sel.strategy)
+  }
   const windows = flexWindows(schedule)
   await walk(d, {
     maxSteps: schedule.maxSteps,
     windows,
     signal: opts.signal,
     phase: ({ window }) => (window.kind === 'warmup' ? 'warmup' : 'training'),
-    onCheckpoint: (step) => runtime.saveState(instance, step),
+    ...(opts.resume === undefined ? {} : { resume: opts.resume }),
+    checkpoint: () => ({ selections, instance: instance.state?.() ?? null }),
     plan: async ({ window: w }) => {
       const picked = w.kind === 'warmup' ? warmup(w) : await select(w)
       const order = info.disable_shuffling ? picked : shuffled(picked, Rng.derive(seed, 'shuffle', w.decisionStep))

@@ -7,6 +7,7 @@ import { hashArrays } from '../math/hash.ts'
 import type { TrainDriver, DriverSummary } from './driver.ts'
 import type { LoadInfo, PassPlan } from './executor.ts'
 import { buildStaticPlan, type PlanPass, type StaticPlan, type StepPosition } from './schedule.ts'
+import type { ResumePoint } from './resume.ts'
 import type { Trainer } from './trainer.ts'
 import { walk } from './walk.ts'
 
@@ -52,9 +53,9 @@ export function staticPassPlan(d: TrainDriver, w: StaticWindow, plan: StaticPlan
   return passPlan
 }
 
-export async function runStatic(d: TrainDriver): Promise<DriverSummary> {
+export async function runStatic(d: TrainDriver, resume?: ResumePoint): Promise<DriverSummary> {
   const { plan, windows } = await staticWindows(d)
-  await walk(d, { maxSteps: plan.maxSteps, windows, plan: (w) => staticPassPlan(d, w, plan, 'static') })
+  await walk(d, { maxSteps: plan.maxSteps, windows, plan: (w) => staticPassPlan(d, w, plan, 'static'), ...(resume === undefined ? {} : { resume }) })
   return d.finish()
 }
 
@@ -98,5 +99,5 @@ export const staticTrainer: Trainer<undefined> = {
   trainType: 'static',
   description: 'plain LLaMA-Factory training, step for step',
   prepare: async () => undefined,
-  train: (d) => runStatic(d),
+  train: (d, _cfg, _prep, opts) => runStatic(d, opts.resume),
 }

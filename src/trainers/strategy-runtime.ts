@@ -245,3 +245,14 @@ export class StrategyRuntime {
     this.runlog.writeJson(join('state', `${this.key}.json`), { step, kind: this.component.kind, strategy: this.strategy, state: json === undefined ? null : JSON.parse(json) })
   }
 }
+
+/** Puts a strategy back to its state at a checkpoint; one with state but no restore() cannot resume exactly. */
+export function restoreState(instance: Stateful, state: unknown, who: string): void {
+  if (state === null || state === undefined) return
+  if (instance.restore === undefined) throw new StrategyError('bad_state', `${who}: the checkpoint holds its state() but it has no restore(), so it cannot resume exactly`)
+  try {
+    instance.restore(state)
+  } catch (err) {
+    throw new StrategyError('bad_state', `${who}: restore() failed: ${(err as Error).message}`, { cause: err })
+  }
+}

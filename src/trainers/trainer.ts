@@ -5,11 +5,14 @@
 import type { LoadedConfig, TrainType } from '../config/index.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { LoadExtras } from './executor.ts'
+import type { ResumePoint } from './resume.ts'
 
 export interface TrainerOptions {
   /** Lines for the user (strategy logs, warnings). */
   log: (line: string) => void
   signal?: AbortSignal
+  /** The checkpoint the run continues from (resume.ts). */
+  resume?: ResumePoint
 }
 
 export interface Trainer<Prepared = unknown> {

@@ -7,6 +7,7 @@
  */
 import type { Rng } from '../math/rng.ts'
 import type { BeforeStep, PassResult, TrainDriver, TrainedSamples } from './driver.ts'
+import { remainingPlan, writeCheckpointState, type ResumePoint } from './resume.ts'
 import type { Phase } from './events.ts'
 import type { PassPlan } from './executor.ts'
 import type { StepPosition } from './schedule.ts'
@@ -28,29 +29,51 @@ export interface Walk<W extends StepWindow> {
   /** Progress phase while the window trains (default 'training'). */
   phase?(window: W): Phase
   /**
-   * After each window's pass, with what its training forward measured of every trained sample (plan order), and
-   * the pass's `weigh` round trips when it weighed.
+   * After each window's pass, with what its training forward measured of every trained sample (plan order), the
+   * pass's `weigh` round trips when it weighed, and the global step of the plan's first step (a resumed window's
+   * plan is its remaining steps).
    */
-  onPass?(samples: TrainedSamples, window: W, plan: PassPlan, weigh?: PassResult['weigh']): void
-  /** After a checkpoint was saved in a window (e.g. to save strategy state beside it); `step` is the last trained. */
-  onCheckpoint?(step: number): void
+  onPass?(samples: TrainedSamples, window: W, plan: PassPlan, weigh: PassResult['weigh'], firstStep: number): void
+  /**
+   * Right after a checkpoint was saved at global step `step`, inside `window` (whose pass so far trained `trained`):
+   * the trainer's state then, plain JSON, written beside the checkpoint for an exact resume.
+   */
+  checkpoint?(step: number, trained: TrainedSamples, window: W, plan: PassPlan, firstStep: number): unknown
+  /** Continue from a checkpoint (resume.ts): the windows before it are skipped, the one it fell in is finished. */
+  readonly resume?: ResumePoint
   /** Model ops between two steps of a window (driver.ts, BeforeStep). */
   readonly beforeStep?: BeforeStep
   readonly signal?: AbortSignal
 }
 
-/** Trains every window in order; a stop request (e.g. early stopping) ends the walk early. */
+/**
+ * Trains every window in order; a stop request (e.g. early stopping) ends the walk early. After every checkpoint the
+ * walk's position (window, its plan), the logs' sizes and the trainer's state go beside it (resume.ts).
+ */
 export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): Promise<void> {
-  await d.begin(run.maxSteps)
+  const resume = run.resume
+  await d.begin(run.maxSteps, resume?.step ?? 0)
   try {
+    let index = -1
     for (const w of run.windows) {
+      index++
       run.signal?.throwIfAborted()
       if (w.steps.length === 0) continue
-      const plan = await run.plan(w)
+      let plan: PassPlan
+      let steps = w.steps
+      if (resume !== undefined && index < resume.window) continue
+      if (resume !== undefined && index === resume.window) {
+        const left = remainingPlan(resume)
+        if (left === undefined) continue
+        plan = left
+        steps = w.steps.slice(w.steps.length - plan.stepSizes.length)
+      } else plan = await run.plan(w)
+      const firstStep = steps[0]!.globalStep
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
-      const r = await d.trainPass(plan, w.steps, run.beforeStep)
-      run.onPass?.(r.samples, w, plan, r.weigh)
-      if (r.saved) run.onCheckpoint?.(d.stepsTrained)
+      const onSave = (step: number, trained: TrainedSamples): void =>
+        writeCheckpointState(d, step, { window: index, plan, planFirstStep: firstStep, trainer: run.checkpoint?.(step, trained, w, plan, firstStep) ?? null })
+      const r = await d.trainPass(plan, steps, run.beforeStep, onSave)
+      run.onPass?.(r.samples, w, plan, r.weigh, firstStep)
       if (r.stopped) break
     }
   } finally {

@@ -271,6 +271,17 @@ export class WeighSession {
     if (w !== undefined) this.totals = { calls: this.totals.calls + w.calls, seconds: this.totals.seconds + w.seconds, opSeconds: this.totals.opSeconds + w.opSeconds }
   }
 
+  /** What a resumed run needs: the refresh clocks and the counters. */
+  state(): { last_refresh: (number | null)[]; weighed_steps: number; totals: { calls: number; seconds: number; opSeconds: number } } {
+    return { last_refresh: this.lastRefresh.map((r) => r ?? null), weighed_steps: this.weighedSteps, totals: { ...this.totals } }
+  }
+
+  restore(s: ReturnType<WeighSession['state']>): void {
+    s.last_refresh.forEach((r, i) => (this.lastRefresh[i] = r ?? undefined))
+    this.weighedSteps = s.weighed_steps
+    this.totals = { ...s.totals }
+  }
+
   /** The summary's loss-side fields. */
   summary(): Record<string, number | null> {
     const t = this.totals

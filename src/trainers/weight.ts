@@ -14,7 +14,7 @@ import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { staticPassPlan, staticWindows, type StaticWindow } from './static.ts'
-import { createComponent, prepareComponent, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { walk } from './walk.ts'
 import { WeighSession } from './weigh-session.ts'
@@ -54,6 +54,11 @@ export async function runWeight(d: TrainDriver, cfg: LoadedConfig, weighter: Res
     log_weights: cfg.dataflex.log_weights,
   })
 
+  if (opts.resume !== undefined) {
+    const saved = opts.resume.trainer as { instance: unknown; session: ReturnType<WeighSession['state']> }
+    restoreState(instance, saved.instance, name)
+    session.restore(saved.session)
+  }
   const unhandle = session.install(d.exec)
   const beforeStep = session.beforeStep(model)
   try {
@@ -65,9 +70,10 @@ export async function runWeight(d: TrainDriver, cfg: LoadedConfig, weighter: Res
       plan: (w) => ({ ...staticPassPlan(d, w, plan, 'static'), ...session.planFields() }),
       ...(beforeStep === undefined ? {} : { beforeStep }),
       onPass: (_samples, _w, _plan, w) => session.onPass(w),
-      onCheckpoint: (step) => {
+      ...(opts.resume === undefined ? {} : { resume: opts.resume }),
+      checkpoint: () => {
         session.flush()
-        runtime.saveState(instance, step)
+        return { instance: instance.state?.() ?? null, session: session.state() }
       },
     })
   } catch (err) {

@@ -123,6 +123,7 @@ class Executor:
             "raw_rows": None if run.raw_rows is None else run.raw_rows.report(),
             "eval_splits": [{"name": name, "rows": len(rows)} for name, rows in run.eval_splits.items()],
             "frozen_params": run.frozen_params,
+            "resume_from_checkpoint": ta.resume_from_checkpoint or None,
         }
 
     def op_sample_order(self, args: dict, ctx: Any) -> dict:
@@ -146,6 +147,7 @@ class Executor:
             reduction=args["reduction"],
             reference_model=args.get("reference_model"),
             weigh=args.get("weigh"),
+            rng_state=args.get("rng_state"),
         )
 
     def op_train_steps(self, args: dict, ctx: Any) -> dict:

@@ -7,6 +7,8 @@ public loaders and construct its own trainer class.
 
 from __future__ import annotations
 
+import os
+
 import functools
 
 from dataclasses import dataclass, field
@@ -119,11 +121,9 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         raise ConfigError(f"stage: '{stage}' is not supported by the DataFlex executor (supported: sft, pt)")
     if not training_args.do_train:
         raise ConfigError("do_train: must be true for `dataflex train`")
-    if training_args.resume_from_checkpoint:
-        raise ConfigError(
-            f"output_dir: '{training_args.output_dir}' holds a checkpoint and resuming is not supported yet; "
-            "set overwrite_output_dir: true or choose a new output_dir"
-        )
+    resume = training_args.resume_from_checkpoint
+    if resume and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
+        raise ConfigError(f"resume_from_checkpoint: '{resume}' is not a complete checkpoint (no trainer_state.json)")
     if training_args.world_size != 1 or training_args.deepspeed:
         raise ConfigError("multi-process / DeepSpeed runs are not supported by this executor version yet")
 

@@ -17,6 +17,8 @@ Two details decide bit-exact parity with `llamafactory-cli train`:
 
 from __future__ import annotations
 
+import os
+
 import contextlib
 import functools
 import logging
@@ -130,7 +132,9 @@ class StepRecord:
 
 
 def begin(run, total_steps: int) -> dict:
-    """Optimizer + scheduler for `total_steps`, fresh TrainerState, on_train_begin (HF's loop prologue)."""
+    """Optimizer + scheduler for `total_steps`, fresh TrainerState, on_train_begin (HF's loop prologue). With the run's
+    `resume_from_checkpoint`, what Trainer.train restores from it: the weights, the optimizer, scheduler and scaler, the
+    TrainerState (global step, log history) and the RNG states."""
     from transformers.trainer_callback import ExportableState, TrainerState
 
     if run.loop is not None:
@@ -147,6 +151,9 @@ def begin(run, total_steps: int) -> dict:
     trainer._train_batch_size = args.train_batch_size
     trainer.accelerator.free_memory()
 
+    resume = args.resume_from_checkpoint or None
+    if resume is not None:
+        trainer._load_from_checkpoint(resume)
     trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
     trainer.state = TrainerState(
         stateful_callbacks=[
@@ -166,6 +173,15 @@ def begin(run, total_steps: int) -> dict:
         trainer.model_wrapped = model
 
     trainer.state.epoch = 0
+    if resume is not None:
+        trainer._load_optimizer_and_scheduler(resume)
+        trainer._load_scaler(resume)
+        trainer.state = TrainerState.load_from_json(os.path.join(resume, "trainer_state.json"))
+        trainer.compare_trainer_and_checkpoint_args(args, trainer.state)
+        trainer._load_callback_state()
+        # The RNG as it was when the checkpoint was saved (a pass resumed midway loads it again after its
+        # iterator is made: begin_pass's rng_state).
+        trainer._load_rng_state(resume)
     for attr in ("model", "optimizer", "lr_scheduler"):
         setattr(trainer.callback_handler, attr, getattr(trainer, attr))
     # num_train_epochs only feeds TrainerState bookkeeping here.
@@ -176,13 +192,13 @@ def begin(run, total_steps: int) -> dict:
     model.zero_grad()
     trainer.control = trainer.callback_handler.on_train_begin(args, trainer.state, trainer.control)
     run.loop = Loop(total_steps=total_steps, model=model, start_time=time.time(), tr_loss=tr_loss)
-    return {"total_steps": total_steps}
+    return {"total_steps": total_steps, "global_step": trainer.state.global_step}
 
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
                micro_in_epoch: int | None, micro_done: int, weights: np.ndarray | None,
                reduction: str = "token_mean", reference_model: str | None = None,
-               weigh: dict | None = None) -> dict:
+               weigh: dict | None = None, rng_state: str | None = None) -> dict:
     """One pass over planned micro-batches; `weights` (one per planned sample) and `reduction` choose the loss
     (weights.py). No weights under token_mean: Hugging Face's own loss. `reference_model`: a local model or LoRA
     adapter directory; every trained micro-batch also runs its no-grad forward, for the excess loss (reference.py).
@@ -224,6 +240,9 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
     )
     # One global-RNG draw per pass, exactly like the Trainer's iter(epoch_dataloader).
     iterator = iter(loader)
+    if rng_state is not None:
+        # A pass resumed midway: the RNG continues from the checkpoint, as HF's rng_to_sync does after skipping.
+        trainer._load_rng_state(rng_state)
     loop.current = Pass(
         epoch=epoch,
         steps=step_sizes.tolist(),
