@@ -10,6 +10,7 @@ import type { z } from 'zod'
 import {
   BridgeClosedError,
   type BridgeError,
+  ConnectError,
   ProtocolMismatchError,
   RemoteError,
   RequestTimeoutError,
@@ -41,6 +42,13 @@ export interface HeartbeatOptions {
 
 export interface ClientOptions {
   readonly endpoint: string
+  /** CURVE keys (z85) for a tcp sidecar started with `--keys` (keys.ts). */
+  readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string }
+  /**
+   * Remote sidecars: how long connect() waits for the transport handshake before `hello` (a wrong key shows as
+   * no answer at all, so it must fail on its own clock). Unset: no separate wait (a local sidecar is up already).
+   */
+  readonly connectTimeoutMs?: number
   /** Deadline of a request that does not give `timeoutMs`. */
   readonly defaultTimeoutMs?: number
   /** App-level heartbeat, started after the handshake; `false` disables it. */
@@ -110,6 +118,9 @@ export class BridgeClient {
       linger: 0, // close() and process exit never wait for unsent messages
       sendHighWaterMark: 0, // never block or drop: requests have their own deadlines
       receiveHighWaterMark: 0,
+      ...(options.curve === undefined
+        ? {}
+        : { curveServerKey: options.curve.serverKey, curvePublicKey: options.curve.publicKey, curveSecretKey: options.curve.secretKey }),
     })
   }
 
@@ -129,8 +140,10 @@ export class BridgeClient {
   async connect(clientName = 'dataflex-ts', helloTimeoutMs = 60_000): Promise<HelloResult> {
     if (this.connected) throw new Error('connect() called twice')
     this.connected = true
+    const handshake = this.options.connectTimeoutMs === undefined ? undefined : this.waitHandshake(this.options.connectTimeoutMs)
     this.sock.connect(this.options.endpoint)
     this.loopDone = this.receiveLoop()
+    await handshake
     let raw: Body
     try {
       raw = await this.request('hello', { protocol: PROTOCOL_VERSION, client: clientName }, { timeoutMs: helloTimeoutMs })
@@ -149,6 +162,45 @@ export class BridgeClient {
     }
     this.startHeartbeat()
     return hello.data
+  }
+
+  /** Resolves once the ZMTP handshake (CURVE included) succeeds; rejects on an auth failure or after `timeoutMs`. */
+  private waitHandshake(timeoutMs: number): Promise<void> {
+    const endpoint = this.options.endpoint
+    const events = this.sock.events
+    let lastError: string | undefined
+    return new Promise<void>((resolve, reject) => {
+      const ok = (): void => end()
+      const authFailed = (): void =>
+        end(new ConnectError(`authentication failed at ${endpoint}: the server does not accept this client's key (is client.public in its authorized_clients?)`))
+      const protocolFailed = (e: { error: Error }): void => {
+        const hint = this.options.curve === undefined ? 'the server expects CURVE keys (pass --keys <dir>)' : 'does the server use --keys?'
+        end(new ConnectError(`security handshake with ${endpoint} failed: ${e.error.message}; ${hint}`))
+      }
+      const otherFailed = (e: { error: Error }): void => {
+        lastError = e.error.message // a wrong server key looks like this, retried: the timeout reports it
+      }
+      const timer = setTimeout(() => {
+        const seen = lastError === undefined ? '' : ` (last handshake error: ${lastError})`
+        const keys = this.options.curve === undefined ? '' : 'authentication failed (wrong server key?) or '
+        end(new ConnectError(`no connection to ${endpoint} within ${timeoutMs} ms: ${keys}the server is unreachable${seen}`))
+      }, timeoutMs)
+      // Listeners are detached, not the observer closed: closing it right before the socket makes zeromq.js throw
+      // ENOTSOCK from its event loop. The observer ends with the socket.
+      const end = (err?: ConnectError): void => {
+        clearTimeout(timer)
+        events.off('handshake', ok)
+        events.off('handshake:error:auth', authFailed)
+        events.off('handshake:error:protocol', protocolFailed)
+        events.off('handshake:error:other', otherFailed)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      events.on('handshake', ok)
+      events.on('handshake:error:auth', authFailed)
+      events.on('handshake:error:protocol', protocolFailed)
+      events.on('handshake:error:other', otherFailed)
+    })
   }
 
   /** Call `op` on the sidecar. Typed arrays anywhere in `args` travel as raw frames. */

@@ -6,7 +6,7 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
-import { withSidecar } from '../bridge/session.ts'
+import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
 import type { LoadedConfig } from '../config/index.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
@@ -28,6 +28,8 @@ export interface RunOptions {
   signal?: AbortSignal
   /** Python interpreter for the sidecar (default: DATAFLEX_PYTHON, else the repo's .venv). */
   python?: string
+  /** Drive a sidecar that `dataflex serve` runs instead of spawning one; the config's paths are that host's. */
+  connect?: RemoteTarget
 }
 
 export class RunAbortedError extends Error {
@@ -53,7 +55,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     else sidecarLines.push(line)
   }
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
-  return withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
+  return withSidecar({ python: opts.python, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
     const exec = new Executor(bridge)
     // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
     const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
