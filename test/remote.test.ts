@@ -66,13 +66,16 @@ afterEach(async () => {
   }
 })
 
-/** The layout `dataflex keys` writes, for a client with another key pair (not in authorized_clients). */
-function strangerKeys(from: string, dir: string): string {
+/** A client's key folder from `from` with `replaced` swapped for a fresh pair's (server.public: its public key). */
+function keysWithNew(from: string, dir: string, replaced: 'client' | 'server'): string {
   mkdirSync(dir, { mode: 0o700 })
-  cpSync(join(from, 'server.public'), join(dir, 'server.public'))
+  for (const f of ['server.public', 'client.public', 'client.secret']) cpSync(join(from, f), join(dir, f))
   const pair = curveKeyPair()
-  writeFileSync(join(dir, 'client.public'), `${pair.publicKey}\n`, { mode: 0o600 })
-  writeFileSync(join(dir, 'client.secret'), `${pair.secretKey}\n`, { mode: 0o600 })
+  if (replaced === 'server') writeFileSync(join(dir, 'server.public'), `${pair.publicKey}\n`)
+  else {
+    writeFileSync(join(dir, 'client.public'), `${pair.publicKey}\n`)
+    writeFileSync(join(dir, 'client.secret'), `${pair.secretKey}\n`)
+  }
   return dir
 }
 
@@ -129,13 +132,22 @@ describe('dataflex serve', () => {
     expect((await cli(['keys', keys])).code).toBe(0)
     const s = await serve(['--keys', keys])
     const t0 = Date.now()
-    const err = await connectBridge({ endpoint: s.endpoint, keysDir: strangerKeys(keys, join(root, 'stranger')) }).catch((e: unknown) => e)
+    const err = await connectBridge({ endpoint: s.endpoint, keysDir: keysWithNew(keys, join(root, 'stranger'), 'client') }).catch((e: unknown) => e)
     expect(Date.now() - t0).toBeLessThan(10_000)
     expect(err).toMatchObject({ code: 'connect_failed' })
     expect((err as Error).message).toContain(`authentication failed at ${s.endpoint}`)
-    // Without keys against a CURVE server: refused at the handshake, not a hang either.
+    // The wrong server key: the server cannot read our hello and drops us, again and again; not a hang either.
+    const t1 = Date.now()
+    const wrongServer = await connectBridge({ endpoint: s.endpoint, keysDir: keysWithNew(keys, join(root, 'other-server'), 'server') }).catch(
+      (e: unknown) => e,
+    )
+    expect(Date.now() - t1).toBeLessThan(10_000)
+    expect(wrongServer).toMatchObject({ code: 'connect_failed' })
+    expect((wrongServer as Error).message).toMatch(new RegExp(`handshake with ${s.endpoint.replaceAll('.', '\\.')} failed .*wrong server key`))
+    // Without keys against a CURVE server: refused at the handshake.
     const plain = await connectBridge({ endpoint: s.endpoint }).catch((e: unknown) => e)
     expect(plain).toMatchObject({ code: 'connect_failed' })
+    expect((plain as Error).message).toMatch(/the server expects CURVE keys \(pass --keys <dir>\)/)
   })
 
   it('drives a tiny run over CURVE with `dataflex train --connect`, then serves the next run', async () => {
@@ -149,8 +161,8 @@ describe('dataflex serve', () => {
     expectOk(run)
     expect(run.metrics.length).toBeGreaterThan(0)
     expect(run.metrics.every((m) => Number.isFinite(m.loss))).toBe(true)
-    // The sidecar of that run stopped; a fresh one answers the next client.
-    const next = await connectBridge({ endpoint: s.endpoint, keysDir: keys, heartbeat: false })
+    // The sidecar of that run stopped; a fresh one (seconds to import on a busy machine) answers the next client.
+    const next = await connectBridge({ endpoint: s.endpoint, keysDir: keys, heartbeat: false, connectTimeoutMs: 120_000 })
     try {
       expect(await next.request('echo', { again: true })).toEqual({ again: true })
     } finally {

@@ -21,6 +21,7 @@ import os
 import stat
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,7 @@ def start_authenticator(ctx: zmq.Context[Any], keys: ServerKeys) -> ThreadAuthen
     return auth
 
 
-def curve_server(keys: ServerKeys):  # type: ignore[no-untyped-def]
+def curve_server(keys: ServerKeys) -> Callable[[zmq.Socket[Any]], None]:
     """Socket setup for Server(socket_setup=...): CURVE server with our key pair."""
 
     def setup(sock: zmq.Socket[Any]) -> None:

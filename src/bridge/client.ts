@@ -89,6 +89,8 @@ const DEFAULT_TIMEOUT_MS = 60_000
 const MAX_TIMER_MS = 0x7fffffff // setTimeout's limit (~24.8 days)
 const MAX_ID = 0x7fffffff
 const ERROR_CODE_RE = /^[a-z][a-z0-9_]{0,63}$/
+/** Consecutive failed handshakes after which connect() gives up (see waitHandshake). */
+const HANDSHAKE_FAILURES = 3
 
 export class BridgeClient {
   private readonly sock: Dealer
@@ -168,7 +170,6 @@ export class BridgeClient {
   private waitHandshake(timeoutMs: number): Promise<void> {
     const endpoint = this.options.endpoint
     const events = this.sock.events
-    let lastError: string | undefined
     return new Promise<void>((resolve, reject) => {
       const ok = (): void => end()
       const authFailed = (): void =>
@@ -177,13 +178,16 @@ export class BridgeClient {
         const hint = this.options.curve === undefined ? 'the server expects CURVE keys (pass --keys <dir>)' : 'does the server use --keys?'
         end(new ConnectError(`security handshake with ${endpoint} failed: ${e.error.message}; ${hint}`))
       }
+      // A CURVE server that cannot read our hello (we hold the wrong server.public, or it has no keys) just drops
+      // the connection; libzmq retries forever. A few such failures in a row are that, not a network blip.
+      let otherFailures = 0
       const otherFailed = (e: { error: Error }): void => {
-        lastError = e.error.message // a wrong server key looks like this, retried: the timeout reports it
+        if (++otherFailures < HANDSHAKE_FAILURES) return
+        const hint = this.options.curve === undefined ? '' : ': wrong server key (server.public), or the server does not use --keys'
+        end(new ConnectError(`the security handshake with ${endpoint} failed ${otherFailures} times (${e.error.message})${hint}`))
       }
       const timer = setTimeout(() => {
-        const seen = lastError === undefined ? '' : ` (last handshake error: ${lastError})`
-        const keys = this.options.curve === undefined ? '' : 'authentication failed (wrong server key?) or '
-        end(new ConnectError(`no connection to ${endpoint} within ${timeoutMs} ms: ${keys}the server is unreachable${seen}`))
+        end(new ConnectError(`no connection to ${endpoint} within ${timeoutMs} ms: the server is unreachable (is \`dataflex serve\` running there?)`))
       }, timeoutMs)
       // Listeners are detached, not the observer closed: closing it right before the socket makes zeromq.js throw
       // ENOTSOCK from its event loop. The observer ends with the socket.

@@ -150,7 +150,7 @@ export interface ConnectOptions extends Pick<BridgeOptions, 'clientName' | 'hell
   readonly endpoint: string
   /** The CURVE key folder (`dataflex keys <dir>`); required unless the sidecar is on loopback without keys. */
   readonly keysDir?: string
-  /** How long to wait for the connection (and the key check) before `hello`. */
+  /** How long to wait for the connection before `hello` (a server between runs restarts its sidecar: seconds). */
   readonly connectTimeoutMs?: number
 }
 
@@ -161,7 +161,7 @@ export async function connectBridge(opts: ConnectOptions): Promise<Bridge<Remote
   const client = new BridgeClient({
     endpoint: opts.endpoint,
     curve,
-    connectTimeoutMs: opts.connectTimeoutMs ?? 10_000,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 30_000,
     defaultTimeoutMs: opts.requestTimeoutMs,
     heartbeat: opts.heartbeat,
     log: opts.log,
