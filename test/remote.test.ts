@@ -3,7 +3,7 @@
  * stranger's key refused within seconds, plain tcp on loopback, and an open bind without keys refused.
  */
 import { type ChildProcessByStdio, execFile, spawn } from 'node:child_process'
-import { chmodSync, cpSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, cpSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { promisify } from 'node:util'
@@ -113,6 +113,18 @@ describe('dataflex serve', () => {
     expect(r.stderr).toMatch(/refusing to bind tcp:\/\/0\.0\.0\.0:5555 without keys.*--keys <dir>/)
   })
 
+  it('SIGINT stops the sidecar and exits 130', async () => {
+    const s = await serve([])
+    const children = async (): Promise<string> =>
+      (await promisify(execFile)('pgrep', ['-P', String(s.child.pid)]).catch(() => ({ stdout: '' }))).stdout.trim()
+    const sidecar = await children()
+    expect(sidecar).toMatch(/^\d+$/)
+    const exited = new Promise<number | null>((resolve) => s.child.on('exit', (code) => resolve(code)))
+    s.child.kill('SIGINT')
+    expect(await exited).toBe(130)
+    expect(existsSync(`/proc/${sidecar}`)).toBe(false)
+  })
+
   it('plain tcp on loopback works without keys; a second client is told the sidecar is busy', async () => {
     const s = await serve([])
     let first: Bridge | undefined
@@ -144,10 +156,10 @@ describe('dataflex serve', () => {
     expect(Date.now() - t1).toBeLessThan(10_000)
     expect(wrongServer).toMatchObject({ code: 'connect_failed' })
     expect((wrongServer as Error).message).toMatch(new RegExp(`handshake with ${s.endpoint.replaceAll('.', '\\.')} failed .*wrong server key`))
-    // Without keys against a CURVE server: refused at the handshake.
+    // Without keys against a CURVE server: refused at the handshake (a protocol error or dropped handshakes).
     const plain = await connectBridge({ endpoint: s.endpoint }).catch((e: unknown) => e)
     expect(plain).toMatchObject({ code: 'connect_failed' })
-    expect((plain as Error).message).toMatch(/the server expects CURVE keys \(pass --keys <dir>\)/)
+    expect((plain as Error).message).toMatch(/handshake with .* failed.*the server expects CURVE keys \(pass --keys <dir>\)/)
   })
 
   it('drives a tiny run over CURVE with `dataflex train --connect`, then serves the next run', async () => {

@@ -178,12 +178,15 @@ export class BridgeClient {
         const hint = this.options.curve === undefined ? 'the server expects CURVE keys (pass --keys <dir>)' : 'does the server use --keys?'
         end(new ConnectError(`security handshake with ${endpoint} failed: ${e.error.message}; ${hint}`))
       }
-      // A CURVE server that cannot read our hello (we hold the wrong server.public, or it has no keys) just drops
+      // A CURVE server that cannot read our greeting (we hold the wrong server.public, or no keys) may just drop
       // the connection; libzmq retries forever. A few such failures in a row are that, not a network blip.
       let otherFailures = 0
       const otherFailed = (e: { error: Error }): void => {
         if (++otherFailures < HANDSHAKE_FAILURES) return
-        const hint = this.options.curve === undefined ? '' : ': wrong server key (server.public), or the server does not use --keys'
+        const hint =
+          this.options.curve === undefined
+            ? ': the server expects CURVE keys (pass --keys <dir>)'
+            : ': wrong server key (server.public), or the server does not use --keys'
         end(new ConnectError(`the security handshake with ${endpoint} failed ${otherFailures} times (${e.error.message})${hint}`))
       }
       const timer = setTimeout(() => {
