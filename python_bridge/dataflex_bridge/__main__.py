@@ -63,6 +63,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.max_frame_bytes <= 0:
         p.error("--max-frame-bytes must be positive")
+    if args.client_timeout <= 0:
+        p.error("--client-timeout must be positive")
     return args
 
 
