@@ -116,6 +116,8 @@ export async function trainCli<D = Record<string, unknown>>(
   name: string,
   config: (out: string) => Record<string, unknown>,
   timeoutMs = 240_000,
+  /** After the config: e.g. `--connect tcp://127.0.0.1:5555`. */
+  extraArgs: readonly string[] = [],
 ): Promise<TrainRun<D>> {
   const out = join(dir, `${name}-out`)
   const cfg = writeConfig(dir, `${name}.yaml`, config(out))
@@ -123,7 +125,7 @@ export async function trainCli<D = Record<string, unknown>>(
   let stdout = ''
   let stderr = ''
   try {
-    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20 })
+    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg, ...extraArgs], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20 })
     stdout = r.stdout
     stderr = r.stderr
   } catch (err) {

@@ -23,8 +23,9 @@ import traceback
 from typing import Any
 
 import numpy as np
+import zmq
 
-from . import wire
+from . import remote, wire
 from .server import CallContext, Handler, Op, OpError, Server
 
 log = logging.getLogger("dataflex_bridge")
@@ -47,11 +48,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="remove this directory on exit, however we exit (the supervisor's private socket dir)",
     )
     p.add_argument("--log-level", default="INFO")
+    p.add_argument(
+        "--keys",
+        help="CURVE key folder (dataflex keys <dir>): encrypt tcp and accept only the authorised clients",
+    )
+    p.add_argument(
+        "--remote",
+        action="store_true",
+        help="serve clients on other hosts: one client at a time, stop when it falls silent (dataflex serve)",
+    )
+    p.add_argument("--client-timeout", type=float, default=60.0, help="with --remote: seconds of client silence")
     # Tests only: claim another protocol version to exercise the mismatch path.
     p.add_argument("--test-protocol", type=int, default=wire.PROTOCOL_VERSION, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.max_frame_bytes <= 0:
         p.error("--max-frame-bytes must be positive")
+    if args.client_timeout <= 0:
+        p.error("--client-timeout must be positive")
     return args
 
 
@@ -171,6 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         _cleanup_dirs.append(tmpdir)
         endpoint = f"ipc://{tmpdir}/s.ipc"
 
+    try:
+        keys = remote.load_server_keys(args.keys) if args.keys else None
+        remote.check_bind(endpoint, keys)
+    except remote.KeysError as exc:
+        print(f"error [config_error]: {exc}", file=sys.stderr, flush=True)
+        cleanup()
+        return 2
+
     handlers: dict[str, Handler | Op] = {}
     executor: dict[str, Any] = {"status": "disabled", "error": None}
     if not args.no_executor:
@@ -178,12 +199,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.test_ops:
         handlers.update(test_ops())
 
-    server = Server(
+    auth = None if keys is None else remote.start_authenticator(zmq.Context.instance(), keys)
+    extra: dict[str, Any] = {"client_timeout_s": args.client_timeout} if args.remote else {}
+    server = (remote.RemoteServer if args.remote else Server)(
         endpoint,
         handlers,
         args.max_frame_bytes,
         protocol_version=args.test_protocol,
         info={"executor": executor},
+        socket_setup=None if keys is None else remote.curve_server(keys),
+        **extra,
     )
     bound = server.bind()
     # The handler only sets flags: stopping happens on the main loop, which polls with a timeout.
@@ -193,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = server.run()
     finally:
+        if auth is not None:
+            auth.stop()  # its sockets would otherwise hold the zmq context open at exit
         cleanup()
     sys.stdout.flush()
     sys.stderr.flush()

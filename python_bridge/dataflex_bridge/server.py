@@ -164,6 +164,7 @@ class Server:
         *,
         protocol_version: int = PROTOCOL_VERSION,
         info: Mapping[str, Any] | None = None,
+        socket_setup: Callable[[zmq.Socket[Any]], None] | None = None,
     ) -> None:
         clash = RESERVED_OPS.intersection(handlers)
         if clash:
@@ -172,6 +173,7 @@ class Server:
         self.max_frame_bytes = max_frame_bytes
         self.protocol_version = protocol_version  # differs from PROTOCOL_VERSION only in tests
         self._info = dict(info or {})
+        self._socket_setup = socket_setup  # security options (CURVE) that must be set before bind
         self._ops: dict[str, Op] = {
             "hello": Op(self._op_hello, "thread"),
             "ping": Op(lambda a, c: {"busy": self._busy}, "inline"),
@@ -206,6 +208,8 @@ class Server:
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)  # a reply to a vanished peer raises instead of vanishing
         sock.setsockopt(zmq.SNDHWM, 0)
         sock.setsockopt(zmq.RCVHWM, 0)
+        if self._socket_setup is not None:
+            self._socket_setup(sock)
         sock.bind(self.endpoint)
         self._sock = sock
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)

@@ -10,6 +10,7 @@ import type { z } from 'zod'
 import {
   BridgeClosedError,
   type BridgeError,
+  ConnectError,
   ProtocolMismatchError,
   RemoteError,
   RequestTimeoutError,
@@ -41,6 +42,13 @@ export interface HeartbeatOptions {
 
 export interface ClientOptions {
   readonly endpoint: string
+  /** CURVE keys (z85) for a tcp sidecar started with `--keys` (keys.ts). */
+  readonly curve?: { readonly serverKey: string; readonly publicKey: string; readonly secretKey: string }
+  /**
+   * Remote sidecars: how long connect() waits for the transport handshake before `hello` (a wrong key shows as
+   * no answer at all, so it must fail on its own clock). Unset: no separate wait (a local sidecar is up already).
+   */
+  readonly connectTimeoutMs?: number
   /** Deadline of a request that does not give `timeoutMs`. */
   readonly defaultTimeoutMs?: number
   /** App-level heartbeat, started after the handshake; `false` disables it. */
@@ -81,6 +89,8 @@ const DEFAULT_TIMEOUT_MS = 60_000
 const MAX_TIMER_MS = 0x7fffffff // setTimeout's limit (~24.8 days)
 const MAX_ID = 0x7fffffff
 const ERROR_CODE_RE = /^[a-z][a-z0-9_]{0,63}$/
+/** Consecutive failed handshakes after which connect() gives up (see waitHandshake). */
+const HANDSHAKE_FAILURES = 3
 
 export class BridgeClient {
   private readonly sock: Dealer
@@ -110,6 +120,9 @@ export class BridgeClient {
       linger: 0, // close() and process exit never wait for unsent messages
       sendHighWaterMark: 0, // never block or drop: requests have their own deadlines
       receiveHighWaterMark: 0,
+      ...(options.curve === undefined
+        ? {}
+        : { curveServerKey: options.curve.serverKey, curvePublicKey: options.curve.publicKey, curveSecretKey: options.curve.secretKey }),
     })
   }
 
@@ -129,8 +142,10 @@ export class BridgeClient {
   async connect(clientName = 'dataflex-ts', helloTimeoutMs = 60_000): Promise<HelloResult> {
     if (this.connected) throw new Error('connect() called twice')
     this.connected = true
+    const handshake = this.options.connectTimeoutMs === undefined ? undefined : this.waitHandshake(this.options.connectTimeoutMs)
     this.sock.connect(this.options.endpoint)
     this.loopDone = this.receiveLoop()
+    await handshake
     let raw: Body
     try {
       raw = await this.request('hello', { protocol: PROTOCOL_VERSION, client: clientName }, { timeoutMs: helloTimeoutMs })
@@ -149,6 +164,50 @@ export class BridgeClient {
     }
     this.startHeartbeat()
     return hello.data
+  }
+
+  /** Resolves once the ZMTP handshake (CURVE included) succeeds; rejects on an auth failure or after `timeoutMs`. */
+  private waitHandshake(timeoutMs: number): Promise<void> {
+    const endpoint = this.options.endpoint
+    const events = this.sock.events
+    return new Promise<void>((resolve, reject) => {
+      const ok = (): void => end()
+      const authFailed = (): void =>
+        end(new ConnectError(`authentication failed at ${endpoint}: the server does not accept this client's key (is client.public in its authorized_clients?)`))
+      const protocolFailed = (e: { error: Error }): void => {
+        const hint = this.options.curve === undefined ? 'the server expects CURVE keys (pass --keys <dir>)' : 'does the server use --keys?'
+        end(new ConnectError(`security handshake with ${endpoint} failed: ${e.error.message}; ${hint}`))
+      }
+      // A CURVE server that cannot read our greeting (we hold the wrong server.public, or no keys) may just drop
+      // the connection; libzmq retries forever. A few such failures in a row are that, not a network blip.
+      let otherFailures = 0
+      const otherFailed = (e: { error: Error }): void => {
+        if (++otherFailures < HANDSHAKE_FAILURES) return
+        const hint =
+          this.options.curve === undefined
+            ? ': the server expects CURVE keys (pass --keys <dir>)'
+            : ': wrong server key (server.public), or the server does not use --keys'
+        end(new ConnectError(`the security handshake with ${endpoint} failed ${otherFailures} times (${e.error.message})${hint}`))
+      }
+      const timer = setTimeout(() => {
+        end(new ConnectError(`no connection to ${endpoint} within ${timeoutMs} ms: the server is unreachable (is \`dataflex serve\` running there?)`))
+      }, timeoutMs)
+      // Listeners are detached, not the observer closed: closing it right before the socket makes zeromq.js throw
+      // ENOTSOCK from its event loop. The observer ends with the socket.
+      const end = (err?: ConnectError): void => {
+        clearTimeout(timer)
+        events.off('handshake', ok)
+        events.off('handshake:error:auth', authFailed)
+        events.off('handshake:error:protocol', protocolFailed)
+        events.off('handshake:error:other', otherFailed)
+        if (err === undefined) resolve()
+        else reject(err)
+      }
+      events.on('handshake', ok)
+      events.on('handshake:error:auth', authFailed)
+      events.on('handshake:error:protocol', protocolFailed)
+      events.on('handshake:error:other', otherFailed)
+    })
   }
 
   /** Call `op` on the sidecar. Typed arrays anywhere in `args` travel as raw frames. */

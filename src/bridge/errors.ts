@@ -18,6 +18,7 @@ export type BridgeErrorCode =
   | 'bad_result'
   | 'encode'
   | 'bad_args'
+  | 'connect_failed'
 
 export class BridgeError extends Error {
   readonly code: string
@@ -189,5 +190,14 @@ export class OpResultError extends BridgeError {
   constructor(op: string, error: z.ZodError) {
     super('bad_result', `${op}: invalid result: ${issues(error, '(result)')}`, { cause: error })
     this.op = op
+  }
+}
+
+/** A remote sidecar (`--connect`) could not be reached, or refused this client's key. */
+export class ConnectError extends BridgeError {
+  declare readonly code: 'connect_failed'
+
+  constructor(message: string) {
+    super('connect_failed', message)
   }
 }

@@ -20,7 +20,9 @@ import { BridgeClient, type Body, type EventListener, type HeartbeatOptions, typ
 import { BridgeClosedError, SidecarExitedError } from './errors.ts'
 import type { LogFn } from './log.ts'
 import type { HelloResult } from './protocol.ts'
-import { Sidecar, type SidecarExit, type SidecarOptions, type StopResult } from './sidecar.ts'
+import { checkPlainTcp, loadClientKeys } from './keys.ts'
+import { RemoteSidecar } from './remote.ts'
+import { Sidecar, type SidecarExit, type SidecarHandle, type SidecarOptions, type StopResult } from './sidecar.ts'
 
 export interface BridgeOptions extends SidecarOptions {
   /** Sent in `hello`, shows up in the sidecar's log. */
@@ -39,14 +41,14 @@ export interface BridgeOptions extends SidecarOptions {
   readonly log?: LogFn
 }
 
-export class Bridge {
+export class Bridge<S extends SidecarHandle = SidecarHandle> {
   private closing = false
   private closePromise: Promise<StopResult> | undefined
 
-  /** Use startBridge(). */
+  /** Use startBridge() or connectBridge(). */
   constructor(
-    /** The supervised process (state, pid, stderr tail). */
-    readonly sidecar: Sidecar,
+    /** The supervised process (state, pid, stderr tail), or a remote sidecar's stand-in. */
+    readonly sidecar: S,
     private readonly client: BridgeClient,
     /** The handshake: protocol, pid, library versions, device, world size, available ops. */
     readonly info: HelloResult,
@@ -116,7 +118,7 @@ export class Bridge {
 }
 
 /** Spawn the sidecar, connect, and complete the `hello` handshake. */
-export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
+export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge<Sidecar>> {
   const args = [...(opts.args ?? [])]
   if (opts.maxFrameBytes !== undefined) args.push('--max-frame-bytes', String(opts.maxFrameBytes))
   const sidecar = new Sidecar({ ...opts, args })
@@ -143,6 +145,38 @@ export async function startBridge(opts: BridgeOptions = {}): Promise<Bridge> {
   return new Bridge(sidecar, client, info, opts.stopGraceMs ?? 2_000)
 }
 
+export interface ConnectOptions extends Pick<BridgeOptions, 'clientName' | 'helloTimeoutMs' | 'requestTimeoutMs' | 'heartbeat' | 'stopGraceMs' | 'onHealthChange' | 'log'> {
+  /** Where `dataflex serve` listens: `tcp://host:port`. */
+  readonly endpoint: string
+  /** The CURVE key folder (`dataflex keys <dir>`); required unless the sidecar is on loopback without keys. */
+  readonly keysDir?: string
+  /** How long to wait for the connection before `hello` (a server between runs restarts its sidecar: seconds). */
+  readonly connectTimeoutMs?: number
+}
+
+/** Connect to a sidecar that `dataflex serve` runs (possibly on another host) and complete the handshake. */
+export async function connectBridge(opts: ConnectOptions): Promise<Bridge<RemoteSidecar>> {
+  checkPlainTcp(opts.endpoint, opts.keysDir !== undefined, 'connect to')
+  const curve = opts.keysDir === undefined ? undefined : loadClientKeys(opts.keysDir)
+  const client = new BridgeClient({
+    endpoint: opts.endpoint,
+    curve,
+    connectTimeoutMs: opts.connectTimeoutMs ?? 30_000,
+    defaultTimeoutMs: opts.requestTimeoutMs,
+    heartbeat: opts.heartbeat,
+    log: opts.log,
+    onHealthChange: opts.onHealthChange,
+  })
+  let info: HelloResult
+  try {
+    info = await client.connect(opts.clientName, opts.helloTimeoutMs)
+  } catch (err) {
+    await client.close()
+    throw err
+  }
+  return new Bridge(new RemoteSidecar(opts.endpoint, info.pid), client, info, opts.stopGraceMs ?? 2_000)
+}
+
 export { BridgeClient } from './client.ts'
 export type { Body, ClientOptions, EventListener, HandlerContext, HeartbeatOptions, RequestHandler, RequestOptions } from './client.ts'
 export * from './errors.ts'
@@ -150,4 +184,6 @@ export { DTYPES, NdArray, decodeMessage, dtypeOf, encodeMessage, type DType, typ
 export type { LogEntry, LogFn, LogLevel } from './log.ts'
 export { HelloResult, PROTOCOL_VERSION, REMOTE_ERROR_CODES, type RemoteErrorCode } from './protocol.ts'
 export { PYTHON_BRIDGE_DIR, REPO_ROOT, resolvePython, sidecarEnv } from './python.ts'
-export { Sidecar, stopAllSidecars, type SidecarExit, type SidecarOptions, type SidecarState, type StopOptions, type StopResult } from './sidecar.ts'
+export { KeysError, checkPlainTcp, checkServerKeys, generateKeys, loadClientKeys, type ClientKeys } from './keys.ts'
+export { RemoteSidecar } from './remote.ts'
+export { Sidecar, stopAllSidecars, type SidecarExit, type SidecarHandle, type SidecarOptions, type SidecarState, type StopOptions, type StopResult } from './sidecar.ts'

@@ -2,7 +2,7 @@
  * One sidecar for the length of a command (`train`, `prepare`): started with deadlines that allow for a model
  * load, stopped at once when the command's AbortSignal fires, and closed on every way out.
  */
-import { startBridge, type Bridge } from './index.ts'
+import { connectBridge, startBridge, type Bridge } from './index.ts'
 import type { LogEntry } from './log.ts'
 
 /** READY and hello deadlines: the sidecar imports torch and LLaMA-Factory before it answers. */
@@ -13,6 +13,8 @@ const ABORT_GRACE_MS = 1_500
 export interface SidecarSessionOptions {
   /** Python interpreter (default: DATAFLEX_PYTHON, else the repo's .venv). */
   readonly python?: string
+  /** Drive the sidecar `dataflex serve` runs there instead of spawning one (docs/remote.md). */
+  readonly connect?: RemoteTarget
   readonly signal?: AbortSignal
   /** Lines for the user: bridge warnings and errors, and with DATAFLEX_VERBOSE the sidecar's own output. */
   readonly log?: (line: string) => void
@@ -22,7 +24,13 @@ export interface SidecarSessionOptions {
   readonly aborted: (cause: unknown) => Error
 }
 
-/** Starts a sidecar, runs `body` with it, and stops it however `body` ends. */
+/** A sidecar that `dataflex serve` runs: its endpoint and the client's key folder. */
+export interface RemoteTarget {
+  readonly endpoint: string
+  readonly keysDir?: string
+}
+
+/** Starts a sidecar (or connects to a remote one), runs `body` with it, and stops it however `body` ends. */
 export async function withSidecar<T>(opts: SidecarSessionOptions, body: (bridge: Bridge) => Promise<T>): Promise<T> {
   const onLog = (e: LogEntry): void => {
     if (e.source === 'sidecar') {
@@ -32,7 +40,10 @@ export async function withSidecar<T>(opts: SidecarSessionOptions, body: (bridge:
       opts.log?.(`bridge ${e.level}: ${e.message}`)
     }
   }
-  const bridge = await startBridge({ python: opts.python, log: onLog, readyTimeoutMs: START_TIMEOUT_MS, helloTimeoutMs: START_TIMEOUT_MS })
+  const bridge =
+    opts.connect === undefined
+      ? await startBridge({ python: opts.python, log: onLog, readyTimeoutMs: START_TIMEOUT_MS, helloTimeoutMs: START_TIMEOUT_MS })
+      : await connectBridge({ ...opts.connect, log: onLog, helloTimeoutMs: START_TIMEOUT_MS })
   const abort = (): void => void bridge.close({ graceMs: ABORT_GRACE_MS })
   opts.signal?.addEventListener('abort', abort, { once: true })
   try {

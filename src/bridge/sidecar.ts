@@ -74,9 +74,20 @@ export async function stopAllSidecars(opts: StopOptions = {}): Promise<void> {
   await Promise.allSettled([...live].map((s) => s.stop(opts)))
 }
 
+/** What a Bridge needs of the sidecar's process side: a spawned Sidecar, or a remote one (remote.ts). */
+export interface SidecarHandle {
+  readonly state: SidecarState
+  readonly pid: number | undefined
+  /** Where it listens. */
+  readonly endpoint: string | undefined
+  readonly exited: Promise<SidecarExit>
+  onExit(fn: (exit: SidecarExit) => void): () => void
+  stop(opts?: StopOptions): Promise<StopResult>
+}
+
 type Child = ChildProcessByStdio<Writable, Readable, Readable>
 
-export class Sidecar {
+export class Sidecar implements SidecarHandle {
   private stateValue: SidecarState = 'idle'
   private child: Child | undefined
   private dir: string | undefined

@@ -1,9 +1,11 @@
 /**
- * `dataflex train <config.yaml> [key=value ...]`, `dataflex prepare near|tsds …` and `dataflex --version`.
+ * `dataflex train <config.yaml> [key=value ...] [--connect tcp://host:port --keys dir]`, `dataflex serve`,
+ * `dataflex keys <dir>`, `dataflex prepare near|tsds …` and `dataflex --version`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad input (config / usage), 130 SIGINT, 143 SIGTERM.
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
+import { KeysError } from '../bridge/index.ts'
 import { loadConfig } from '../config/index.ts'
 import { registerPrepare } from '../prepare/cli.ts'
 import { runTraining } from '../trainers/run.ts'
@@ -12,6 +14,7 @@ import { processIO, type CliIO } from './io.ts'
 import { runCommand } from './lifecycle.ts'
 import { createProgress } from './progress.ts'
 import { EXIT_BAD_INPUT, EXIT_OK } from './report.ts'
+import { checkEndpoint, registerRemote } from './serve.ts'
 import { printSummary } from './summary.ts'
 
 function packageVersion(): string {
@@ -20,16 +23,27 @@ function packageVersion(): string {
   return typeof version === 'string' ? version : '0.0.0'
 }
 
-function train(configPath: string, overrides: string[], io: CliIO, resume: boolean): Promise<number> {
+interface TrainOptions {
+  readonly connect?: string
+  readonly keys?: string
+  readonly resume?: boolean
+}
+
+function train(configPath: string, overrides: string[], options: TrainOptions, io: CliIO): Promise<number> {
   const progress = createProgress({ stream: io.stderr, isTTY: io.stderr.isTTY === true })
   return runCommand(io, { what: 'the run', onFailure: () => progress.abandon() }, async (signal) => {
+    if (options.keys !== undefined && options.connect === undefined) {
+      throw new KeysError('--keys is for --connect (the sidecar on another host); `dataflex serve` takes its own --keys')
+    }
+    if (options.connect !== undefined) checkEndpoint(options.connect, '--connect')
     const cfg = await loadConfig(configPath, overrides, {
       env: io.env,
       onWarning: (message) => io.stderr.write(`warning: ${message}\n`),
     })
     if (signal.aborted) return
     const summary = await runTraining(cfg, {
-      resume,
+      resume: options.resume === true,
+      connect: options.connect === undefined ? undefined : { endpoint: options.connect, keysDir: options.keys },
       onProgress: (event) => progress.update(event),
       log: (line) => progress.log(line),
       signal,
@@ -59,8 +73,10 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     .argument('<config>', 'YAML config file')
     .argument('[overrides...]', 'key=value overrides, as llamafactory-cli takes them')
     .option('--resume', "continue from the last complete checkpoint in output_dir (model, optimizer, RNG, schedule and every strategy's state)")
-    .action(async (config: string, overrides: string[], options: { resume?: boolean }) => {
-      exitCode = await train(config, overrides, io, options.resume === true)
+    .option('--connect <endpoint>', 'drive the sidecar `dataflex serve` runs at tcp://<host>:<port> (config paths are that host\'s)')
+    .option('--keys <dir>', 'CURVE key folder for --connect (from `dataflex keys <dir>`)')
+    .action(async (config: string, overrides: string[], options: TrainOptions) => {
+      exitCode = await train(config, overrides, options, io)
     })
 
   program
@@ -70,6 +86,13 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     .action((options: { json?: boolean }) => {
       io.stdout.write(options.json ? JSON.stringify(componentDocs(), null, 2) + '\n' : formatComponents())
     })
+
+  registerRemote(program, {
+    io,
+    done: (code) => {
+      exitCode = code
+    },
+  })
 
   registerPrepare(program, {
     io,

@@ -6,7 +6,7 @@
  */
 import { appendFileSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { withSidecar } from '../bridge/session.ts'
+import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
@@ -31,6 +31,8 @@ export interface RunOptions {
   python?: string
   /** Continue from the last complete checkpoint in output_dir (`dataflex train --resume`). */
   resume?: boolean
+  /** Drive a sidecar that `dataflex serve` runs instead of spawning one; the config's paths are that host's. */
+  connect?: RemoteTarget
 }
 
 export class RunAbortedError extends Error {
@@ -67,7 +69,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     else sidecarLines.push(line)
   }
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
-  return withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
+  return withSidecar({ python: opts.python, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
     const exec = new Executor(bridge)
     // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
     const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
