@@ -388,13 +388,16 @@ interface Sent {
   total: number
 }
 
-function fakeExecutor(sent: Sent): Executor {
+/** Stands in for the sidecar: records what it is sent, and makes the checkpoint folder of each save as it would. */
+function fakeExecutor(sent: Sent, outputDir: string): Executor {
   let step = 0
+  const checkpoint = (s: number): void => void mkdirSync(join(outputDir, `checkpoint-${s}`), { recursive: true })
   const fake = {
-    begin: async (total: number) => void (sent.total = total),
+    begin: async (total: number) => ({ total_steps: (sent.total = total), global_step: 0 }),
     beginPass: async (plan: PassPlan) => void sent.plans.push(plan),
     trainSteps: async (n: number, flags: StepFlags) => {
       sent.flags.push(flags)
+      for (let k = 0; k < n; k++) if (flags.save[k]) checkpoint(step + k + 1)
       step += n
       const f64 = (v: number) => new Float64Array(n).fill(v)
       return {
@@ -402,7 +405,10 @@ function fakeExecutor(sent: Sent): Executor {
         eval_loss: f64(NaN), seconds: f64(0), op_seconds: 0, should_training_stop: false,
       }
     },
-    endPass: async (flags: { log: boolean; evaluate: boolean; save: boolean }) => void sent.ends.push(flags),
+    endPass: async (flags: { log: boolean; evaluate: boolean; save: boolean }) => {
+      sent.ends.push(flags)
+      if (flags.save) checkpoint(step)
+    },
     losses: async (_split: string, idx: Int32Array) => Float32Array.from(idx, (i) => i % 7),
     finish: async () => ({ train_loss: 1, global_step: step, eval_loss: null, step_seconds_median: null }),
   }
@@ -420,8 +426,8 @@ async function runFake(
   const bridge = { on: () => () => {} } as unknown as Bridge
   const runlog = new RunLog(join(dir, 'out'))
   runlog.open()
-  const fullInfo = { ...LOAD_INFO, ...info }
-  const driver = new TrainDriver(fakeExecutor(sent), bridge, fullInfo, runlog, () => {})
+  const fullInfo = { ...LOAD_INFO, output_dir: join(dir, 'out'), ...info }
+  const driver = new TrainDriver(fakeExecutor(sent, fullInfo.output_dir), bridge, fullInfo, runlog, () => {})
   const definition = defineSelector({
     name: 'fake',
     description: 'test',
@@ -445,17 +451,22 @@ async function runFake(
 const firstN = (ctx: { numSamples: number }) => Int32Array.from({ length: ctx.numSamples }, (_, i) => i)
 
 describe('select trainer (fake executor)', () => {
-  it("saves the strategy's state() beside checkpoints and at the end, atomically, with the step it follows", async () => {
+  it("saves the strategy's state() beside each checkpoint, at its exact step, and at the end", async () => {
     let calls = 0
     const { dir, sent } = await runFake({}, firstN, { save_strategy: 'steps', save_steps: 5 }, () => ({ calls: ++calls }))
     // Windows W 1-2 | S 3-5 | S 6-8 || W 9-10 | S 11-12: checkpoints at steps 5, 10 and 12 (the flow callback saves
-    // at the last step too).
-    const saved = sent.flags.flatMap((f, k) => (f.save.includes(1) ? [k] : []))
-    expect(saved).toEqual([1, 3, 4])
-    // One write after each window that saved a checkpoint, and one at the end.
-    expect(calls).toBe(4)
+    // at the last step too); a run of steps ends at each save, so the state is the one of that very step.
+    expect(sent.flags.map((f) => Array.from(f.save))).toEqual([[0, 0], [0, 0, 1], [0, 0, 0], [0, 1], [0, 1]])
+    const beside = (s: number) => JSON.parse(readFileSync(join(dir, 'out', `checkpoint-${s}`, 'dataflex_state.json'), 'utf8'))
+    expect([5, 10, 12].map((s) => [beside(s).step, beside(s).trainer])).toEqual([
+      [5, { selections: 1, instance: { calls: 1 } }],
+      [10, { selections: 2, instance: { calls: 2 } }],
+      [12, { selections: 3, instance: { calls: 3 } }],
+    ])
+    // The window each fell in and its plan: what a resume trains the rest of.
+    expect(beside(5)).toMatchObject({ window: 1, plan_first_step: 3, plan: { step_sizes: [2, 2, 2] } })
     const written = JSON.parse(readFileSync(join(dir, 'out', 'dataflex', 'state', 'fake.json'), 'utf8'))
-    expect(written).toEqual({ step: 12, kind: 'selector', strategy: 'fake', state: { calls } })
+    expect(written).toEqual({ step: 12, kind: 'selector', strategy: 'fake', state: { calls: 4 } })
   })
 
   it('one pass per window: micro-batches of b, steps of GA, the flex-epoch position, epoch-end events', async () => {
