@@ -1,34 +1,10 @@
 /** Ctrl-C on `dataflex train` stops the sidecar: exit 130, and no Python process is left behind. */
 import { spawn } from 'node:child_process'
-import { existsSync, readFileSync, readdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { REPO_ROOT } from '../src/bridge/index.ts'
+import { alive, childrenOf } from './procs.ts'
 import { tempDir, tinyConfig, writeConfig } from './support.ts'
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
-      if (ppid === pid) out.push(Number(entry))
-    } catch {
-      // the process went away while we looked
-    }
-  }
-  return out
-}
-
-function alive(pid: number): boolean {
-  if (!existsSync(`/proc/${pid}/status`)) return false
-  try {
-    return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, 'utf8'))
-  } catch {
-    return false
-  }
-}
 
 describe('dataflex train and signals', () => {
   for (const [signal, code] of [

@@ -81,6 +81,9 @@ const DEFAULT_TIMEOUT_MS = 60_000
 const MAX_TIMER_MS = 0x7fffffff // setTimeout's limit (~24.8 days)
 const MAX_ID = 0x7fffffff
 const ERROR_CODE_RE = /^[a-z][a-z0-9_]{0,63}$/
+/** Ops answered on the sidecar's socket thread: nothing runs to cancel. */
+const UNCANCELLABLE = new Set(['ping', 'echo', 'cancel', 'shutdown'])
+const CANCEL_TIMEOUT_MS = 5_000
 
 export class BridgeClient {
   private readonly sock: Dealer
@@ -180,7 +183,11 @@ export class BridgeClient {
     }
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.pending.delete(id)) reject(new RequestTimeoutError(op, timeoutMs))
+        if (!this.pending.delete(id)) return
+        reject(new RequestTimeoutError(op, timeoutMs))
+        // Tell the sidecar to stop the op at its next safe point instead of leaving it running (it also stops
+        // by itself once the deadline it was sent passes; this covers clocks that disagree).
+        if (!UNCANCELLABLE.has(op)) this.request('cancel', { id }, { timeoutMs: CANCEL_TIMEOUT_MS }).catch(() => undefined)
       }, timeoutMs)
       const schema = opts.result
       this.pending.set(id, {
