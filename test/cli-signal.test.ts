@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { REPO_ROOT } from '../src/bridge/index.ts'
-import { alive, childrenOf } from './processes.ts'
+import { alive, childrenOf } from './procs.ts'
 import { tempDir, tinyConfig, writeConfig } from './support.ts'
 
 describe('dataflex train and signals', () => {

@@ -9,7 +9,7 @@ import { RemoteError, startBridge, type Bridge } from '../src/bridge/index.ts'
 import { OP_NAMES, OPS, OpClient, type OpArgs, type SidecarOpName } from '../src/bridge/ops.ts'
 import { TINY_MODEL, TINY_MOE_MODEL, runPython, tempDir, tinyConfig } from './support.ts'
 
-const BUILT_IN = ['echo', 'hello', 'ping', 'shutdown', 'sleep']
+const BUILT_IN = ['cancel', 'echo', 'hello', 'ping', 'shutdown', 'sleep']
 
 let bridge: Bridge
 // A second sidecar (one run each) with a LoRA run on the mixture-of-experts model, for router_loads.

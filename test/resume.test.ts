@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { REPO_ROOT } from '../src/bridge/index.ts'
 import { expectAllClose } from './close.ts'
-import { alive, childrenOf } from './processes.ts'
+import { alive, childrenOf } from './procs.ts'
 import { PYTHON, stable, tempDir, tinyConfig, writeConfig } from './support.ts'
 
 const HAS_PYTHON = existsSync(PYTHON)

@@ -35,7 +35,7 @@ log = logging.getLogger("dataflex_bridge")
 
 Handler = Callable[[dict[str, Any], "CallContext"], "Mapping[str, Any] | None"]
 Mode = Literal["worker", "inline", "thread"]
-RESERVED_OPS = frozenset({"hello", "ping", "echo", "sleep", "shutdown"})
+RESERVED_OPS = frozenset({"hello", "ping", "echo", "sleep", "shutdown", "cancel"})
 
 
 @dataclass(frozen=True)
@@ -89,10 +89,32 @@ class CallContext:
         self.op = op
         self.deadline = deadline  # absolute, time.time() seconds; None = no deadline
         self._mode = mode
+        self.cancel_event = threading.Event()  # set by the ``cancel`` op
 
     def time_left(self) -> float | None:
         """Seconds until this call's deadline (may be negative), or None without one."""
         return None if self.deadline is None else self.deadline - time.time()
+
+    @property
+    def cancelled(self) -> bool:
+        """TypeScript asked to cancel this call, or its deadline passed (the requester stopped waiting)."""
+        return self.cancel_event.is_set() or (self.deadline is not None and time.time() > self.deadline)
+
+    def check_cancelled(self) -> None:
+        """Call at an op's safe points: raises ``OpError('cancelled')`` once :attr:`cancelled`."""
+        if self.cancelled:
+            why = "cancelled by the caller" if self.cancel_event.is_set() else "past its deadline"
+            raise OpError("cancelled", f"op {self.op!r} stopped: {why}")
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or raise ``OpError('cancelled')`` as soon as the call is cancelled."""
+        end = time.monotonic() + seconds
+        while True:
+            self.check_cancelled()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self.cancel_event.wait(min(left, 0.05))
 
     def emit(self, event: str, data: Mapping[str, Any] | None = None) -> None:
         """Send an event to TypeScript (``on(event, fn)`` there). Safe from any thread."""
@@ -180,6 +202,7 @@ class Server:
             "echo": Op(lambda a, c: a, "inline"),
             "sleep": Op(_op_sleep, "worker"),
             "shutdown": Op(self._op_shutdown, "inline"),
+            "cancel": Op(self._op_cancel, "inline"),
         }
         for name, h in handlers.items():
             self._ops[name] = h if isinstance(h, Op) else Op(h, "worker")
@@ -196,6 +219,7 @@ class Server:
         self._terminate = False  # now: exit even if an op runs
         self._out_ids = itertools.count(1)
         self._out_pending: dict[int, _Waiter] = {}
+        self._running: dict[tuple[bytes, int], CallContext] = {}  # worker/thread calls, for ``cancel``
         self._lock = threading.Lock()
         self._device: str | None = None
         self._device_ready = threading.Event()
@@ -311,10 +335,21 @@ class Server:
     # ------------------------------------------------------------------ incoming
 
     def _on_message(self, frames: list[Any]) -> None:
+        """Decode and dispatch one message. Nothing a peer sends may end the socket thread: an unexpected
+        exception (a bug in a decoder, check or inline op) is logged and answered, and the loop goes on."""
         peer = frames[0].bytes
-        body = frames[1:]
-        if not body:
+        if len(frames) < 2:
             return  # an empty message (ZMQ probe); nothing to answer
+        try:
+            self._handle_message(peer, frames[1:])
+        except Exception as exc:  # noqa: BLE001 - the socket thread must survive anything
+            log.exception("internal error while handling a message")
+            try:
+                self._reply_error(peer, None, "bad_header", f"message could not be handled: {type(exc).__name__}: {exc}")
+            except Exception:  # noqa: BLE001
+                log.exception("could not answer a message that failed")
+
+    def _handle_message(self, peer: bytes, body: list[Any]) -> None:
         header: dict[str, Any] | None = None
         try:
             header = wire.unpack_header(body[0], self.max_frame_bytes)
@@ -378,6 +413,9 @@ class Server:
                 self._reply_error(peer, msg_id, error_code(exc), error_message(exc))
                 return
         ctx = CallContext(self, peer, msg_id, op_name, deadline, op.mode)
+        if op.mode != "inline":
+            with self._lock:
+                self._running[(peer, msg_id)] = ctx
         if op.mode == "inline":
             self._call(op, header["args"], ctx, peer, done=False)
         elif op.mode == "thread":
@@ -386,6 +424,8 @@ class Server:
             ).start()
         else:
             if self._busy is not None:
+                with self._lock:
+                    self._running.pop((peer, msg_id), None)
                 self._reply_error(peer, msg_id, "busy", f"op {op_name!r} refused: {self._busy!r} is still running")
                 return
             self._busy = op_name
@@ -400,6 +440,9 @@ class Server:
             frames = wire.encode(wire.error_reply(ctx.id, "op_failed", message, v=self.protocol_version))
             raise
         finally:
+            if ctx._mode != "inline":
+                with self._lock:
+                    self._running.pop((peer, ctx.id), None)
             self.post(peer, frames, done)  # always, so ``busy`` is cleared
 
     def _run_handler(self, op: Op, args: dict[str, Any], ctx: CallContext) -> list[Any]:
@@ -478,6 +521,16 @@ class Server:
         self._stopping = True
         return {}
 
+    def _op_cancel(self, args: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
+        target = args.get("id")
+        if not wire.is_uint(target):
+            raise OpError("bad_args", "cancel: 'id' must be a non-negative integer")
+        with self._lock:
+            running = self._running.get((ctx._peer, target))
+        if running is not None:
+            running.cancel_event.set()
+        return {"cancelled": running is not None}
+
 
 _CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
@@ -505,9 +558,9 @@ def error_detail(exc: BaseException) -> str:
 
 def _op_sleep(args: dict[str, Any], ctx: CallContext) -> dict[str, Any]:
     seconds = args.get("seconds", 0)
-    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds < 0:
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not seconds >= 0:  # NaN too
         raise OpError("config_error", "'seconds' must be a non-negative number")
-    time.sleep(seconds)
+    ctx.sleep(seconds)
     return {}
 
 

@@ -11,6 +11,7 @@ read, the message id, so the server can always answer with an error reply.
 from __future__ import annotations
 
 import math
+import reprlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +21,12 @@ import numpy as np
 PROTOCOL_VERSION = 1
 DEFAULT_MAX_FRAME_BYTES = 1 << 30
 ND_KEY = "$nd"
+# Bounds on the walks over a header's values, so no peer can exhaust the stack or the socket thread's time:
+# nesting deeper than MAX_DEPTH maps/lists, more than MAX_NODES values, or arrays of more than MAX_NDIM
+# dimensions are refused (bad_header / bad_array) instead of raising RecursionError deep inside the walk.
+MAX_DEPTH = 64
+MAX_NODES = 1 << 20
+MAX_NDIM = 32
 
 ERROR_CODES = frozenset(
     {
@@ -81,7 +88,7 @@ def encode(header: Mapping[str, Any], max_frame_bytes: int | None = None) -> lis
     Payload frames are zero-copy views (pyzmq keeps them alive until sent).
     """
     payloads: list[np.ndarray] = []
-    body = _extract(header, payloads, "header")
+    body = _extract(header, payloads, "header", 0)
     for i, arr in enumerate(payloads):
         if max_frame_bytes is not None and arr.nbytes > max_frame_bytes:
             raise WireError(
@@ -98,17 +105,19 @@ def encode(header: Mapping[str, Any], max_frame_bytes: int | None = None) -> lis
 _PLAIN = (str, float, bool, type(None))
 
 
-def _extract(value: Any, payloads: list[np.ndarray], path: str) -> Any:
+def _extract(value: Any, payloads: list[np.ndarray], path: str, depth: int) -> Any:
     t = type(value)
     # Exact-type fast paths first (this runs for every value of every message).
     if t in _PLAIN:
         return value
+    if depth > MAX_DEPTH and (t is dict or t is list or isinstance(value, (Mapping, list, tuple))):
+        raise WireError("bad_header", f"{path}: nested deeper than {MAX_DEPTH} maps/lists")
     if t is dict:
-        return _extract_map(value, payloads, path)
+        return _extract_map(value, payloads, path, depth)
     if t is np.ndarray:
         return _array_ref(value, payloads, path)
     if t is list:
-        return [_extract(v, payloads, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_extract(v, payloads, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     # Then subclasses. Order matters: bool before int (bool is an int subclass).
     if isinstance(value, (bool, str, float)):
         return value
@@ -121,9 +130,9 @@ def _extract(value: Any, payloads: list[np.ndarray], path: str) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, Mapping):
-        return _extract_map(value, payloads, path)
+        return _extract_map(value, payloads, path, depth)
     if isinstance(value, (list, tuple)):
-        return [_extract(v, payloads, f"{path}[{i}]") for i, v in enumerate(value)]
+        return [_extract(v, payloads, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if _is_torch_tensor(value):
@@ -131,7 +140,7 @@ def _extract(value: Any, payloads: list[np.ndarray], path: str) -> Any:
     raise WireError("bad_header", f"{path}: cannot encode a value of type {type(value).__name__}")
 
 
-def _extract_map(value: Mapping[Any, Any], payloads: list[np.ndarray], path: str) -> dict[str, Any]:
+def _extract_map(value: Mapping[Any, Any], payloads: list[np.ndarray], path: str, depth: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in value.items():
         if type(k) is not str:
@@ -140,7 +149,7 @@ def _extract_map(value: Mapping[Any, Any], payloads: list[np.ndarray], path: str
             k = str(k)
         if k == ND_KEY:
             raise WireError("bad_header", f"{path}: '{ND_KEY}' is a reserved key")
-        out[k] = _extract(v, payloads, path + "." + k)
+        out[k] = _extract(v, payloads, path + "." + k, depth + 1)
     return out
 
 
@@ -278,7 +287,7 @@ def validate_header(h: Mapping[str, Any], version: int = PROTOCOL_VERSION) -> st
         if not isinstance(h.get("data"), dict):
             raise bad("'data' must be a map")
     else:
-        raise bad(f"'kind' must be 'req', 'res' or 'evt', got {kind!r}")
+        raise bad(f"'kind' must be 'req', 'res' or 'evt', got {_clip(kind)}")
     return kind
 
 
@@ -299,22 +308,35 @@ def resolve_arrays(
                     "frame_too_large", f"array frame {i} has {v.nbytes} bytes, limit is {max_frame_bytes}", msg_id
                 )
     used = [False] * len(views)
-    out = _resolve(value, views, used, msg_id)
+    out = _Resolver(views, used, msg_id).walk(value, 0)
     unused = [i for i, u in enumerate(used) if not u]
     if unused:
         raise WireError("bad_array", f"array frame(s) {unused} are not referenced from the header", msg_id)
     return out
 
 
-def _resolve(value: Any, views: list[memoryview], used: list[bool], msg_id: int | None) -> Any:
-    t = type(value)
-    if t is dict:
-        if ND_KEY in value:
-            return _ref_to_array(value, views, used, msg_id)
-        return {k: _resolve(v, views, used, msg_id) for k, v in value.items()}
-    if t is list:
-        return [_resolve(v, views, used, msg_id) for v in value]
-    return value
+class _Resolver:
+    """One walk over a decoded header body; bounded in depth (MAX_DEPTH) and in values visited (MAX_NODES)."""
+
+    __slots__ = ("views", "used", "msg_id", "nodes")
+
+    def __init__(self, views: list[memoryview], used: list[bool], msg_id: int | None) -> None:
+        self.views, self.used, self.msg_id, self.nodes = views, used, msg_id, 0
+
+    def walk(self, value: Any, depth: int) -> Any:
+        t = type(value)
+        if t is not dict and t is not list:
+            return value
+        if depth > MAX_DEPTH:
+            raise WireError("bad_header", f"header values nest deeper than {MAX_DEPTH} maps/lists", self.msg_id)
+        self.nodes += len(value)
+        if self.nodes > MAX_NODES:
+            raise WireError("bad_header", f"header holds more than {MAX_NODES} values", self.msg_id)
+        if t is dict:
+            if ND_KEY in value:
+                return _ref_to_array(value, self.views, self.used, self.msg_id)
+            return {k: self.walk(v, depth + 1) for k, v in value.items()}
+        return [self.walk(v, depth + 1) for v in value]
 
 
 def _ref_to_array(ref: dict[str, Any], views: list[memoryview], used: list[bool], msg_id: int | None) -> np.ndarray:
@@ -322,15 +344,15 @@ def _ref_to_array(ref: dict[str, Any], views: list[memoryview], used: list[bool]
         return WireError("bad_array", msg, msg_id)
 
     if len(ref) != 3 or "dtype" not in ref or "shape" not in ref:
-        raise bad(f"array reference must have exactly the keys $nd, dtype, shape; got {sorted(ref)}")
+        raise bad(f"array reference must have exactly the keys $nd, dtype, shape; got {_clip(list(ref))}")
     idx, dtype, shape = ref[ND_KEY], ref["dtype"], ref["shape"]
     if not is_uint(idx) or idx >= len(views):
-        raise bad(f"array reference $nd={idx!r} points at no frame ({len(views)} array frame(s))")
+        raise bad(f"array reference $nd={_clip(idx)} points at no frame ({len(views)} array frame(s))")
     dt = DTYPES.get(dtype) if type(dtype) is str else None
     if dt is None:
-        raise bad(f"unknown dtype {dtype!r}; expected one of {', '.join(DTYPES)}")
-    if type(shape) is not list or not all(is_uint(d) for d in shape):
-        raise bad(f"shape must be a list of non-negative integers, got {shape!r}")
+        raise bad(f"unknown dtype {_clip(dtype)}; expected one of {', '.join(DTYPES)}")
+    if type(shape) is not list or len(shape) > MAX_NDIM or not all(is_uint(d) for d in shape):
+        raise bad(f"shape must be a list of at most {MAX_NDIM} non-negative integers, got {_clip(shape)}")
     count = math.prod(shape)
     buf = views[idx]
     if buf.nbytes != count * dt.itemsize:
@@ -339,6 +361,12 @@ def _ref_to_array(ref: dict[str, Any], views: list[memoryview], used: list[bool]
         )
     used[idx] = True
     return np.frombuffer(buf, dtype=dt, count=count).reshape(shape).copy()
+
+
+def _clip(value: Any, limit: int = 80) -> str:
+    """repr for an error message, cut short: a peer's value may be huge."""
+    text = reprlib.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def decode(

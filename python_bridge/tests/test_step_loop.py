@@ -222,3 +222,37 @@ def test_one_hot_weights_give_that_samples_gradient(frozen, reduction) -> None:
         _, grad = group_loss_and_grad(run, batches, [flat[:3], flat[3:]], reduction)
         scale = num_items if reduction == "token_mean" else 5 * counts[j]
         assert_close_scaled(grad, grad_of(run, sums[j] / scale), 4e-6, err_msg=f"sample {j}")
+
+
+# ------------------------------------------------------------------------------------------- safe points
+
+
+def test_train_steps_stops_at_a_step_boundary_when_cancelled_or_faulted(tmp_path_factory, monkeypatch) -> None:
+    """check_cancelled runs before every step (docs/reliability.md); so does the test-only fault injection."""
+    from dataflex_bridge.executor import fault
+    from dataflex_bridge.server import OpError
+
+    run = build(tmp_path_factory)
+    step_loop.begin(run, total_steps=9)
+    indices = np.arange(17)
+
+    calls = 0
+
+    def cancel_after_one_step() -> None:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OpError("cancelled", "cancelled by the caller")
+
+    begin_pass(run, indices)
+    with pytest.raises(OpError, match="cancelled"):
+        step_loop.train_steps(run, 3, log=NO_FLAGS, evaluate=NO_FLAGS, save=NO_FLAGS, check_cancelled=cancel_after_one_step)
+    assert run.trainer.state.global_step == 1  # one whole step, then stopped before the second
+
+    monkeypatch.setenv(fault.ENV, "raise@3")
+    with pytest.raises(fault.InjectedFault, match="before step 3"):
+        step_loop.train_steps(run, 2, log=NO_FLAGS[:2], evaluate=NO_FLAGS[:2], save=NO_FLAGS[:2])
+    assert run.trainer.state.global_step == 2
+    monkeypatch.setenv(fault.ENV, "raise@x")
+    with pytest.raises(ValueError, match="expected raise@<step>"):
+        step_loop.train_steps(run, 1, log=NO_FLAGS[:1], evaluate=NO_FLAGS[:1], save=NO_FLAGS[:1])

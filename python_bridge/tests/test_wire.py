@@ -280,3 +280,22 @@ def test_error_codes_match_the_protocol_doc() -> None:
     section = doc.split("## Validation and errors", 1)[1].split("\n## ", 1)[0]
     documented = set(re.findall(r"^\| `([a-z][a-z0-9_]*)` \|", section, flags=re.MULTILINE))
     assert wire.ERROR_CODES == documented
+
+
+def test_walks_are_bounded() -> None:
+    """Nesting and size limits (docs/reliability.md): refused with a code, never a RecursionError."""
+    deep: object = 0
+    for _ in range(wire.MAX_DEPTH + 2):
+        deep = [deep]
+    with pytest.raises(WireError) as info:
+        wire.encode(req({"x": deep}))
+    assert info.value.code == "bad_header"
+    head = msgpack.packb({**req({}), "args": {}})
+    # args {"x": [[...[0]...]]} 500 deep, packed by hand (msgpack's packer stops at 512).
+    frames = [head[:-1] + b"\x81\xa1x" + b"\x91" * 500 + b"\x00"]
+    assert code_of(frames) == ("bad_header", 7)
+    assert code_of(raw_frames(req({"x": [0] * (wire.MAX_NODES + 1)}))) == ("bad_header", 7)
+    ref = {"$nd": 0, "dtype": "uint8", "shape": [1] * (wire.MAX_NDIM + 1)}
+    assert code_of(raw_frames(req({"a": ref}), b"\x00")) == ("bad_array", 7)
+    ok = {"$nd": 0, "dtype": "uint8", "shape": [1] * wire.MAX_NDIM}
+    assert wire.decode(raw_frames(req({"a": ok}), b"\x00"))["args"]["a"].ndim == wire.MAX_NDIM

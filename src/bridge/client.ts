@@ -91,6 +91,9 @@ const MAX_ID = 0x7fffffff
 const ERROR_CODE_RE = /^[a-z][a-z0-9_]{0,63}$/
 /** Consecutive failed handshakes after which connect() gives up (see waitHandshake). */
 const HANDSHAKE_FAILURES = 3
+/** Ops answered on the sidecar's socket thread: nothing runs to cancel. */
+const UNCANCELLABLE = new Set(['ping', 'echo', 'cancel', 'shutdown'])
+const CANCEL_TIMEOUT_MS = 5_000
 
 export class BridgeClient {
   private readonly sock: Dealer
@@ -239,7 +242,11 @@ export class BridgeClient {
     }
     return new Promise<T>((resolve, reject) => {
       const timer = setTimeout(() => {
-        if (this.pending.delete(id)) reject(new RequestTimeoutError(op, timeoutMs))
+        if (!this.pending.delete(id)) return
+        reject(new RequestTimeoutError(op, timeoutMs))
+        // Tell the sidecar to stop the op at its next safe point instead of leaving it running (it also stops
+        // by itself once the deadline it was sent passes; this covers clocks that disagree).
+        if (!UNCANCELLABLE.has(op)) this.request('cancel', { id }, { timeoutMs: CANCEL_TIMEOUT_MS }).catch(() => undefined)
       }, timeoutMs)
       const schema = opts.result
       this.pending.set(id, {

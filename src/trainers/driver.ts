@@ -9,6 +9,24 @@ import type { Phase, ProgressEvent } from './events.ts'
 import type { RunLog, StepRecord } from './runlog.ts'
 import { parseFlowArgs, stepEvents, type FlowArgs, type StepPosition } from './schedule.ts'
 
+/**
+ * A `train_steps` call that failed (an exception in the op, the sidecar gone, a timeout): the message names the op
+ * and the steps it was training, and keeps the cause's code, so the CLI's one-line report says where the run died.
+ */
+export class StepsFailedError extends Error {
+  readonly code: string
+
+  constructor(first: number, last: number, lastReported: number, cause: unknown) {
+    const span = first === last ? `global step ${first}` : `global steps ${first}-${last}`
+    const reported = lastReported >= first ? `, last step reported done: ${lastReported}` : ''
+    const why = cause instanceof Error ? cause.message : String(cause)
+    super(`train_steps failed while training ${span}${reported}: ${why}`, { cause })
+    this.name = 'StepsFailedError'
+    const code = (cause as { code?: unknown } | null)?.code
+    this.code = typeof code === 'string' ? code : 'runtime'
+  }
+}
+
 export interface PassResult {
   /** Steps actually trained. */
   done: number
@@ -100,6 +118,8 @@ export class TrainDriver {
   private overheadMs = 0
   private stepsDone = 0
   private unsubscribe: (() => void) | undefined
+  /** The last step a `step` event reported finished (events are throttled: it may lag by a few steps). */
+  private lastReportedStep = 0
 
   constructor(
     readonly exec: Executor,
@@ -127,6 +147,7 @@ export class TrainDriver {
     this.stepsDone = trained
     this.unsubscribe = this.bridge.on('step', (d) => {
       this.lastLoss = Number(d.loss)
+      this.lastReportedStep = Number(d.step)
       this.progress({
         step: Number(d.step),
         totalSteps,
@@ -170,7 +191,11 @@ export class TrainDriver {
       let end = done + 1
       while (end < n && !before?.at(steps[end]!.globalStep) && !(onSave && flags.save[end - 1])) end++
       const t0 = performance.now()
-      const r = await this.exec.trainSteps(end - done, sliceFlags(flags, done, end))
+      const first = steps[done]!.globalStep
+      const to = steps[end - 1]!.globalStep
+      const r = await this.exec.trainSteps(end - done, sliceFlags(flags, done, end)).catch((err: unknown) => {
+        throw new StepsFailedError(first, to, this.lastReportedStep, err)
+      })
       this.overheadMs += performance.now() - t0 - r.op_seconds * 1000
       parts.push(r)
       const from = records.length

@@ -161,6 +161,7 @@ class Executor:
             save=_flags(args, "save", count),
             on_step=_throttled(lambda rec: emit("step", rec), STEP_EVENT_INTERVAL_S) if emit else None,
             request=getattr(ctx, "request", None),
+            check_cancelled=getattr(ctx, "check_cancelled", None),
         )
 
     def op_end_pass(self, args: dict, ctx: Any) -> dict:

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+from . import fault
 from .embeddings import POOLINGS, pool
 from .errors import StateError
 from .reference import excess_sums, load_reference, reference_token_losses
@@ -260,14 +261,15 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
 
 
 def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np.ndarray,
-                on_step=None, request=None) -> dict:
+                on_step=None, request=None, check_cancelled=None) -> dict:
     """Run the next `count` optimizer steps of the current pass.
 
     `log`/`evaluate`/`save` are TypeScript's per-step decisions. Besides the per-step series, returns each trained
     sample's label-token CE sum and label-token count from the training forward itself (`sample_loss_sum`,
     `sample_tokens`: one entry per sample of every micro-batch trained, in plan order), and when the pass has a
     reference model, each one's excess loss over it (`sample_excess_sum`, likewise). `request`: the op's channel to
-    TypeScript (ctx.request), needed when the pass weighs.
+    TypeScript (ctx.request), needed when the pass weighs. `check_cancelled` (ctx.check_cancelled) runs before each
+    step, the op's safe point: it raises once TypeScript cancelled the call or stopped waiting for it.
     """
     loop = _loop(run)
     p = loop.current
@@ -281,8 +283,12 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     op_start = time.perf_counter()
     records: list[StepRecord] = []
     stop = False
+    planned_fault = fault.planned()
     try:
         for k in range(count):
+            if check_cancelled is not None:
+                check_cancelled()
+            fault.before_step(planned_fault, run.trainer.state.global_step + 1)
             n_micro = p.steps[p.next_step]
             rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
             records.append(rec)
