@@ -116,6 +116,7 @@ export class TrainDriver {
   async begin(totalSteps: number): Promise<void> {
     this.totalSteps = totalSteps
     await this.exec.begin(totalSteps)
+    this.runlog.open() // the run is valid from here: its artefacts and sidecar.log go to output_dir
     this.unsubscribe = this.bridge.on('step', (d) => {
       this.lastLoss = Number(d.loss)
       this.progress({
