@@ -58,6 +58,8 @@ const CASES: Case[] = [
   { name: 'all_rows_dropped', exit: 2, code: 'config_error', mentions: ["'all_dropped'", 'every row', 'dropped by preprocessing'], needs: 'sidecar' },
   { name: 'missing_column', exit: 2, code: 'config_error', mentions: ["'missing_column'", "no column 'output'"], needs: 'sidecar' },
   { name: 'cutoff_len_1', exit: 2, code: 'config_error', mentions: ['cutoff_len', 'none of the 12 training rows', 'larger cutoff_len'], needs: 'sidecar' },
+  // Refused after the model loaded (by the schedule): the output_dir the Trainer created is removed again.
+  { name: 'empty_dataloader', exit: 2, code: 'config_error', mentions: ['dataloader is empty', '12 samples, batch 16'], needs: 'sidecar' },
   // Fail while training: the run stops at the faulty step with what it wrote so far complete.
   { name: 'nan_loss', exit: 1, code: 'non_finite_loss', mentions: ['loss is nan at step 2', 'learning_rate'], needs: 'sidecar' },
   { name: 'select_too_many', exit: 1, code: 'too_many_indices', mentions: ['one_too_many', '5 indices, 4 requested'], needs: 'sidecar' },

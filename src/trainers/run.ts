@@ -4,7 +4,7 @@
  * This module owns the run's lifetime (sidecar, run log, abort); the trainer of the train_type (table.ts) prepares
  * before the sidecar starts, then plans and walks the run over driver.ts.
  */
-import { appendFileSync } from 'node:fs'
+import { appendFileSync, existsSync, rmdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { withSidecar } from '../bridge/session.ts'
 import { isBadInput } from '../config/errors.ts'
@@ -59,20 +59,36 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     sidecarLines.length = 0
   })
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
-  return withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
-    const exec = new Executor(bridge)
-    // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
-    const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
-    opts.signal?.throwIfAborted()
+  // Hugging Face's Trainer creates output_dir when it is built; bad input found after that (e.g. by the schedule)
+  // removes it again if this run created it and it is still empty.
+  const outputDirExisted = existsSync(cfg.outputDir)
+  try {
+    return await withSidecar({ python: opts.python, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
+      const exec = new Executor(bridge)
+      // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
+      const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
+      opts.signal?.throwIfAborted()
 
-    const driver = new TrainDriver(exec, bridge, info, runlog, progress)
-    try {
-      const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal })
-      return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
-    } catch (err) {
-      // A runtime failure keeps the sidecar's output for diagnosis; bad input leaves output_dir untouched.
-      if (!isBadInput(err) && !opts.signal?.aborted) runlog.open()
-      throw err
-    }
-  })
+      const driver = new TrainDriver(exec, bridge, info, runlog, progress)
+      try {
+        const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal })
+        return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
+      } catch (err) {
+        // A runtime failure keeps the sidecar's output for diagnosis; bad input leaves output_dir untouched.
+        if (!isBadInput(err) && !opts.signal?.aborted) runlog.open()
+        throw err
+      }
+    })
+  } catch (err) {
+    if (isBadInput(err) && !outputDirExisted) removeIfEmpty(cfg.outputDir)
+    throw err
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir)
+  } catch {
+    // not empty, or already gone: left as it is
+  }
 }
