@@ -282,11 +282,9 @@ def _dataset_error(exc: BaseException, data_args: Any) -> ConfigError | None:
     dataset" (unreadable file; the parser's error is its cause), "Cannot find valid samples" (every row dropped),
     "corresponds to no data" (an empty file), or a bare KeyError for a missing column.
     """
+    from datasets.exceptions import DatasetGenerationError
+
     where = f"{_dataset_names(data_args)} (dataset_dir {data_args.dataset_dir})"
-    try:
-        from datasets.exceptions import DatasetGenerationError
-    except ImportError:  # pragma: no cover - older datasets
-        DatasetGenerationError = ()  # noqa: N806
     if isinstance(exc, DatasetGenerationError):
         cause = exc.__cause__ or exc.__context__
         why = _clean(cause) if cause is not None else _clean(exc)
