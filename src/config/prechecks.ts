@@ -176,7 +176,7 @@ function checkJsonData(path: string, name: string, where: string, key: string): 
   const lower = path.toLowerCase()
   if (!lower.endsWith('.json') && !lower.endsWith('.jsonl')) return
   if (statSync(path).size > JSON_CHECK_MAX_BYTES) return
-  const text = readFileSync(path, 'utf8')
+  const text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '') // a byte-order mark is no syntax error
   const bad = (at: string, why: string): ConfigError =>
     new ConfigError('bad_dataset', `data file of dataset '${name}' (${where}) is not valid JSON: ${path}${at}: ${why}`, {
       key,
@@ -188,18 +188,29 @@ function checkJsonData(path: string, name: string, where: string, key: string): 
       hint: 'give it rows (a JSON list of rows, or one JSON object per line)',
     })
   }
-  const start = text.search(/\S/)
-  if (lower.endsWith('.json') && (text[start] === '[' || !text.includes('\n', start))) {
+  let docError: unknown
+  try {
+    JSON.parse(text)
+    return
+  } catch (err) {
+    docError = err
+  }
+  const message = (err: unknown): string => (err as Error).message.replace(/ in JSON at position \d+.*$/, '')
+  const lines = text.split('\n')
+  const parses = (line: string): boolean => {
     try {
-      JSON.parse(text)
-      return
-    } catch (err) {
-      const at = jsonErrorOffset(err)
-      const pos = at === undefined ? undefined : lineCol(text, at)
-      throw bad(pos ? `:${pos.line}:${pos.col}` : '', (err as Error).message.replace(/ in JSON at position \d+.*$/, ''))
+      JSON.parse(line)
+      return true
+    } catch {
+      return false
     }
   }
-  const lines = text.split('\n')
+  // One document (a list of rows, or an object spread over lines): report where it breaks.
+  if (!lower.endsWith('.jsonl') && !parses(lines.find((l) => l.trim() !== '') ?? '')) {
+    const at = jsonErrorOffset(docError)
+    const pos = at === undefined ? undefined : lineCol(text, at)
+    throw bad(pos ? `:${pos.line}:${pos.col}` : '', message(docError))
+  }
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!
     if (line.trim() === '') continue
@@ -207,7 +218,7 @@ function checkJsonData(path: string, name: string, where: string, key: string): 
       JSON.parse(line)
     } catch (err) {
       const at = jsonErrorOffset(err)
-      throw bad(`:${i + 1}${at === undefined ? '' : `:${at + 1}`}`, (err as Error).message.replace(/ in JSON at position \d+.*$/, ''))
+      throw bad(`:${i + 1}${at === undefined ? '' : `:${at + 1}`}`, message(err))
     }
   }
 }
