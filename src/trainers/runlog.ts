@@ -41,10 +41,6 @@ export class RunLog {
     this.dir = join(outputDir, 'dataflex')
   }
 
-  get isOpen(): boolean {
-    return this.opened
-  }
-
   /** Creates the folder and starts fresh logs; later calls do nothing. */
   open(): void {
     if (this.opened) return
