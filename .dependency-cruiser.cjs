@@ -25,5 +25,7 @@ module.exports = {
   options: {
     parser: 'swc',
     doNotFollow: { path: 'node_modules' },
+    // The bad-input corpus holds a strategy file that does not parse, on purpose.
+    exclude: { path: '^test/fixtures/bad/' },
   },
 }

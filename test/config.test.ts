@@ -310,6 +310,30 @@ describe('loadConfig: files and paths', () => {
     ).rejects.toMatchObject({ code: 'file_not_found', message: expect.stringContaining('gone.json') })
   })
 
+  it('a .json / .jsonl data file must be JSON: one document or JSON lines, as the datasets loader reads it', async () => {
+    const withMath = async (text: string, file = 'math.json') => {
+      const dir = workspace()
+      writeFileSync(join(dir, 'data', 'dataset_info.json'), JSON.stringify({ synth_math: { file_name: file } }))
+      writeFileSync(join(dir, 'data', file), text)
+      return loadConfig(writeConfig(dir, BASE.replace('synth_math,synth_text', 'synth_math')), [], { cwd: dir, python: false })
+    }
+    const row = '{"instruction": "q", "output": "a"}'
+    await withMath(`[\n ${row},\n ${row}\n]\n`)
+    await withMath(`${row}\n${row}\n`) // JSON lines in a .json file
+    await withMath('\uFEFF{\n "instruction": ["q"],\n "output": ["a"]\n}\n') // one object over lines, with a BOM
+    await withMath(`${row}\n\n${row}\n`, 'math.jsonl')
+    const bad = async (text: string, file?: string) => (await withMath(text, file).then(() => undefined, (e: unknown) => e)) as ConfigError
+    const list = await bad(`[\n ${row},\n {"instruction": "q" "output": "a"}\n]\n`)
+    expect(list).toMatchObject({ code: 'bad_dataset', key: 'dataset' })
+    expect(list.message).toContain("dataset 'synth_math' (dataset, cfg.yaml:5)")
+    expect(list.message).toContain('math.json:3:22: ') // the line and column where a comma was due
+    expect((await bad(`${row}\n{"instruction": "q",\n`)).message).toContain('math.json:2:21: ')
+    expect((await bad(`${row}\n${row.slice(0, -1)}\n`, 'math.jsonl')).message).toContain('math.jsonl:2:')
+    const empty = await bad(' \n')
+    expect(empty.code).toBe('bad_dataset')
+    expect(empty.message).toContain('is empty')
+  })
+
   it('a dataset_dir without dataset_info.json is file_not_found', async () => {
     const err = await configError(BASE, ['dataset_dir=elsewhere'], { python: false })
     expect(err.code).toBe('file_not_found')

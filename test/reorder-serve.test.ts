@@ -11,6 +11,8 @@ import { describe, expect, it } from 'vitest'
 import { Rng } from '../src/math/rng.ts'
 import { applyPattern } from '../src/strategies/reorders/patterns.ts'
 import { DynamicStream, StaticStream, type OrderRows, type ServeDeps, type Served } from '../src/trainers/reorder-serve.ts'
+import { checkOrder } from '../src/trainers/reorder.ts'
+import { StrategyError } from '../src/trainers/strategy-runtime.ts'
 import { expectAllClose, expectClose } from './close.ts'
 
 // ───────────────────────────── fixtures ─────────────────────────────
@@ -573,5 +575,32 @@ describe('DynamicStream slice serving', () => {
       }
     }
     expect(cases).toBe(3 * 4 * 3 * 2 * 3 * 2)
+  })
+})
+
+describe('checkOrder: what order() returns must be a permutation of the indices given, or a prefix of one', () => {
+  const rows = Int32Array.from([7, 3, 9, 3]) // a pool may hold a row twice (draws with replacement)
+  const code = (res: unknown): string | undefined => {
+    try {
+      checkOrder(res, rows, 's', 4)
+      return undefined
+    } catch (err) {
+      expect(err).toBeInstanceOf(StrategyError)
+      return (err as StrategyError).code
+    }
+  }
+
+  it('accepts permutations and prefixes, typed or plain', () => {
+    expect(Array.from(checkOrder({ order: Int32Array.from([3, 9, 7, 3]) }, rows, 's', 4))).toEqual([3, 9, 7, 3])
+    expect(Array.from(checkOrder({ order: [9, 3] }, rows, 's', 4))).toEqual([9, 3])
+  })
+
+  it('refuses anything else, naming the strategy and the step', () => {
+    expect(code({ order: [3, 3, 3] })).toBe('bad_index') // 3 given twice, returned three times
+    expect(code({ order: [7, 8] })).toBe('bad_index')
+    expect(code({ order: [7, 3, 9, 3, 7] })).toBe('too_many_indices')
+    expect(code({ order: 'ascending' })).toBe('bad_index')
+    expect(code(undefined)).toBe('bad_index')
+    expect(() => checkOrder({ order: [7, 7] }, rows, 'mine', 12)).toThrow("mine: order() at step 12: entry 7 at position 1 repeats an index")
   })
 })

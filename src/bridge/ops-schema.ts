@@ -5,11 +5,11 @@
  * Args are exported as sent (zod's output: defaults applied, so every defaulted arg is required on the wire);
  * results as received (zod's input).
  */
-import { renameSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { OPS, OP_NAMES, toJsonSchema } from './ops.ts'
 import { PROTOCOL_VERSION } from './protocol.ts'
 import { PYTHON_BRIDGE_DIR } from './python.ts'
+import { writeFileAtomic } from '../util/atomic.ts'
 
 export const OPS_SCHEMA_PATH = join(PYTHON_BRIDGE_DIR, 'dataflex_bridge', 'ops.schema.json')
 
@@ -43,7 +43,5 @@ function withoutDialect(schema: Record<string, unknown>): Record<string, unknown
 
 /** Write the file atomically (a temp file renamed over it). */
 export function writeOpsSchema(path = OPS_SCHEMA_PATH): void {
-  const tmp = `${path}.${process.pid}.tmp`
-  writeFileSync(tmp, opsSchemaText())
-  renameSync(tmp, path)
+  writeFileAtomic(path, opsSchemaText())
 }

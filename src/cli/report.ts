@@ -1,21 +1,12 @@
 /** How the CLI reports a failure: one `error [code]: message` line, a hint, and the exit code it maps to. */
-import { ConfigError } from '../config/errors.ts'
+import { errorCode, isBadInput } from '../config/errors.ts'
 import type { CliIO } from './io.ts'
 
 export const EXIT_OK = 0
 export const EXIT_RUNTIME = 1
 export const EXIT_BAD_INPUT = 2
 
-function errorCode(err: unknown): string | undefined {
-  if (typeof err !== 'object' || err === null) return undefined
-  const code = (err as { code?: unknown }).code
-  return typeof code === 'string' ? code : undefined
-}
 
-/** Bad input: a ConfigError, or any error that labels itself 'config_error' (e.g. LLaMA-Factory rejecting a key). */
-export function isBadInput(err: unknown): boolean {
-  return err instanceof ConfigError || errorCode(err) === 'config_error'
-}
 
 /** `error [code]: message` (+ hint); the stack and causes only with DATAFLEX_DEBUG=1. */
 export function formatError(err: unknown, debug: boolean): string {

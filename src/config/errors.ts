@@ -5,6 +5,7 @@ export type ConfigErrorCode =
   | 'file_not_found'
   | 'model_not_found'
   | 'dataset_not_found'
+  | 'bad_dataset'
   | 'unsupported'
 
 export interface ConfigErrorOptions {
@@ -32,4 +33,16 @@ export class ConfigError extends Error {
 
 export function isConfigError(err: unknown): err is ConfigError {
   return err instanceof ConfigError
+}
+
+/** The string `code` an error carries, if any. */
+export function errorCode(err: unknown): string | undefined {
+  if (typeof err !== 'object' || err === null) return undefined
+  const code = (err as { code?: unknown }).code
+  return typeof code === 'string' ? code : undefined
+}
+
+/** Bad input: a ConfigError, or any error that labels itself 'config_error' (e.g. LLaMA-Factory rejecting a key). */
+export function isBadInput(err: unknown): boolean {
+  return err instanceof ConfigError || errorCode(err) === 'config_error'
 }

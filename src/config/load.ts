@@ -9,7 +9,7 @@ import type { z } from 'zod'
 import { ConfigError } from './errors.ts'
 import { issueAt } from './issues.ts'
 import { loadLfArgNames } from './lf-args.ts'
-import { checkDatasets, checkModel, checkProportions, type PrecheckContext } from './prechecks.ts'
+import { checkDatasets, checkModel, checkOutputDir, checkProportions, checkTrainingNumbers, type PrecheckContext } from './prechecks.ts'
 import {
   COMPONENT_SECTIONS,
   DATAFLEX_KEYS,
@@ -214,6 +214,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
 
   const ctx: PrecheckContext = { cwd, env, where, warn }
   checkModel(lf, ctx)
+  checkTrainingNumbers(lf, ctx)
   checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)
   checkProportions(lf, dataflex.init_mixture_proportions, ctx)
 
@@ -225,5 +226,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   }
   // TrainingArguments.__post_init__ expands '~' in output_dir.
   const expanded = outputDirRaw === '~' || outputDirRaw.startsWith('~/') ? homedir() + outputDirRaw.slice(1) : outputDirRaw
-  return { path: absPath, dataflex, lf, outputDir: resolve(cwd, expanded) }
+  const outputDir = resolve(cwd, expanded)
+  checkOutputDir(outputDir, outputDirRaw, ctx)
+  return { path: absPath, dataflex, lf, outputDir }
 }

@@ -146,6 +146,79 @@ export function checkDatasets(
           hint: `fix "file_name" of '${name}' in ${file}`,
         })
       }
+      if (statSync(path).isFile()) checkJsonData(path, name, `${key}, ${ctx.where(key)}`, key)
+    }
+  }
+}
+
+// Larger files are left to the sidecar: parsing them twice would cost seconds on every run.
+const JSON_CHECK_MAX_BYTES = 64 * 1024 * 1024
+
+/** 1-based line and column of a character offset. */
+function lineCol(text: string, offset: number): { line: number; col: number } {
+  const before = text.slice(0, offset)
+  const line = before.split('\n').length
+  return { line, col: offset - before.lastIndexOf('\n') }
+}
+
+/** The offset V8 names in a JSON.parse error ("... at position 53"), if any. */
+function jsonErrorOffset(err: unknown): number | undefined {
+  const m = /position (\d+)/.exec((err as Error).message)
+  return m ? Number(m[1]) : undefined
+}
+
+/**
+ * A `.json` / `.jsonl` data file must be non-empty JSON: the `datasets` loader otherwise fails after the sidecar's
+ * imports with "An error occurred while generating the dataset", naming no file. Like that loader, a `.json` file may
+ * hold one JSON document or JSON lines.
+ */
+function checkJsonData(path: string, name: string, where: string, key: string): void {
+  const lower = path.toLowerCase()
+  if (!lower.endsWith('.json') && !lower.endsWith('.jsonl')) return
+  if (statSync(path).size > JSON_CHECK_MAX_BYTES) return
+  const text = readFileSync(path, 'utf8').replace(/^\uFEFF/, '') // a byte-order mark is no syntax error
+  const bad = (at: string, why: string): ConfigError =>
+    new ConfigError('bad_dataset', `data file of dataset '${name}' (${where}) is not valid JSON: ${path}${at}: ${why}`, {
+      key,
+      hint: 'fix the file (a JSON list of rows, or one JSON object per line)',
+    })
+  if (text.trim() === '') {
+    throw new ConfigError('bad_dataset', `data file of dataset '${name}' (${where}) is empty: ${path}`, {
+      key,
+      hint: 'give it rows (a JSON list of rows, or one JSON object per line)',
+    })
+  }
+  let docError: unknown
+  try {
+    JSON.parse(text)
+    return
+  } catch (err) {
+    docError = err
+  }
+  const message = (err: unknown): string => (err as Error).message.replace(/ in JSON at position \d+.*$/, '')
+  const lines = text.split('\n')
+  const parses = (line: string): boolean => {
+    try {
+      JSON.parse(line)
+      return true
+    } catch {
+      return false
+    }
+  }
+  // One document (a list of rows, or an object spread over lines): report where it breaks.
+  if (!lower.endsWith('.jsonl') && !parses(lines.find((l) => l.trim() !== '') ?? '')) {
+    const at = jsonErrorOffset(docError)
+    const pos = at === undefined ? undefined : lineCol(text, at)
+    throw bad(pos ? `:${pos.line}:${pos.col}` : '', message(docError))
+  }
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!
+    if (line.trim() === '') continue
+    try {
+      JSON.parse(line)
+    } catch (err) {
+      const at = jsonErrorOffset(err)
+      throw bad(`:${i + 1}${at === undefined ? '' : `:${at + 1}`}`, message(err))
     }
   }
 }
@@ -165,4 +238,65 @@ export function checkProportions(
     `init_mixture_proportions (${ctx.where('init_mixture_proportions')}) has ${proportions.length} entries but dataset lists ${names.length}`,
     { key: 'init_mixture_proportions', hint: 'give one proportion per dataset, in the order of `dataset`' },
   )
+}
+
+/** A number as Hugging Face's argument parser reads it: YAML 1.1 leaves `5e-5` a string, which it converts. */
+function numeric(value: unknown): number | undefined {
+  if (typeof value === 'number') return value
+  if (typeof value === 'string' && value.trim() !== '' && !Number.isNaN(Number(value))) return Number(value)
+  return undefined
+}
+
+interface NumberRule {
+  integer: boolean
+  ok: (v: number) => boolean
+  expected: string
+}
+
+/**
+ * Values Hugging Face / LLaMA-Factory accept silently and then fail on after the model has loaded (a negative learning
+ * rate in the optimizer), refuse late with an unhelpful message (a zero batch size), or train on wrongly (max_steps 0
+ * trains one step).
+ */
+const TRAINING_NUMBERS: Record<string, NumberRule> = {
+  learning_rate: { integer: false, ok: (v) => v >= 0, expected: 'a number >= 0' },
+  per_device_train_batch_size: { integer: true, ok: (v) => v >= 1, expected: 'an integer >= 1' },
+  per_device_eval_batch_size: { integer: true, ok: (v) => v >= 1, expected: 'an integer >= 1' },
+  gradient_accumulation_steps: { integer: true, ok: (v) => v >= 1, expected: 'an integer >= 1' },
+  num_train_epochs: { integer: false, ok: (v) => v >= 0, expected: 'a number >= 0' },
+  max_steps: { integer: true, ok: (v) => v === -1 || v >= 1, expected: 'a positive integer, or -1 (train num_train_epochs)' },
+  cutoff_len: { integer: true, ok: (v) => v >= 1, expected: 'an integer >= 1' },
+  max_samples: { integer: true, ok: (v) => v >= 1, expected: 'an integer >= 1' },
+  warmup_steps: { integer: true, ok: (v) => v >= 0, expected: 'an integer >= 0' },
+  warmup_ratio: { integer: false, ok: (v) => v >= 0 && v <= 1, expected: 'a number in [0, 1]' },
+  weight_decay: { integer: false, ok: (v) => v >= 0, expected: 'a number >= 0' },
+}
+
+/** The obviously invalid training numbers, refused before the sidecar loads a model. */
+export function checkTrainingNumbers(lf: Record<string, unknown>, ctx: PrecheckContext): void {
+  for (const [key, rule] of Object.entries(TRAINING_NUMBERS)) {
+    const raw = lf[key]
+    if (raw === undefined || raw === null) continue
+    const v = numeric(raw)
+    if (v === undefined || !Number.isFinite(v) || (rule.integer && !Number.isInteger(v)) || !rule.ok(v)) {
+      throw new ConfigError('bad_value', `bad value for '${key}' (${ctx.where(key)}): ${JSON.stringify(raw)}; expected ${rule.expected}`, { key })
+    }
+  }
+  // Hugging Face trains num_train_epochs only when max_steps is unset; 0 epochs then plans no step at all.
+  const maxSteps = numeric(lf['max_steps']) ?? -1
+  if (maxSteps <= 0 && lf['num_train_epochs'] !== undefined && numeric(lf['num_train_epochs']) === 0) {
+    throw new ConfigError('bad_value', `bad value for 'num_train_epochs' (${ctx.where('num_train_epochs')}): 0 trains nothing`, {
+      key: 'num_train_epochs',
+      hint: 'set num_train_epochs > 0, or max_steps',
+    })
+  }
+}
+
+/** output_dir must be a folder or not exist yet (Hugging Face's makedirs fails on a file with "[Errno 17] File exists"). */
+export function checkOutputDir(path: string, shown: string, ctx: PrecheckContext): void {
+  if (!existsSync(path) || statSync(path).isDirectory()) return
+  throw new ConfigError('bad_value', `output_dir '${shown}' (${ctx.where('output_dir')}) is an existing file, not a folder: ${path}`, {
+    key: 'output_dir',
+    hint: 'choose a new output_dir, or remove the file',
+  })
 }

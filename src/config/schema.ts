@@ -84,7 +84,7 @@ export const DataflexConfigSchema = z.strictObject({
   // Python defaults to "Loss", which names no preset; absent here, and dynamic modes require it.
   component_name: nullable(z.string().min(1)).describe('the name of a preset in the components file'),
   warmup_step: z.int().min(0).default(0).describe('an integer >= 0'),
-  update_step: z.int().min(0).default(0).describe('an integer >= 0 (>= 1 for dynamic_select / dynamic_mix)'),
+  update_step: z.int().min(0).default(0).describe('an integer >= 0 (>= 1 for dynamic_select / dynamic_mix / dynamic_reorder / dynamic_lego)'),
   update_times: z.int().default(1).describe('an integer'),
   train_step: z.int().min(0).default(0).describe('an integer >= 0 (0 means: from epochs)'),
   static_mix: z.boolean().default(false).describe('true or false'),
@@ -102,7 +102,12 @@ export const DataflexConfigSchema = z.strictObject({
 
 /** Cross-key rules, checked after each key is valid on its own. */
 export const DataflexConfigRulesSchema = DataflexConfigSchema.superRefine((cfg, ctx) => {
-  const usesUpdates = cfg.train_type === 'dynamic_select' || cfg.train_type === 'dynamic_lego' || (cfg.train_type === 'dynamic_mix' && !cfg.static_mix)
+  const usesUpdates =
+    cfg.train_type === 'dynamic_select' ||
+    cfg.train_type === 'dynamic_lego' ||
+    // dynamic_reorder plans its windows with dynamic_select's schedule (trainers/reorder.ts)
+    cfg.train_type === 'dynamic_reorder' ||
+    (cfg.train_type === 'dynamic_mix' && !cfg.static_mix)
   if (usesUpdates && cfg.update_step < 1) {
     // update_step is a modulus of the update schedule (docs/algorithms.md#schedule-dynamic_select); dynamic_mix
     // uses it the same way.

@@ -145,6 +145,7 @@ export class TrainDriver {
     const at = r?.global_step ?? 0
     if (at !== trained) throw new Error(`the sidecar's trainer state is at step ${at}, but the run resumes after step ${trained}`)
     this.stepsDone = trained
+    this.runlog.open() // the run is valid from here: its artefacts and sidecar.log go to output_dir (a resumed run's are open)
     this.unsubscribe = this.bridge.on('step', (d) => {
       this.lastLoss = Number(d.loss)
       this.lastReportedStep = Number(d.step)

@@ -390,7 +390,7 @@ export async function askMixer(
   if (next === null) {
     throw new StrategyError(
       'bad_scores',
-      `${strategy}: mix() at step ${ctx.step} must return ${k} finite non-negative proportions with a positive sum, got ${p === undefined ? 'none' : `[${Array.from(p).join(', ')}]`}`,
+      `${strategy}: mix() at step ${ctx.step} must return ${k} finite non-negative proportions with a positive sum, got ${Array.isArray(p) || ArrayBuffer.isView(p) ? `[${Array.from(p as ArrayLike<number>).join(', ')}]` : p === undefined ? 'none' : `${typeof p} ${JSON.stringify(p)}`}`,
     )
   }
   records.append(result.records ?? [], strategy)

@@ -39,6 +39,30 @@ export function tenths(scores: ArrayLike<number>): number[] {
   })
 }
 
+/** What order() returned, checked against its contract: a permutation of the given indices, or a prefix of one. */
+export function checkOrder(res: unknown, rows: Int32Array, strategy: string, step: number): Int32Array {
+  const got = typeof res === 'object' && res !== null ? (res as { order?: unknown }).order : undefined
+  if (!(Array.isArray(got) || ArrayBuffer.isView(got))) {
+    throw new StrategyError('bad_index', `${strategy}: order() at step ${step} must return { order } (an Int32Array), got ${got === undefined ? 'none' : typeof got}`)
+  }
+  const order = got as ArrayLike<number>
+  if (order.length > rows.length) {
+    throw new StrategyError('too_many_indices', `${strategy}: order() at step ${step} returned ${order.length} indices for ${rows.length} given`)
+  }
+  const left = new Map<number, number>()
+  for (const r of rows) left.set(r, (left.get(r) ?? 0) + 1)
+  for (let i = 0; i < order.length; i++) {
+    const v = order[i]!
+    const count = left.get(v) ?? 0
+    if (count === 0) {
+      const why = rows.includes(v) ? 'repeats an index' : 'is not among the indices it was given'
+      throw new StrategyError('bad_index', `${strategy}: order() at step ${step}: entry ${v} at position ${i} ${why} (it must return a permutation of them, or a prefix of one)`)
+    }
+    left.set(v, count - 1)
+  }
+  return order instanceof Int32Array ? order : Int32Array.from(order)
+}
+
 /** What a stream serves with: the reorder's score source and its order(), at the step and model `at` gives. */
 export function serveDeps(instance: ReorderInstance, at: () => { step: number; model: ModelOps }, seed: number, runtime: StrategyRuntime): ServeDeps {
   return {
@@ -46,7 +70,7 @@ export function serveDeps(instance: ReorderInstance, at: () => { step: number; m
     order: async (rows, scores) => {
       const { step, model } = at()
       const res = await instance.order({ step, indices: rows, scores, rng: Rng.derive(seed, 'reorder', step), model, cacheDir: runtime.cacheDir, log: runtime.log })
-      return res.order
+      return checkOrder(res as unknown, rows, runtime.strategy, step)
     },
   }
 }

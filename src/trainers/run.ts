@@ -4,9 +4,10 @@
  * This module owns the run's lifetime (sidecar, run log, abort); the trainer of the train_type (table.ts) prepares
  * before the sidecar starts, then plans and walks the run over driver.ts.
  */
-import { appendFileSync, mkdirSync } from 'node:fs'
+import { appendFileSync, existsSync, rmdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
+import { isBadInput } from '../config/errors.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
@@ -60,32 +61,55 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
   const prepared = await trainer.prepare(cfg, log)
   progress({ step: 0, totalSteps: 0, phase: 'loading' })
 
-  // Sidecar output goes to <output_dir>/dataflex/sidecar.log once we know the run is valid; until then it is
-  // buffered so a config error does not create files in the output dir.
+  // Sidecar output goes to <output_dir>/dataflex/sidecar.log once the run log opens (training began, or a runtime
+  // failure is to be diagnosed); until then it is buffered so that bad input creates no files in the output dir.
   const sidecarLines: string[] = []
   let sidecarLog: string | undefined
   const onSidecarLine = (line: string): void => {
     if (sidecarLog) appendFileSync(sidecarLog, line + '\n')
     else sidecarLines.push(line)
   }
-  const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
-  return withSidecar({ python: opts.python, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
-    const exec = new Executor(bridge)
-    // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
-    const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
-    opts.signal?.throwIfAborted()
-
-    const resume = info.resume_from_checkpoint === null ? undefined : readCheckpointState(resolve(info.resume_from_checkpoint))
-    if (resume !== undefined) log(`resuming after step ${resume.step} from ${resume.checkpoint}`)
-    const runlog = new RunLog(cfg.outputDir)
-    if (resume !== undefined) runlog.resume(resume.logs)
-    else runlog.open()
-    sidecarLog = join(runlog.dir, 'sidecar.log')
-    mkdirSync(runlog.dir, { recursive: true })
+  const runlog = new RunLog(cfg.outputDir, (dir) => {
+    sidecarLog = join(dir, 'sidecar.log')
     appendFileSync(sidecarLog, sidecarLines.join('\n') + (sidecarLines.length ? '\n' : ''))
-
-    const driver = new TrainDriver(exec, bridge, info, runlog, progress)
-    const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal, ...(resume === undefined ? {} : { resume }) })
-    return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
+    sidecarLines.length = 0
   })
+  const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
+  // Hugging Face's Trainer creates output_dir when it is built; bad input found after that (e.g. by the schedule)
+  // removes it again if this run created it and it is still empty.
+  const outputDirExisted = existsSync(cfg.outputDir)
+  try {
+    return await withSidecar({ python: opts.python, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
+      const exec = new Executor(bridge)
+      // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
+      const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })
+      opts.signal?.throwIfAborted()
+      const resume = info.resume_from_checkpoint === null ? undefined : readCheckpointState(resolve(info.resume_from_checkpoint))
+      if (resume !== undefined) {
+        log(`resuming after step ${resume.step} from ${resume.checkpoint}`)
+        runlog.resume(resume.logs)
+      }
+
+      const driver = new TrainDriver(exec, bridge, info, runlog, progress)
+      try {
+        const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal, ...(resume === undefined ? {} : { resume }) })
+        return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
+      } catch (err) {
+        // A runtime failure keeps the sidecar's output for diagnosis; bad input leaves output_dir untouched.
+        if (!isBadInput(err) && !opts.signal?.aborted) runlog.open()
+        throw err
+      }
+    })
+  } catch (err) {
+    if (isBadInput(err) && !outputDirExisted) removeIfEmpty(cfg.outputDir)
+    throw err
+  }
+}
+
+function removeIfEmpty(dir: string): void {
+  try {
+    rmdirSync(dir)
+  } catch {
+    // not empty, or already gone: left as it is
+  }
 }

@@ -31,11 +31,19 @@ export interface StepRecord {
 /**
  * Append-only run artefacts under `<output_dir>/dataflex/`. Lines are appended whole (one write each), so a crash
  * leaves complete lines; summary files are written atomically (temp file + rename).
+ *
+ * Nothing is created until the first write or `open()`: a run refused for bad input after the sidecar loaded (a
+ * schedule that plans no step, a strategy's bad params) leaves its output_dir as it found it.
  */
 export class RunLog {
   readonly dir: string
+  private opened = false
 
-  constructor(readonly outputDir: string) {
+  /** `onOpen` runs once, right after the folder is created (run.ts starts sidecar.log there). */
+  constructor(
+    readonly outputDir: string,
+    private readonly onOpen?: (dir: string) => void,
+  ) {
     this.dir = join(outputDir, 'dataflex')
   }
 
@@ -46,37 +54,47 @@ export class RunLog {
   }
 
   /**
-   * Opens the logs of a run resumed from a checkpoint: each cut back to its size at the checkpoint, so the lines the
-   * interrupted run wrote after it are made again, once.
+   * Opens the logs of a run resumed from a checkpoint instead of starting fresh ones: each cut back to its size at the
+   * checkpoint, so the lines the interrupted run wrote after it are made again, once.
    */
   resume(at: LogSizes): void {
-    mkdirSync(this.dir, { recursive: true })
+    if (this.opened) throw new Error('the run log is already open')
     for (const [name, size] of [['decisions.jsonl', at.decisions], ['metrics.jsonl', at.metrics]] as const) {
       const path = join(this.dir, name)
       const have = existsSync(path) ? statSync(path).size : -1
       if (have < size) throw new Error(`${path} has ${Math.max(have, 0)} bytes, fewer than the ${size} it had at the checkpoint`)
       truncateSync(path, size)
     }
+    this.opened = true
+    this.onOpen?.(this.dir)
   }
 
+  /** Creates the folder and starts fresh logs; later calls do nothing. */
   open(): void {
+    if (this.opened) return
+    this.opened = true
     mkdirSync(this.dir, { recursive: true })
-    // A fresh run starts fresh logs; LLaMA-Factory's overwrite_output_dir semantics apply to the rest.
+    // A fresh run starts fresh logs (truncating to empty is one step, and keeps a `tail -f` on them attached);
+    // LLaMA-Factory's overwrite_output_dir semantics apply to the rest.
     for (const name of ['decisions.jsonl', 'metrics.jsonl']) writeFileSync(join(this.dir, name), '')
     // A stale selection file would pass for this run's last selection (a reorder's cached_selection).
     rmSync(join(this.outputDir, SELECTIONS_DIR), { recursive: true, force: true })
+    this.onOpen?.(this.dir)
   }
 
   decision(d: Decision): void {
+    this.open()
     appendFileSync(join(this.dir, 'decisions.jsonl'), JSON.stringify({ ...d, time: new Date().toISOString() }) + '\n')
   }
 
   steps(records: StepRecord[]): void {
     if (records.length === 0) return
+    this.open()
     appendFileSync(join(this.dir, 'metrics.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n')
   }
 
   writeJson(name: string, value: unknown): void {
+    this.open()
     writeJsonAtomic(join(this.dir, name), value)
   }
 }

@@ -197,7 +197,7 @@ export interface Answer extends DecisionFacts {
 export class StrategyRuntime {
   readonly key: string
   readonly strategy: string
-  readonly cacheDir: string
+  private readonly dir: string
 
   constructor(
     readonly component: ResolvedComponent,
@@ -210,8 +210,13 @@ export class StrategyRuntime {
     this.strategy = component.strategy
     const root = component.cacheRoot ?? join(cfg.outputDir, 'dataflex', 'cache')
     const key = cacheKey({ cfg, component, numTrain: info.num_train, numEval: info.num_eval, seed: info.seed })
-    this.cacheDir = join(root, component.key, key)
-    mkdirSync(this.cacheDir, { recursive: true })
+    this.dir = join(root, component.key, key)
+  }
+
+  /** Created on first use: a run refused before its first decision leaves no folder behind. */
+  get cacheDir(): string {
+    mkdirSync(this.dir, { recursive: true })
+    return this.dir
   }
 
   /** The strategy's log line, prefixed with its preset key. */

@@ -152,12 +152,21 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         tokenizer = tokenizer_module["tokenizer"]
         template = get_template_and_fix_tokenizer(tokenizer, data_args)
         mix = None
-        if domains is None:
-            dataset_module = get_dataset(template, model_args, data_args, training_args, stage=stage, **tokenizer_module)
-        else:
-            mix = domain_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
-                                   domains["eval_sets"])
-            dataset_module = mix.dataset_module
+        try:
+            if domains is None:
+                dataset_module = get_dataset(template, model_args, data_args, training_args, stage=stage,
+                                             **tokenizer_module)
+            else:
+                mix = domain_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
+                                       domains["eval_sets"])
+                dataset_module = mix.dataset_module
+        except Exception as exc:
+            bad = _dataset_error(exc, data_args)
+            if bad is None:
+                raise
+            raise bad from exc
+        if stage == "sft":  # before the model loads
+            _check_labels(dataset_module.get("train_dataset"), data_args)
         if raw_rows is not None:  # before the model loads: a bad score column fails fast
             traced = raw_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
                                    dataset_module["train_dataset"], raw_rows["score_field"])
@@ -259,6 +268,58 @@ def _pt_trainer(model, tokenizer_module, dataset_module, training_args, finetuni
         **tokenizer_module,
     )
     return trainer, collator
+
+
+def _dataset_names(data_args: Any) -> str:
+    names = [*(data_args.dataset or []), *(data_args.eval_dataset or [])]
+    return ", ".join(f"'{n}'" for n in names) or "(none)"
+
+
+def _dataset_error(exc: BaseException, data_args: Any) -> ConfigError | None:
+    """A loading failure of the datasets as a ConfigError naming them, or None when it is not about the data.
+
+    LLaMA-Factory and `datasets` report bad data without naming the dataset: "An error occurred while generating the
+    dataset" (unreadable file; the parser's error is its cause), "Cannot find valid samples" (every row dropped),
+    "corresponds to no data" (an empty file), or a bare KeyError for a missing column.
+    """
+    from datasets.exceptions import DatasetGenerationError
+
+    where = f"{_dataset_names(data_args)} (dataset_dir {data_args.dataset_dir})"
+    if isinstance(exc, DatasetGenerationError):
+        cause = exc.__cause__ or exc.__context__
+        why = _clean(cause) if cause is not None else _clean(exc)
+        return ConfigError(f"dataset: cannot read the data file of {where}: {why}")
+    msg = str(exc)
+    if isinstance(exc, RuntimeError) and "Cannot find valid samples" in msg:
+        return ConfigError(f"dataset: every row of {where} was dropped by preprocessing (no row has both a "
+                           "prompt and a response in the columns dataset_info.json maps); check its `columns` and "
+                           "`formatting`")
+    if "corresponds to no data" in msg:
+        return ConfigError(f"dataset: {where} has no rows")
+    if isinstance(exc, KeyError):
+        return ConfigError(f"dataset: a row of {where} has no column {msg}; check the file or the `columns` "
+                           "of its dataset_info.json entry")
+    if isinstance(exc, (ValueError, OSError)):
+        return ConfigError(f"dataset: {_clean(exc)} ({where})")
+    return None
+
+
+def _check_labels(train_dataset: Any, data_args: Any) -> None:
+    """Refuse a training set where no row keeps a label token: cutoff_len cut every response away, and training on it
+    would report a loss of 0 for every step."""
+    from llamafactory.extras.constants import IGNORE_INDEX
+
+    if train_dataset is None or len(train_dataset) == 0 or "labels" not in train_dataset.column_names:
+        return
+    # Stops at the first row with a label: one batch in any usable run.
+    for batch in train_dataset.select_columns(["labels"]).iter(batch_size=1024):
+        if any(t != IGNORE_INDEX for row in batch["labels"] for t in row):
+            return
+    raise ConfigError(
+        f"cutoff_len: none of the {len(train_dataset)} training rows of {_dataset_names(data_args)} keeps a "
+        f"label token after truncation to cutoff_len {data_args.cutoff_len}, so the loss would be 0 at every step; "
+        "set a larger cutoff_len",
+    )
 
 
 def _clean(exc: BaseException) -> str:

@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader, Sampler
 
 from . import fault
 from .embeddings import POOLINGS, pool
-from .errors import StateError
+from .errors import ExecutorError, StateError
 from .reference import excess_sums, load_reference, reference_token_losses
 from .weights import LossSpec, Reduction, check_reduction, training_loss
 
@@ -402,9 +402,15 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
         counts.append(got.counts)
         p.micro_index += 1
         p.sample_offset += sizes[i]
-        if args.logging_nan_inf_filter and (torch.isnan(tr_loss_step) or torch.isinf(tr_loss_step)):
-            # HF replaces a non-finite loss by the running mean of the logged window.
-            tr_loss_step = loop.tr_loss / (1 + trainer.state.global_step - trainer._globalstep_last_logged)
+        if not torch.isfinite(tr_loss_step):
+            # Deliberately unlike Hugging Face, which (logging_nan_inf_filter) logs the running mean in its place and
+            # trains on with weights that are likely already ruined: stop, naming the step.
+            raise ExecutorError(
+                f"the training loss is {float(tr_loss_step)} at step {trainer.state.global_step + 1} "
+                f"(micro-batch {i + 1} of {len(batches)}); training diverged or the data holds a bad row; lower "
+                f"learning_rate (now {args.learning_rate:g}) or set max_grad_norm",
+                code="non_finite_loss",
+            )
         loop.tr_loss = loop.tr_loss + tr_loss_step
         step_loss = step_loss + tr_loss_step
         trainer.current_flos += float(trainer.floating_point_ops(inputs))
