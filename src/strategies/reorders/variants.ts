@@ -13,6 +13,8 @@ import { SCORE_PARAMS, SCORE_SOURCES, scoreSource, type ScoreEnv } from './score
 const common = {
   pattern: z.enum(PATTERN_NAMES).default('sorting').describe(`the ordering: ${PATTERN_NAMES.join(', ')}`),
   ...OrderingParams.shape,
+  // The run's seed unless the preset fixes one: a run with another seed gets other random orders.
+  seed: z.int().nullable().default(null).describe("seed of the shuffle and segment patterns and of the window shuffle; null: the run's seed"),
   pattern_params: z.record(z.string(), z.unknown()).nullable().default(null).describe("the pattern's own params (layers, num_sections, …)"),
   score_params: z.record(z.string(), z.unknown()).default({}).describe("the score source's params (score_path, score_field, cache_path, max_samples, …)"),
   apply_at: z
@@ -49,7 +51,7 @@ function readsRaw(p: Common): boolean {
 function instance(kind: string, p: Common, env: ReorderEnv, serving: Serving): ReorderInstance {
   const name = `${kind} ${p.pattern}`
   // Check the pattern params now (a bad preset fails before training): an empty order runs every check.
-  const params = { polarity: p.polarity, ascending: p.ascending, window_size: p.window_size, seed: p.seed, pattern_params: p.pattern_params }
+  const params = { polarity: p.polarity, ascending: p.ascending, window_size: p.window_size, seed: p.seed ?? env.seed, pattern_params: p.pattern_params }
   applyPattern(p.pattern, new Int32Array(0), p.pattern === 'shuffle' ? undefined : new Float64Array(0), params)
   const noFile = p.score_source === 'precomputed' && (p.score_params['score_path'] ?? null) === null
   const raw = readsRaw(p) ? (env.rawRows ?? null) : undefined
