@@ -243,6 +243,17 @@ describe('loadConfig: bad values', () => {
     expect(err.hint).toContain('key=value')
   })
 
+  it("LLaMA-Factory's switches for several processes are refused, not ignored (one process for now)", async () => {
+    const env = { ...process.env, FORCE_TORCHRUN: '1', NPROC_PER_NODE: '2' }
+    const err = await configError(BASE, [], { python: false, env })
+    expect(err.code).toBe('unsupported')
+    expect(err.key).toBe('FORCE_TORCHRUN')
+    expect(err.message).toContain('NPROC_PER_NODE=2')
+    expect((await configError(BASE, [], { python: false, env: { ...process.env, NNODES: '2' } })).key).toBe('NNODES')
+    // One process asked for explicitly is what runs.
+    await load(BASE, [], { python: false, env: { ...process.env, NPROC_PER_NODE: '1', FORCE_TORCHRUN: '0' } })
+  })
+
   it('every train type has a trainer', async () => {
     for (const type of TrainTypeSchema.options) {
       const { cfg } = await load(`${BASE}train_type: ${type}\ncomponent_name: w\nupdate_step: 1\n`, [], { python: false })

@@ -73,7 +73,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     // Each window's score tenths rise (a sorted stream), until the wrap.
     const first = r.decisions[1]!.score_tenths!
     expect(first).toEqual([...first].sort((a, b) => a - b))
-  })
+  }, 300_000)
 
   it("static folding by the model's own loss, at warmup_step 0 (DataFlex crashes there)", async () => {
     const dir = tempDir('reorder-static-loss')
@@ -84,7 +84,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     // Two folds: the first 26 served rows rise in loss, then it starts over from the low end.
     const t = r.decisions[0]!.score_tenths!
     expect(t.slice(0, 5)).toEqual([...t.slice(0, 5)].sort((a, b) => a - b))
-  })
+  }, 300_000)
 
   for (const serve of ['slice', 'head'] as const) {
     it(`dynamic saw by the model's loss, ${serve} serving: rescored every interval, each row once per pass`, async () => {
@@ -102,7 +102,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
       // Flex-epoch 0: warm-up 8 + 4 × 16 = 72 rows: the first 52 are one pass (no row twice), then a new pass.
       const pass = served(r).slice(0, N)
       expect(new Set(pass).size).toBe(N)
-    })
+    }, 300_000)
   }
 
   it('cached_selection: a DataFlex selector cache (step_N.json) densified with fill_value', async () => {
@@ -119,7 +119,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expectOk(r)
     // Highest first: the four scored rows by loss, then every other row (fill −1) in index order.
     expect(served(r).slice(0, 8)).toEqual([5, 9, 13, 40, 0, 1, 2, 3])
-  })
+  }, 300_000)
 
   it("cached_selection from our own dynamic_select run's output_dir: the last selection's losses, sorted", async () => {
     const dir = tempDir('reorder-from-select')
@@ -178,7 +178,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expectOk(b)
     expect(a.decisions.map(stable)).toEqual(b.decisions.map(stable))
     expect(new Set(served(a).slice(0, N)).size).toBe(N)
-  })
+  }, 300_000)
 
   it('every shipped reorder preset runs as written (score files filled in where the preset leaves them null)', async () => {
     const dir = tempDir('reorder-shipped')
@@ -208,7 +208,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     const r = await run(dir, 'bad', { kind: 'static', pattern: 'saw', pattern_params: { num_sections: 3, folding_ratio: 0.075, layers: 2 } })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/reorder 'r' .*score_source precomputed needs score_params\.score_path/)
-  })
+  }, 300_000)
 })
 
 /**
@@ -274,7 +274,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dynamic_reorder with apply_at: raw', ()
     const facts = JSON.parse(readFileSync(join(column.out, 'dataflex', 'reorder.json'), 'utf8')) as { num_train: number; raw_rows: Record<string, unknown> }
     expect(facts.num_train).toBe(n)
     expect(facts.raw_rows).toEqual({ datasets: ['ra', 'rb'], rows: [MAX_SAMPLES, RAW_SIZES[1]], total: raw.length, dropped: 1 })
-  })
+  }, 300_000)
 
   it('a dataset without the score field, and num_samples, are config errors (exit 2) naming them', async () => {
     const dir = tempDir('reorder-raw-bad')
@@ -289,5 +289,5 @@ describe.skipIf(!HAS_PYTHON).concurrent('dynamic_reorder with apply_at: raw', ()
     expect(missing.stderr).toMatch(/dataset 'rb' has no field 'score'/)
     expect(numSamples.code).toBe(2)
     expect(numSamples.stderr).toMatch(/num_samples: dataset 'rb' sets num_samples/)
-  })
+  }, 300_000)
 })

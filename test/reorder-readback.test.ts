@@ -99,7 +99,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('the trained order, read back from the l
     // And the decided order is the sort, read as a stream that wraps after one pass.
     const order = Array.from({ length: N }, (_, i) => i).sort((a, b) => scores[a]! - scores[b]!)
     expect(trained).toEqual(Array.from({ length: 18 }, (_, s) => order[s % N]))
-  })
+  }, 300_000)
 
   it("dynamic sorting by the model's loss, rescored every interval", async () => {
     const dir = tempDir('reorder-readback-dynamic')
@@ -109,5 +109,5 @@ describe.skipIf(!HAS_PYTHON).concurrent('the trained order, read back from the l
     expect(trained).toEqual(decidedRows(r))
     // One pass per flex-epoch: the first 12 steps train every row once.
     expect(new Set(trained.slice(0, N)).size).toBe(N)
-  })
+  }, 300_000)
 })

@@ -309,7 +309,9 @@ describe('StaticStream', () => {
     expectServed(await stream.take(3, deps), { indices: [1, 0, 4], rescored: false }, 'second')
     const state = stream.state()
     expectPlainJson(state)
-    expect(state).toEqual({ cursor: 1, order: [4, 3, 2, 1, 0], scores: null })
+    expect(state).toEqual({ rows: [0, 1, 2, 3, 4], cursor: 1, order: [4, 3, 2, 1, 0], scores: null })
+    // Restored, it goes on where it stood.
+    expectServed(await StaticStream.restore(state).take(2, deps), { indices: [3, 2], rescored: false }, 'restored')
   })
 })
 

@@ -9,7 +9,7 @@ import type { z } from 'zod'
 import { ConfigError } from './errors.ts'
 import { issueAt } from './issues.ts'
 import { loadLfArgNames } from './lf-args.ts'
-import { checkDatasets, checkModel, checkOutputDir, checkProportions, checkTrainingNumbers, type PrecheckContext } from './prechecks.ts'
+import { checkDatasets, checkLaunchSwitches, checkModel, checkOutputDir, checkProportions, checkTrainingNumbers, type PrecheckContext } from './prechecks.ts'
 import {
   COMPONENT_SECTIONS,
   DATAFLEX_KEYS,
@@ -213,6 +213,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   const dataflex = parsed.data
 
   const ctx: PrecheckContext = { cwd, env, where, warn }
+  checkLaunchSwitches(ctx)
   checkModel(lf, ctx)
   checkTrainingNumbers(lf, ctx)
   checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)

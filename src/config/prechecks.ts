@@ -300,3 +300,22 @@ export function checkOutputDir(path: string, shown: string, ctx: PrecheckContext
     hint: 'choose a new output_dir, or remove the file',
   })
 }
+
+/**
+ * LLaMA-Factory's launcher switches for several processes. Runs are one process for now: a switch the user sets is
+ * refused rather than ignored (the run would silently use one process).
+ */
+export function checkLaunchSwitches(ctx: PrecheckContext): void {
+  const env = ctx.env
+  const many = (name: string): boolean => env[name] !== undefined && env[name] !== '' && Number(env[name]) > 1
+  const set = [
+    ...(truthyEnv(env['FORCE_TORCHRUN']) ? ['FORCE_TORCHRUN'] : []),
+    ...['NPROC_PER_NODE', 'NNODES'].filter(many),
+  ]
+  if (set.length > 0) {
+    throw new ConfigError('unsupported', `${set.map((n) => `${n}=${env[n]}`).join(', ')}: several processes (torchrun) are not supported yet; this run would use one`, {
+      key: set[0],
+      hint: `unset ${set.join(' and ')} to train in one process`,
+    })
+  }
+}
