@@ -12,7 +12,7 @@
 import { spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
-import { join } from 'node:path'
+import { join, relative } from 'node:path'
 import { REPO_ROOT } from '../src/bridge/index.ts'
 import { makeSyntheticPool } from './make-synthetic-pool.ts'
 import { modelPath } from './models.ts'
@@ -173,7 +173,7 @@ const lines = [
   '',
   `Written by \`${['npx tsx bench/scale.ts', ...process.argv.slice(2)].join(' ')}\`.`,
   `Started ${started} UTC; ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, load average at start ${loadStart}.`,
-  `Model ${model}; synthetic pool from bench/make-synthetic-pool.ts; one selection, then one training step.`,
+  `Model ${relative(REPO_ROOT, model) || model}; synthetic pool from bench/make-synthetic-pool.ts; one selection, then one training step.`,
   'Peak memory is VmHWM (peak resident set) of the Node process and of the Python sidecar over the whole run;',
   '`random` needs no model op, so its row is what a run holds whatever the selector.',
   '',
