@@ -2,6 +2,7 @@
  * src/math: each helper against a plain-loop reference written here from the definition, plus the properties
  * the selectors rely on (tie order, determinism per seed, exact zeros, chunk-size independence).
  */
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import {
   clusterMembers,
@@ -9,11 +10,14 @@ import {
   farthestFirst,
   kmeans,
   lshPartition,
+  miniBatchKmeans,
+  miniBatchSphericalKmeans,
   randomPartition,
   sphericalKmeans,
 } from '../src/math/kmeans.ts'
 import { addRows, cosine, dot, forEachSqDistChunk, matVec, meanRows, pairwiseSqDist, rowDot, type RowMatrix } from '../src/math/linalg.ts'
 import { Rng } from '../src/math/rng.ts'
+import { inMemoryRows } from '../src/math/rows.ts'
 import {
   countPositive,
   uniformWithReplacement,
@@ -23,7 +27,9 @@ import {
 } from '../src/math/sampling.ts'
 import { l2NormalizeRows, mean, quantile, quantiles, softmax } from '../src/math/stats.ts'
 import { argsortAsc, argsortDesc, topK } from '../src/math/topk.ts'
+import { RowFile } from '../src/util/row-file.ts'
 import { expectClose } from './close.ts'
+import { tempDir } from './temp-dirs.ts'
 
 /** Deterministic test data without the RNG under test: a tiny LCG. */
 function lcg(seed: number): () => number {
@@ -364,5 +370,120 @@ describe('clustering', () => {
     // cluster 2 = rows 0,2,5 → mean (2,0); cluster 0 = rows 1,4 → mean (2,2); cluster 1 = row 3 alone.
     expect(Array.from(d)).toEqual([2, Math.SQRT2, 0, 0, Math.SQRT2, 2])
     expect(() => clusterMembers(Int32Array.from([0, 3]), 3)).toThrow(RangeError)
+  })
+})
+
+/**
+ * Mini-batch k-means as Sculley (2010) writes it, in plain loops: initial centres = the rows at the first k positions
+ * of rng.permutation(n); per iteration b rows drawn with rng.int(n); each assigned to its nearest centre as the
+ * centres were before the batch (least Σ(x−c)², or largest dot when spherical; ties low); then in batch order
+ * v[c] += 1, c := (1 − 1/v[c])·c + (1/v[c])·x (re-normalised when spherical); finally every row to its nearest centre.
+ */
+function refMiniBatch(x: RowMatrix, k: number, seed: number, iters: number, b: number, spherical: boolean): number[] {
+  const { rows: n, cols: d } = x
+  const rng = new Rng(seed)
+  const perm = rng.permutation(n)
+  const unit = (v: number[]): number[] => {
+    const nn = Math.sqrt(v.reduce((a, t) => a + t * t, 0))
+    return nn > 0 ? v.map((t) => t / nn) : v
+  }
+  const rowOf = (i: number): number[] => Array.from({ length: d }, (_, t) => x.data[i * d + t]!)
+  let C = Array.from({ length: k }, (_, j) => (spherical ? unit(rowOf(perm[j]!)) : rowOf(perm[j]!)))
+  const nearest = (v: number[]): number => {
+    let best = 0
+    let bestV = spherical ? -Infinity : Infinity
+    C.forEach((c, j) => {
+      const s = spherical ? c.reduce((a, t, q) => a + t * v[q]!, 0) : c.reduce((a, t, q) => a + (v[q]! - t) ** 2, 0)
+      if (spherical ? s > bestV : s < bestV) [best, bestV] = [j, s]
+    })
+    return best
+  }
+  const v = new Array<number>(k).fill(0)
+  for (let it = 0; it < iters; it++) {
+    const M = Array.from({ length: b }, () => rowOf(rng.int(n)))
+    const dM = M.map(nearest)
+    M.forEach((row, r) => {
+      const c = dM[r]!
+      v[c]!++
+      const eta = 1 / v[c]!
+      const moved = C[c]!.map((t, q) => (1 - eta) * t + eta * row[q]!)
+      C = C.map((old, j) => (j === c ? (spherical ? unit(moved) : moved) : old))
+    })
+  }
+  return Array.from({ length: n }, (_, i) => nearest(rowOf(i)))
+}
+
+/** `per` rows around each of `centres` (±0.5 noise per coordinate), blob of row i = floor(i / per). */
+function blobRows(centres: number[][], per: number, seed: number): RowMatrix & { data: Float32Array } {
+  const r = lcg(seed)
+  const d = centres[0]!.length
+  const data = new Float32Array(centres.length * per * d)
+  for (let i = 0; i < centres.length * per; i++) for (let c = 0; c < d; c++) data[i * d + c] = centres[Math.floor(i / per)]![c]! + (r() - 0.5)
+  return { data, rows: centres.length * per, cols: d }
+}
+
+describe('mini-batch k-means (Sculley 2010)', () => {
+  it('equals the plain-loop reference, Euclidean and spherical, in memory and from a file', () => {
+    const m = randomMatrix(90, 5, 21)
+    const unit = { ...m, data: Float32Array.from(m.data) }
+    l2NormalizeRows(unit.data, 90, 5)
+    const path = join(tempDir('minibatch'), 'rows.f32')
+    for (const [spherical, x] of [[false, m], [true, unit]] as const) {
+      const run = spherical ? miniBatchSphericalKmeans : miniBatchKmeans
+      const ref = refMiniBatch(x, 7, 5, 12, 16, spherical)
+      const mem = run(x, 7, { rng: new Rng(5), iterations: 12, batchSize: 16, blockRows: 11 })
+      expect(Array.from(mem.assign)).toEqual(ref)
+      expect(mem).toMatchObject({ k: 7, iterations: 12, reseeded: 0 })
+      const file = RowFile.create(path, 5)
+      for (let s = 0; s < 90; s += 25) file.append(x.data.subarray(s * 5, Math.min(90, s + 25) * 5))
+      const disk = run(file, 7, { rng: new Rng(5), iterations: 12, batchSize: 16, blockRows: 8 })
+      file.dispose()
+      expect(Array.from(disk.assign)).toEqual(ref)
+    }
+    // A batch larger than the rows is capped at the rows.
+    expect(Array.from(miniBatchKmeans(m, 3, { rng: new Rng(2), iterations: 3, batchSize: 1000 }).assign)).toEqual(refMiniBatch(m, 3, 2, 3, 90, false))
+  })
+
+  it('is deterministic for a seed and depends on it', () => {
+    const m = randomMatrix(200, 4, 3)
+    const opts = (seed: number) => ({ rng: Rng.derive(seed, 'mb'), iterations: 20, batchSize: 32 })
+    const a = miniBatchKmeans(m, 9, opts(1))
+    expect(miniBatchKmeans(m, 9, opts(1)).assign).toEqual(a.assign)
+    expect(miniBatchKmeans(m, 9, opts(2)).assign).not.toEqual(a.assign)
+  })
+
+  it('recovers well-separated blobs whenever each blob holds an initial centre', () => {
+    const centres = [
+      [6, 0, 0, 0, 0],
+      [0, 6, 0, 0, 0],
+      [0, 0, 6, 0, 0],
+      [0, 0, 0, 6, -6],
+    ]
+    const per = 150
+    const x = blobRows(centres, per, 8)
+    let tried = 0
+    for (let seed = 0; seed < 200 && tried < 5; seed++) {
+      // The initial centres are the rows at perm[0..k): recovery is only promised when they fall in distinct blobs.
+      const perm = new Rng(seed).permutation(x.rows)
+      if (new Set(Array.from(perm.subarray(0, 4), (i) => Math.floor(i / per))).size < 4) continue
+      tried++
+      const c = miniBatchKmeans(x, 4, { rng: new Rng(seed), iterations: 30, batchSize: 40 })
+      expect(samePartition(c.assign, (i) => Math.floor(i / per))).toBe(true)
+    }
+    expect(tried).toBe(5)
+  })
+
+  it('farthest-first, LSH and distances to cluster means read a file block by block with the in-memory results', () => {
+    const m = randomMatrix(57, 6, 13)
+    const file = RowFile.create(join(tempDir('blocks'), 'rows.f32'), 6)
+    file.append(m.data)
+    try {
+      expect(farthestFirst(file, 8, new Rng(4), 5).assign).toEqual(farthestFirst(m, 8, new Rng(4)).assign)
+      expect(lshPartition(file, 5, new Rng(6), undefined, 7).assign).toEqual(lshPartition(inMemoryRows(m), 5, new Rng(6)).assign)
+      const assign = kmeans(m, 4, { rng: new Rng(1), maxIter: 5 }).assign
+      expect(distanceToClusterMean(file, assign, 4, 10)).toEqual(distanceToClusterMean(m, assign, 4))
+    } finally {
+      file.dispose()
+    }
   })
 })

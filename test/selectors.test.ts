@@ -5,12 +5,14 @@
  * both sides where a random draw is part of the definition).
  */
 import { execFileSync } from 'node:child_process'
-import { readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigError } from '../src/config/errors.ts'
+import { miniBatchKmeans } from '../src/math/kmeans.ts'
 import { Rng } from '../src/math/rng.ts'
+import { l2NormalizeRows } from '../src/math/stats.ts'
 import { NpyError, encodeNpy, parseNpy, readNpy, writeNpy } from '../src/strategies/npy.ts'
 import { clusterLessSelector } from '../src/strategies/selectors/cluster_less.ts'
 import { SelectorError } from '../src/strategies/selectors/common.ts'
@@ -451,10 +453,18 @@ describe('less selector (docs/algorithms.md#less)', () => {
     })
   })
 
-  it('requests gradients in bounded chunks', () => {
+  it('requests gradients in bounded chunks', async () => {
     expect(gradientChunkRows(4096)).toBe(256)
     expect(gradientChunkRows(8192)).toBe(128)
     expect(gradientChunkRows(2 ** 30)).toBe(1)
+    // Memory flat in N: no request (so no reply Node holds) exceeds 2^20 floats, i.e. 16 rows at d = 2^16.
+    const n = 50
+    const d = 2 ** 16
+    const model = fakeModel(n, 3, { dim: d })
+    await make(lessSelector, { ...shipped, proj_dim: d }, envFor(n, 3)).select(ctxFor(model, 1, 5))
+    const grads = model.calls.filter((c) => c.op === 'gradients')
+    expect(grads.every((c) => c.indices.length <= 16)).toBe(true)
+    expect(grads.filter((c) => c.split === 'train').length).toBe(Math.ceil(n / 16))
   })
 })
 
@@ -696,6 +706,31 @@ describe('cluster_less selector (docs/algorithms.md#cluster_less)', () => {
     const hub = make(clusterLessSelector, params({ embedding_model_name_or_path: 'org/not-a-local-dir' }), envFor(blobs.n, 2, dir))
     await hub.select(ctxFor(model, 1, 5))
     expect(model.calls.find((c) => c.op === 'embeddings')!.emb!.model).toBe('org/not-a-local-dir')
+  })
+
+  it('above minibatch_threshold: embeddings in a file under the cache folder (removed after), mini-batch k-means', async () => {
+    const ne = 2
+    const model = fakeModel(blobs.n, ne, { embDim: blobs.d, embedding: blobs.data })
+    const extra = { minibatch_threshold: 10, minibatch_size: 8, minibatch_iter: 7, assignment_chunk_size: 5 }
+    const sel = make(clusterLessSelector, params(extra), envFor(blobs.n, ne))
+    const ctx = { ...ctxFor(model, 1, 10), cacheDir: tempDir('cl-cache') }
+    const r = await sel.select(ctx)
+    expect(r.info).toMatchObject({ embeddings_on_disk: true, kmeans_iterations: 7, reseeded: 0 })
+    expect(readdirSync(ctx.cacheDir)).toEqual([])
+    // The same clustering as mini-batch k-means over the unit rows held in memory.
+    const unit = Float32Array.from(blobs.data)
+    l2NormalizeRows(unit, blobs.n, blobs.d)
+    const ref = miniBatchKmeans({ data: unit, rows: blobs.n, cols: blobs.d }, 4, {
+      rng: Rng.derive(3, 'cluster_less', 'clustering', 'kmeans'),
+      iterations: 7,
+      batchSize: 8,
+    })
+    const ids = new Int32Array(new Uint8Array(Buffer.from((sel.state!() as { cluster_ids: string }).cluster_ids, 'base64')).buffer)
+    expect(ids).toEqual(ref.assign)
+    // At or below the threshold nothing is written and Lloyd runs (it stops early on these blobs).
+    const small = await make(clusterLessSelector, params({}), envFor(blobs.n, ne)).select(ctx)
+    expect(small.info).toMatchObject({ embeddings_on_disk: false })
+    expect((small.info as { kmeans_iterations: number }).kmeans_iterations).toBeLessThan(20)
   })
 
   it('k = clamp(ceil(N / cluster_size), 1, N) when num_clusters is not given', async () => {

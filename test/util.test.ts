@@ -1,9 +1,10 @@
 /** The small shared helpers: atomic writes and canonical JSON. */
-import { mkdirSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { writeFileAtomic, writeJsonAtomic } from '../src/util/atomic.ts'
 import { canonicalJson } from '../src/util/canonical-json.ts'
+import { RowFile } from '../src/util/row-file.ts'
 import { tempDir } from './temp-dirs.ts'
 
 describe('writeFileAtomic', () => {
@@ -39,5 +40,27 @@ describe('canonicalJson', () => {
     expect(canonicalJson(undefined)).toBe('null')
     expect(canonicalJson('text')).toBe('"text"')
     expect(JSON.parse(canonicalJson({ n: 1.5e-7, t: true }))).toEqual({ n: 1.5e-7, t: true })
+  })
+})
+
+describe('RowFile', () => {
+  it('appends row blocks, reads any block back exactly, grows only on disk, and deletes itself', () => {
+    const path = join(tempDir('rowfile'), 'sub', 'rows.f32')
+    const cols = 3
+    const rows = Float32Array.from({ length: 10 * cols }, (_, i) => Math.fround(i * 0.37 - 4))
+    const f = RowFile.create(path, cols)
+    f.append(rows.subarray(0, 4 * cols))
+    f.append(rows.subarray(4 * cols))
+    expect(f.rows).toBe(10)
+    expect(statSync(path).size).toBe(10 * cols * 4)
+    for (const [start, count] of [[0, 10], [3, 4], [9, 1], [5, 0]] as const) {
+      expect(Array.from(f.block(start, count))).toEqual(Array.from(rows.subarray(start * cols, (start + count) * cols)))
+    }
+    expect(() => f.block(8, 3)).toThrow(RangeError)
+    expect(() => f.append(new Float32Array(2))).toThrow(RangeError)
+    f.dispose()
+    f.dispose()
+    expect(existsSync(path)).toBe(false)
+    expect(() => f.block(0, 1)).toThrow(/closed/)
   })
 })

@@ -13,12 +13,15 @@
  * - Ties go to the lower index everywhere (top-k, nearest centre, representative ranking), so the part of the
  *   boundary cluster that is selected is its lowest indices (torch left this order unspecified).
  * - Rows of embeddings and gradients are L2-normalised here as well (clamped at 1e-12).
+ * - Pools above `minibatch_threshold` rows (docs/select.md#large-pools): the embeddings go to a file under the
+ *   strategy's cache folder as they arrive and are read back block by block (deleted after clustering), and
+ *   k-means runs mini-batch (Sculley 2010); smaller pools are clustered in memory with Lloyd as before.
  * - `embedding_model_dtype` and `clustering_batch_size` are accepted no-ops (the sidecar loads and batches the
  *   embedding model itself), and `cache_dir` only sets the trainer's cache folder (the clustering lives in
  *   state()); `save_interval` sets the rows projected together (see less).
  */
 import { existsSync } from 'node:fs'
-import { isAbsolute, resolve } from 'node:path'
+import { isAbsolute, join, resolve } from 'node:path'
 import { z } from 'zod'
 import {
   clusterMembers,
@@ -26,15 +29,20 @@ import {
   farthestFirst,
   kmeans,
   lshPartition,
+  miniBatchKmeans,
+  miniBatchSphericalKmeans,
   randomPartition,
   sphericalKmeans,
   type ClusterMembers,
   type Clustering,
 } from '../../math/kmeans.ts'
+import type { RowMatrix } from '../../math/linalg.ts'
 import { Rng } from '../../math/rng.ts'
+import { isRowBlocks, type RowBlocks } from '../../math/rows.ts'
 import { uniformWithoutReplacement } from '../../math/sampling.ts'
 import { l2NormalizeRows } from '../../math/stats.ts'
 import { topK } from '../../math/topk.ts'
+import { RowFile } from '../../util/row-file.ts'
 import { defineSelector, type GradientOptions, type ModelOps, type SelectContext, type SelectorEnv } from '../types.ts'
 import { SelectorError, checkMatrix, decodeFloat32, decodeInt32, encodeArray, nullableDefault, range, since } from './common.ts'
 import { forEachGradientChunk, inverseRowNorm, lessParamFields, meanEvalGradient, trainGradientOptions } from './less.ts'
@@ -92,6 +100,13 @@ export const ClusterLessParamsSchema = z.strictObject({
   clustering_batch_size: z.int().positive().default(8).describe('accepted for DataFlex compatibility; no-op'),
   clustering_max_iter: z.int().min(0).default(20).describe('k-means iterations (at least one runs)'),
   assignment_chunk_size: z.int().positive().default(4096).describe('rows per distance block in k-means'),
+  minibatch_threshold: z
+    .int()
+    .positive()
+    .default(10000)
+    .describe('above this many training rows: embeddings kept in a file under the cache folder, k-means run mini-batch; at or below: in memory, Lloyd'),
+  minibatch_size: z.int().positive().default(1024).describe('rows per mini-batch of mini-batch k-means'),
+  minibatch_iter: z.int().positive().default(100).describe('mini-batches drawn by mini-batch k-means'),
   clustering_method: lowered
     .pipe(z.enum(METHOD_NAMES))
     .transform((s) => METHOD_ALIASES[s])
@@ -129,16 +144,22 @@ export function clusterCount(n: number, params: Pick<ClusterLessParams, 'num_clu
   return Math.min(Math.max(1, k), Math.max(1, n))
 }
 
-/** Runs the configured clustering on unit-length embeddings. */
-export function runClustering(emb: { data: Float32Array; rows: number; cols: number }, k: number, params: ClusterLessParams): Clustering {
+/**
+ * Runs the configured clustering on unit-length embeddings. k-means is Lloyd for an in-memory matrix of at most
+ * `minibatch_threshold` rows and mini-batch otherwise; the other methods read row blocks either way.
+ */
+export function runClustering(emb: RowMatrix | RowBlocks, k: number, params: ClusterLessParams): Clustering {
   const method = params.clustering_method
   // One stream per method, so switching methods does not shift another method's draws.
   const rng = Rng.derive(params.seed, NAME, 'clustering', method)
+  const lloyd = !isRowBlocks(emb) && emb.rows <= params.minibatch_threshold ? emb : null
+  const lloydOpts = { rng, maxIter: params.clustering_max_iter, chunkRows: params.assignment_chunk_size }
+  const miniOpts = { rng, iterations: params.minibatch_iter, batchSize: params.minibatch_size, blockRows: params.assignment_chunk_size }
   switch (method) {
     case 'kmeans':
-      return kmeans(emb, k, { rng, maxIter: params.clustering_max_iter, chunkRows: params.assignment_chunk_size })
+      return lloyd ? kmeans(lloyd, k, lloydOpts) : miniBatchKmeans(emb, k, miniOpts)
     case 'spherical_kmeans':
-      return sphericalKmeans(emb, k, { rng, maxIter: params.clustering_max_iter, chunkRows: params.assignment_chunk_size })
+      return lloyd ? sphericalKmeans(lloyd, k, lloydOpts) : miniBatchSphericalKmeans(emb, k, miniOpts)
     case 'farthest_first':
       return farthestFirst(emb, k, rng)
     case 'random_projection_lsh':
@@ -148,24 +169,42 @@ export function runClustering(emb: { data: Float32Array; rows: number; cols: num
   }
 }
 
-async function embedTrainingSet(model: ModelOps, params: ClusterLessParams, env: SelectorEnv): Promise<{ data: Float32Array; rows: number; cols: number }> {
+/**
+ * The training set's unit-length embeddings, fetched in chunks: a heap matrix for at most `minibatch_threshold`
+ * rows, else a RowFile under `cacheDir` written chunk by chunk (the caller disposes of it).
+ */
+async function embedTrainingSet(model: ModelOps, params: ClusterLessParams, env: SelectorEnv, cacheDir: string): Promise<RowMatrix | RowFile> {
   const n = model.numTrain
   const path = params.embedding_model_name_or_path
   // The registry hands over a found local folder absolute (input-paths.ts) and a model id as written; a relative
   // path from a direct create() is read against baseDir when it exists there.
   const resolved = path === null ? undefined : !isAbsolute(path) && existsSync(resolve(env.baseDir, path)) ? resolve(env.baseDir, path) : path
   const opts = { layer: params.embedding_layer, pooling: 'mask_mean', normalize: true, ...(resolved === undefined ? {} : { model: resolved }) } as const
+  const onDisk = n > params.minibatch_threshold
   let out: Float32Array | null = null
+  let file: RowFile | null = null
   let cols = 0
-  for (let off = 0; off < n; off += EMBED_CHUNK_ROWS) {
-    const idx = range(off, Math.min(n, off + EMBED_CHUNK_ROWS))
-    const m = checkMatrix(NAME, await model.embeddings('train', idx, opts), idx.length, out === null ? undefined : cols)
-    if (out === null) {
-      cols = m.cols
-      out = new Float32Array(n * cols)
+  try {
+    for (let off = 0; off < n; off += EMBED_CHUNK_ROWS) {
+      const idx = range(off, Math.min(n, off + EMBED_CHUNK_ROWS))
+      const first = off === 0
+      const m = checkMatrix(NAME, await model.embeddings('train', idx, opts), idx.length, first ? undefined : cols)
+      if (first) cols = m.cols
+      if (onDisk) {
+        file ??= RowFile.create(join(cacheDir, 'cluster_less-embeddings.f32'), cols)
+        const rows = Float32Array.from(m.data)
+        l2NormalizeRows(rows, m.rows, cols)
+        file.append(rows)
+      } else {
+        out ??= new Float32Array(n * cols)
+        out.set(m.data, off * cols)
+      }
     }
-    out.set(m.data, off * cols)
+  } catch (err) {
+    file?.dispose()
+    throw err
   }
+  if (file !== null) return file
   const data = out ?? new Float32Array(0)
   l2NormalizeRows(data, n, cols)
   return { data, rows: n, cols }
@@ -295,20 +334,26 @@ export const clusterLessSelector = defineSelector({
         const cacheHit = clusters !== null && clusters.assign.length === n
         let embeddingMs = 0
         let clusteringMs = 0
+        let embeddingsOnDisk = false
         if (!cacheHit) {
-          const emb = await embedTrainingSet(ctx.model, params, env)
+          const emb = await embedTrainingSet(ctx.model, params, env, ctx.cacheDir)
+          embeddingsOnDisk = emb instanceof RowFile
           embeddingMs = since(t0)
           const t1 = performance.now()
-          const k = clusterCount(n, params)
-          const result = runClustering(emb, k, params)
-          clusters = {
-            k,
-            method: params.clustering_method,
-            assign: result.assign,
-            centroidDist: Float32Array.from(distanceToClusterMean(emb, result.assign, k)),
-            members: clusterMembers(result.assign, k),
-            iterations: result.iterations,
-            reseeded: result.reseeded,
+          try {
+            const k = clusterCount(n, params)
+            const result = runClustering(emb, k, params)
+            clusters = {
+              k,
+              method: params.clustering_method,
+              assign: result.assign,
+              centroidDist: Float32Array.from(distanceToClusterMean(emb, result.assign, k, params.assignment_chunk_size)),
+              members: clusterMembers(result.assign, k),
+              iterations: result.iterations,
+              reseeded: result.reseeded,
+            }
+          } finally {
+            if (emb instanceof RowFile) emb.dispose()
           }
           clusteringMs = since(t1)
         }
@@ -360,6 +405,7 @@ export const clusterLessSelector = defineSelector({
             gradient_type: params.gradient_type,
             proj_dim: params.proj_dim,
             cluster_cache_hit: cacheHit,
+            embeddings_on_disk: embeddingsOnDisk,
             timing_ms: {
               embedding: embeddingMs,
               clustering: clusteringMs,
