@@ -24,7 +24,7 @@ import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo, PassPlan } from './executor.ts'
 import { ScoreBoard } from './lego-board.ts'
 import { buildPipeline, enforceBudget, isDue, PipelineError, PipelineParamsSchema, quotaDraw, type Pipeline, type PipelineParams, type PipelineStage } from './lego-pipeline.ts'
-import { askMixer, passStats, RecordFiles, statsJson, statsOf, type StepStatsJson } from './mix.ts'
+import { askMixer, passStats, RecordFiles, sampleLossWeights, statsJson, statsOf, type StepStatsJson } from './mix.ts'
 import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, type InitialProportions } from './mix-domains.ts'
 import { ruleProportions } from './mix-draw.ts'
 import { BridgeModelOps } from './model-ops.ts'
@@ -240,12 +240,7 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
   // A mixer's domain loss weights (DoReMi's) multiply into the weighters' from the mixer's warm-up end on.
   const domainWeights = (indices: Int32Array, step: number): Float64Array | undefined => {
     if (mixer?.instance.lossWeights === undefined || step <= mixer.stage.warmupStep) return undefined
-    const lw = mixer.instance.lossWeights()
-    if (lw === undefined) return undefined
-    if (lw.length !== k || lw.some((v) => !Number.isFinite(v) || v < 0)) {
-      throw new StrategyError('bad_scores', `${mixer.runtime.strategy}: lossWeights() must give ${k} finite non-negative numbers`)
-    }
-    return Float64Array.from(indices, (row) => lw[domainOf[row]!]!)
+    return sampleLossWeights(mixer.instance, indices, domainOf, k, mixer.r.strategy)
   }
   const session =
     weighters.length === 0

@@ -313,12 +313,9 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
       // One line per window: the proportions drawn with and the samples actually drawn per domain.
       logDecision({ sampled_with: Array.from(used), drawn: Array.from(counts), ...indexFields(order) })
       const plan = passPlanOf(order, b, Array.from({ length: w.steps }, () => ga), 0, stepsPerEpoch * ga, (w.firstStep - 1) * ga)
-      const lw = instance?.lossWeights ? (instance.lossWeights() ?? new Float64Array(k).fill(1)) : undefined
+      const lw = instance?.lossWeights ? (sampleLossWeights(instance, order, domainOf, k, prep.mixer!.strategy) ?? new Float64Array(order.length).fill(1)) : undefined
       if (lw !== undefined) {
-        if (lw.length !== k || lw.some((v) => !Number.isFinite(v) || v < 0)) {
-          throw new StrategyError('bad_scores', `${prep.mixer!.strategy}: lossWeights() must give ${k} finite non-negative numbers`)
-        }
-        plan.weights = Float32Array.from(order, (row) => lw[domainOf[row]!]!)
+        plan.weights = Float32Array.from(lw)
         plan.reduction = 'sample_mean'
       }
       if (instance?.referenceModel !== undefined) plan.referenceModel = instance.referenceModel
@@ -364,6 +361,16 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
     updates++
     return { proportions: asked.proportions, log }
   }
+}
+
+/** A mixer's domain loss weights for each of `rows` (undefined: it has none yet); they must be finite and ≥ 0. */
+export function sampleLossWeights(instance: MixerInstance, rows: Int32Array, domainOf: Int32Array, k: number, strategy: string): Float64Array | undefined {
+  const lw = instance.lossWeights?.()
+  if (lw === undefined) return undefined
+  if (lw.length !== k || lw.some((v) => !Number.isFinite(v) || v < 0)) {
+    throw new StrategyError('bad_scores', `${strategy}: lossWeights() must give ${k} finite non-negative numbers`)
+  }
+  return Float64Array.from(rows, (row) => lw[domainOf[row]!]!)
 }
 
 /**
