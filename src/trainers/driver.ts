@@ -32,8 +32,6 @@ export interface PassResult {
   done: number
   /** A callback (e.g. early stopping) ended training before the pass did. */
   stopped: boolean
-  /** A checkpoint was saved during the pass (a step's or the pass end's save flag). */
-  saved: boolean
   /** Per trained sample, in plan order, from the training forward (train_steps' sample_* arrays). */
   samples: TrainedSamples
   /** When the pass weighed its micro-batches: the `weigh` round trips and their executor time, and the ops' time. */
@@ -236,8 +234,7 @@ export class TrainDriver {
     await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
     const samples = joinSamples(parts)
     if (onSave && end?.save && !flags.save[done - 1]) onSave(last!.globalStep, samples)
-    const saved = flags.save.subarray(0, done).includes(1) || (end?.save ?? false)
-    return { done, stopped, saved, samples, weigh: weighTotals(parts) }
+    return { done, stopped, samples, weigh: weighTotals(parts) }
   }
 
   /** The loop's epilogue in the executor, and `dataflex/summary.json`. */

@@ -29,10 +29,10 @@ import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, t
 import { ruleProportions } from './mix-draw.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { serveDeps, slotPlanOf, tenths } from './reorder.ts'
-import { DynamicStream, StaticStream, type DynamicStreamState, type Served, type StaticStreamState } from './reorder-serve.ts'
+import { DynamicStream, StaticStream, streamFor, type Served, type ServeDeps, type Stream, type StreamState } from './reorder-serve.ts'
 import { flexSchedule, flexWindows, settleIndices } from './select.ts'
 import type { Window } from './select-schedule.ts'
-import { checkIndices, createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { checkIndices, createComponent, indexFields, plainState, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { passPlanOf, shuffled, walk } from './walk.ts'
 import { WeighSession } from './weigh-session.ts'
@@ -104,13 +104,13 @@ interface Live<I> {
  * already served this pass (consume-once across pool changes, while an interval's worth is left).
  */
 class ReorderStage {
-  private stream: StaticStream | DynamicStream | undefined
+  private stream: Stream | undefined
   private poolHash = ''
   private readonly served = new Set<number>()
 
   constructor(
     private readonly live: Live<ReorderInstance>,
-    private readonly deps: ReturnType<typeof serveDeps>,
+    private readonly deps: ServeDeps,
   ) {}
 
   private get consumeOnce(): boolean {
@@ -128,15 +128,12 @@ class ReorderStage {
     const reset = this.stream === undefined || hash !== this.poolHash
     if (reset) {
       this.poolHash = hash
-      const serving = this.live.instance.serving ?? { variant: 'static' as const }
-      if (serving.variant === 'static') this.stream = new StaticStream(pool)
-      else {
-        const stream = new DynamicStream(pool, serving, slotPlanOf(this.deps))
+      this.stream = streamFor(this.live.instance.serving, pool, slotPlanOf(this.deps))
+      if (this.stream instanceof DynamicStream) {
         const done = this.consumeOnce ? pool.filter((r) => this.served.has(r)) : new Int32Array(0)
         // Rows already served this pass leave the new pool while an interval's worth is left; else a new pass starts.
-        if (pool.length - done.length >= Math.min(k, pool.length)) stream.exclude(done)
+        if (pool.length - done.length >= Math.min(k, pool.length)) this.stream.exclude(done)
         else this.served.clear()
-        this.stream = stream
       }
     }
     const s = this.stream!
@@ -153,17 +150,14 @@ class ReorderStage {
     this.poolHash = s.pool_hash
     this.served.clear()
     for (const r of s.served) this.served.add(r)
-    const serving = this.live.instance.serving ?? { variant: 'static' as const }
-    if (s.stream === null) this.stream = undefined
-    else if (serving.variant === 'static') this.stream = StaticStream.restore(s.stream as StaticStreamState)
-    else this.stream = DynamicStream.restore(s.stream as DynamicStreamState, serving, slotPlanOf(this.deps))
+    this.stream = s.stream === null ? undefined : streamFor(this.live.instance.serving, new Int32Array(0), slotPlanOf(this.deps), s.stream)
   }
 }
 
 interface ReorderStageState {
   pool_hash: string
   served: number[]
-  stream: StaticStreamState | DynamicStreamState | null
+  stream: StreamState | null
 }
 
 /** What a checkpoint of a lego run holds besides the sidecar's half. */
@@ -296,15 +290,8 @@ export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepa
       records: records.state(),
     }
   }
-  const saveState = (step: number): void => {
-    let json: string
-    try {
-      json = JSON.stringify(stateOf())
-    } catch (err) {
-      throw new StrategyError('bad_state', `${key}: a stage's state() must return plain JSON data (${(err as Error).message})`)
-    }
-    d.runlog.writeJson(join('state', `pipeline-${key}.json`), { step, kind: 'pipeline', state: JSON.parse(json) })
-  }
+  const saveState = (step: number): void =>
+    d.runlog.writeJson(join('state', `pipeline-${key}.json`), { step, kind: 'pipeline', state: plainState(stateOf(), `${key}: a stage's state()`) })
   if (opts.resume !== undefined) {
     const saved = opts.resume.trainer as LegoState
     for (const l of all) {

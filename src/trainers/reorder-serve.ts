@@ -250,3 +250,12 @@ export class DynamicStream {
     return out
   }
 }
+
+export type Stream = StaticStream | DynamicStream
+export type StreamState = StaticStreamState | DynamicStreamState
+
+/** The stream a reorder's serving reads (a reorder without serving is static), new over `rows` or restored. */
+export function streamFor(serving: Serving | undefined, rows: Int32Array, slotPlan: (n: number) => Promise<Int32Array>, saved?: StreamState): Stream {
+  if (serving === undefined || serving.variant === 'static') return saved === undefined ? new StaticStream(rows) : StaticStream.restore(saved as StaticStreamState)
+  return saved === undefined ? new DynamicStream(rows, serving, slotPlan) : DynamicStream.restore(saved as DynamicStreamState, serving, slotPlan)
+}

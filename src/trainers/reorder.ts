@@ -13,7 +13,7 @@ import type { ModelOps } from '../strategies/types.ts'
 import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
-import { DynamicStream, StaticStream, type DynamicStreamState, type Served, type ServeDeps, type StaticStreamState } from './reorder-serve.ts'
+import { StaticStream, streamFor, type Served, type ServeDeps, type StreamState } from './reorder-serve.ts'
 import { flexSchedule, flexWindows } from './select.ts'
 import { createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
@@ -107,10 +107,8 @@ export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedR
   let step = 0
   const deps = serveDeps(instance, () => ({ step, model }), seed, runtime)
   const all = Int32Array.from({ length: info.num_train }, (_, i) => i)
-  const saved = opts.resume?.trainer as { reorder: unknown; stream: StaticStreamState | DynamicStreamState; orders: number } | undefined
-  let stream: StaticStream | DynamicStream
-  if (serving.variant === 'static') stream = saved === undefined ? new StaticStream(all) : StaticStream.restore(saved.stream as StaticStreamState)
-  else stream = saved === undefined ? new DynamicStream(all, serving, slotPlanOf(deps)) : DynamicStream.restore(saved.stream as DynamicStreamState, serving, slotPlanOf(deps))
+  const saved = opts.resume?.trainer as { reorder: unknown; stream: StreamState; orders: number } | undefined
+  const stream = streamFor(serving, all, slotPlanOf(deps), saved?.stream)
   if (saved !== undefined) restoreState(instance, saved.reorder, r.strategy)
 
   d.runlog.writeJson('reorder.json', {

@@ -13,6 +13,7 @@ import { writeJsonAtomic } from '../util/atomic.ts'
 import type { TrainDriver } from './driver.ts'
 import type { PassPlan } from './executor.ts'
 import type { LogSizes } from './runlog.ts'
+import { plainState } from './strategy-runtime.ts'
 
 export const STATE_FILE = 'dataflex_state.json'
 const VERSION = 1
@@ -79,12 +80,7 @@ function planOf(j: PlanJson): PassPlan {
 export function writeCheckpointState(d: TrainDriver, step: number, at: { window: number; plan: PassPlan; planFirstStep: number; trainer: unknown }): void {
   const dir = join(d.info.output_dir, `checkpoint-${step}`)
   if (!existsSync(dir)) throw new Error(`the sidecar reported a checkpoint at step ${step}, but ${dir} does not exist`)
-  let trainer: unknown
-  try {
-    trainer = JSON.parse(JSON.stringify(at.trainer ?? null))
-  } catch (err) {
-    throw new Error(`the trainer's state at step ${step} is not plain JSON data (${(err as Error).message})`, { cause: err })
-  }
+  const trainer = plainState(at.trainer ?? null, `every state() at the checkpoint of step ${step}`)
   writeJsonAtomic(join(dir, STATE_FILE), {
     version: VERSION,
     step,

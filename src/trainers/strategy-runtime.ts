@@ -240,15 +240,20 @@ export class StrategyRuntime {
    */
   saveState(instance: Stateful, step: number): void {
     if (instance.state === undefined) return
-    const state = instance.state()
-    let json: string
-    try {
-      json = JSON.stringify(state)
-    } catch (err) {
-      throw new StrategyError('bad_state', `${this.strategy}: state() must return plain JSON data (${(err as Error).message})`)
-    }
-    this.runlog.writeJson(join('state', `${this.key}.json`), { step, kind: this.component.kind, strategy: this.strategy, state: json === undefined ? null : JSON.parse(json) })
+    const state = plainState(instance.state(), `${this.strategy}: state()`)
+    this.runlog.writeJson(join('state', `${this.key}.json`), { step, kind: this.component.kind, strategy: this.strategy, state })
   }
+}
+
+/** A strategy's (or trainer's) state as plain JSON data, as it will be read back; `what` names it in the error. */
+export function plainState(state: unknown, what: string): unknown {
+  let json: string | undefined
+  try {
+    json = JSON.stringify(state)
+  } catch (err) {
+    throw new StrategyError('bad_state', `${what} must return plain JSON data (${(err as Error).message})`, { cause: err })
+  }
+  return json === undefined ? null : JSON.parse(json)
 }
 
 /** Puts a strategy back to its state at a checkpoint; one with state but no restore() cannot resume exactly. */
