@@ -2,7 +2,7 @@
 
 One 2-rank sidecar and one plain sidecar load the same tiny run; `losses`, sharded across the ranks and gathered back
 in order, must equal the plain sidecar's. A failure on rank 1 alone is reported by rank 0, an op without a rank policy
-is refused, and `shutdown` releases the follower so torchrun exits 0.
+is refused, `begin` runs on both ranks, and `shutdown` releases the follower so torchrun exits 0.
 """
 
 from __future__ import annotations
@@ -107,6 +107,11 @@ def test_a_failure_on_the_follower_alone_is_reported_by_rank_0(two_ranks: Sideca
 def test_an_op_without_a_rank_policy_is_refused(two_ranks: Sidecar) -> None:
     h = two_ranks.call("evaluate", {})
     assert not h["ok"] and h["error"]["code"] == "config_error" and "several ranks" in h["error"]["message"]
+
+
+def test_begin_runs_on_both_ranks(two_ranks: Sidecar) -> None:
+    two_ranks.ok("begin", {"total_steps": 3})
+    assert two_ranks.ok("losses", {"split": "train", "indices": INDICES[:3]})["losses"].shape == (3,)
 
 
 def test_shutdown_releases_the_follower(two_ranks: Sidecar) -> None:
