@@ -73,7 +73,7 @@ def init() -> tuple[int, int]:
 
 
 def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """This rank's contiguous slice; sizes differ by at most one, earlier ranks get the extra rows."""
+    """This rank's contiguous slice; sizes differ by at most one, later ranks get the extra rows."""
     flat = np.asarray(indices).reshape(-1)
     n = flat.size
     return flat[n * rank // world : n * (rank + 1) // world]
@@ -81,12 +81,12 @@ def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
 
 def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int, world: int) -> tuple[bool, Any]:
     """(True, result) or (False, (code, message, detail)); with a sharded op, this rank's part only (None when its
-    slice is empty)."""
+    slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape)."""
     try:
         spec = SHARDED.get(name)
         if spec is not None:
             part = shard(args[spec.key], rank, world)
-            if part.size == 0:
+            if part.size == 0 and (rank != 0 or np.asarray(args[spec.key]).size > 0):
                 return True, None
             args = {**args, spec.key: part}
         return True, dict(fn(args, ctx) or {})

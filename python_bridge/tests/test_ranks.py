@@ -102,6 +102,8 @@ def test_a_failure_on_the_follower_alone_is_reported_by_rank_0(two_ranks: Sideca
     h = two_ranks.call("losses", {"split": "train", "indices": bad})
     assert not h["ok"] and "rank 1:" in h["error"]["message"] and "rank 0" not in h["error"]["message"], h["error"]
     assert two_ranks.ok("losses", {"split": "train", "indices": INDICES[:2]})["losses"].shape == (2,)  # still in step
+    assert two_ranks.ok("losses", {"split": "train", "indices": INDICES[:1]})["losses"].shape == (1,)  # rank 0 idle
+    assert two_ranks.ok("losses", {"split": "train", "indices": INDICES[:0]})["losses"].shape == (0,)
 
 
 def test_an_op_without_a_rank_policy_is_refused(two_ranks: Sidecar) -> None:
