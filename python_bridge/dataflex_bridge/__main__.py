@@ -1,6 +1,7 @@
 """``python -m dataflex_bridge``: the sidecar process that TypeScript spawns and supervises.
 
-Prints ``READY <pid> <endpoint>`` on stdout once the socket is bound. Exits when told to
+Prints ``READY <pid> <endpoint>`` on stdout once the socket is bound. Under torchrun (WORLD_SIZE > 1) only rank 0
+binds and prints READY; the other ranks follow it (ranks.py). Exits when told to
 (``shutdown`` op, SIGTERM) and also when its parent goes away: stdin EOF (the parent holds the other end
 of the pipe) and PR_SET_PDEATHSIG, so the sidecar never outlives the orchestrator.
 """
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 import zmq
 
-from . import remote, wire
+from . import ranks, remote, wire
 from .server import CallContext, Handler, Op, OpError, Server
 
 log = logging.getLogger("dataflex_bridge")
@@ -171,12 +172,16 @@ def test_ops() -> dict[str, Handler | Op]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    rank, world = ranks.init()
+    where = "" if world == 1 else f" rank {rank}"
     logging.basicConfig(
-        stream=sys.stderr, level=args.log_level.upper(), format="dataflex_bridge %(levelname)s %(message)s"
+        stream=sys.stderr, level=args.log_level.upper(), format=f"dataflex_bridge{where} %(levelname)s %(message)s"
     )
-    _cleanup_dirs.extend(args.cleanup_dir)
     if not args.no_parent_watch:
         watch_parent()
+    if rank != 0:
+        return follow(args, rank, world)
+    _cleanup_dirs.extend(args.cleanup_dir)
 
     endpoint = args.endpoint
     if endpoint is None:
@@ -194,8 +199,11 @@ def main(argv: list[str] | None = None) -> int:
 
     handlers: dict[str, Handler | Op] = {}
     executor: dict[str, Any] = {"status": "disabled", "error": None}
+    leader = None if world == 1 else ranks.Leader(world)
     if not args.no_executor:
         handlers, executor = load_executor()
+        if leader is not None:
+            handlers = dict(leader.wrap({k: v for k, v in handlers.items() if isinstance(v, Op)}))
     if args.test_ops:
         handlers.update(test_ops())
 
@@ -217,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"READY {os.getpid()} {bound}", flush=True)
     try:
         code = server.run()
+        if leader is not None and server.busy is None:
+            leader.stop()  # an op still running holds a collective: the followers end when torchrun stops them
     finally:
         if auth is not None:
             auth.stop()  # its sockets would otherwise hold the zmq context open at exit
@@ -227,6 +237,16 @@ def main(argv: list[str] | None = None) -> int:
         # An abandoned op (SIGTERM) or the device probe still runs: skip interpreter teardown, which
         # could run into that thread (e.g. half-imported torch) and turn a clean stop into a crash.
         os._exit(code)
+    return code
+
+
+def follow(args: argparse.Namespace, rank: int, world: int) -> int:
+    """A rank other than 0: no socket, no READY; run what rank 0 broadcasts until it broadcasts the stop."""
+    handlers = {} if args.no_executor else load_executor()[0]
+    ops = {k: v for k, v in handlers.items() if isinstance(v, Op)}
+    code = ranks.follow(ops, rank, world, on_op=lambda name: log.debug("op %s", name))
+    sys.stdout.flush()
+    sys.stderr.flush()
     return code
 
 

@@ -124,8 +124,9 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
     resume = training_args.resume_from_checkpoint
     if resume and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
         raise ConfigError(f"resume_from_checkpoint: '{resume}' is not a complete checkpoint (no trainer_state.json)")
-    if training_args.world_size != 1 or training_args.deepspeed:
-        raise ConfigError("multi-process / DeepSpeed runs are not supported by this executor version yet")
+    # Several ranks run under torchrun with rank 0 leading (ranks.py); which ops they support is decided there.
+    if training_args.deepspeed:
+        raise ConfigError("DeepSpeed runs are not supported by this executor version yet")
 
     # Same callback list, same order, as tuner._training_function (ReporterCallback last).
     callbacks: list[Any] = [LogCallback()]

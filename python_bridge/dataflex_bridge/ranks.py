@@ -1,0 +1,164 @@
+"""Several ranks under torchrun: rank 0 serves TypeScript, the other ranks follow it (docs/adr/0002-several-ranks.md).
+
+Rank 0 binds the socket as a one-process sidecar does. Before its worker runs an executor op it broadcasts the op's
+name and args to every rank, so all ranks run the same ops in the same order; then it gathers each rank's outcome
+and answers alone. A follower opens no socket: it loops on the broadcast until rank 0 broadcasts the stop.
+
+Each op has a rank policy:
+  * replicated (load, begin): every rank runs it on the same args; rank 0's result is the answer.
+  * sharded (losses): each rank runs it on a contiguous slice of the index array, and rank 0 concatenates the
+    per-row results in rank order, so the answer equals the one-rank answer.
+Any other op is refused with several ranks until its rank policy is written: running it unchanged on every rank
+would look right and be wrong (train_steps would train every rank on the same rows).
+
+All collectives of a rank run on one thread (rank 0: the worker; a follower: its main thread), as torch.distributed
+requires the same collective order on every rank.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .server import Handler, Op, OpError, error_code, error_message
+
+log = logging.getLogger("dataflex_bridge")
+
+STOP = "__stop__"  # the broadcast that ends the followers' loop
+# A follower waits in a broadcast while TypeScript thinks between ops; the default 30 min would end a run whose
+# decisions take longer, so the wait is bounded by the supervisor instead (it stops torchrun).
+IDLE_TIMEOUT = datetime.timedelta(days=7)
+
+
+@dataclass(frozen=True)
+class Sharded:
+    """Split the index array `key` contiguously across ranks; concatenate the result arrays `concat` in rank order."""
+
+    key: str
+    concat: tuple[str, ...]
+
+
+REPLICATED = frozenset({"load", "begin"})
+SHARDED: Mapping[str, Sharded] = {"losses": Sharded("indices", ("losses",))}
+
+
+def env_world_size() -> int:
+    try:
+        return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def init() -> tuple[int, int]:
+    """(rank, world size); with several ranks, the process group is set up here, before any op (the first
+    broadcast carries `load`). LLaMA-Factory and accelerate later find it initialised and use it."""
+    world = env_world_size()
+    if world == 1:
+        return 0, 1
+    import torch
+    import torch.distributed as dist
+
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend, timeout=IDLE_TIMEOUT)
+    return dist.get_rank(), dist.get_world_size()
+
+
+def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's contiguous slice; sizes differ by at most one, later ranks get the extra rows."""
+    flat = np.asarray(indices).reshape(-1)
+    n = flat.size
+    return flat[n * rank // world : n * (rank + 1) // world]
+
+
+def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int, world: int) -> tuple[bool, Any]:
+    """(True, result) or (False, (code, message, detail)); with a sharded op, this rank's part only (None when its
+    slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape)."""
+    try:
+        spec = SHARDED.get(name)
+        if spec is not None:
+            part = shard(args[spec.key], rank, world)
+            if part.size == 0 and (rank != 0 or np.asarray(args[spec.key]).size > 0):
+                return True, None
+            args = {**args, spec.key: part}
+        return True, dict(fn(args, ctx) or {})
+    except Exception as exc:  # noqa: BLE001 - reported through the gather, by rank 0
+        return False, (error_code(exc), error_message(exc), "".join(traceback.format_exception(exc)))
+
+
+def _combine(name: str, outcomes: list[tuple[bool, Any]]) -> dict[str, Any]:
+    failed = [(r, o[1]) for r, o in enumerate(outcomes) if not o[0]]
+    if failed:
+        code = failed[0][1][0]
+        message = "; ".join(f"rank {r}: {err[1]}" for r, err in failed)
+        raise OpError(code, f"{name} failed on {len(failed)} of {len(outcomes)} ranks: {message}", failed[0][1][2])
+    spec = SHARDED.get(name)
+    if spec is None:
+        return outcomes[0][1]
+    parts = [o[1] for o in outcomes if o[1] is not None]
+    result = dict(parts[0])
+    for key in spec.concat:
+        result[key] = np.concatenate([np.asarray(p[key]) for p in parts])
+    return result
+
+
+class Leader:
+    """Rank 0's side: wraps the executor's ops so each is broadcast, run on every rank and gathered."""
+
+    def __init__(self, world: int) -> None:
+        self.world = world
+
+    def wrap(self, handlers: Mapping[str, Op]) -> dict[str, Op]:
+        return {name: Op(self._op(name, op.fn), op.mode, check=op.check) for name, op in handlers.items()}
+
+    def _op(self, name: str, fn: Handler) -> Handler:
+        def call(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
+            if name not in REPLICATED and name not in SHARDED:
+                raise OpError("config_error", f"op {name!r} does not run with several ranks yet "
+                                              f"(WORLD_SIZE={self.world}); see docs/adr/0002-several-ranks.md")
+            import torch.distributed as dist
+
+            dist.broadcast_object_list([name, args], src=0)
+            mine = _run_local(name, fn, args, ctx, 0, self.world)
+            outcomes: list[Any] = [None] * self.world
+            dist.gather_object(mine, outcomes, dst=0)
+            return _combine(name, outcomes)
+
+        return call
+
+    def stop(self) -> None:
+        """Release the followers (call when no op runs: the worker holds no collective)."""
+        import torch.distributed as dist
+
+        dist.broadcast_object_list([STOP, None], src=0)
+        dist.destroy_process_group()
+
+
+def follow(handlers: Mapping[str, Op], rank: int, world: int, on_op: Callable[[str], None] | None = None) -> int:
+    """A follower's life: run each broadcast op, send its outcome to rank 0, until the stop. Returns the exit code."""
+    import torch.distributed as dist
+
+    while True:
+        box: list[Any] = [None, None]
+        dist.broadcast_object_list(box, src=0)
+        name, args = box
+        if name == STOP:
+            dist.destroy_process_group()
+            return 0
+        if on_op is not None:
+            on_op(name)
+        op = handlers.get(name)
+        if op is None:
+            mine: tuple[bool, Any] = (False, ("unknown_op", f"rank {rank} has no op {name!r}", ""))
+        else:
+            # No context: a follower sends no events and never calls TypeScript (rank 0 does, for every rank).
+            mine = _run_local(name, op.fn, args, None, rank, world)
+        dist.gather_object(mine, None, dst=0)
