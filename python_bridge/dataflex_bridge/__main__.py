@@ -226,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = server.run()
         if leader is not None and server.busy is None:
-            leader.stop()  # an op still running holds a collective: the followers end when torchrun stops them
+            # An op still running holds a collective: the followers end when torchrun stops them.
+            code = leader.stop() or code
     finally:
         if auth is not None:
             auth.stop()  # its sockets would otherwise hold the zmq context open at exit
@@ -247,6 +248,8 @@ def follow(args: argparse.Namespace, rank: int, world: int) -> int:
     code = ranks.follow(ops, rank, world, on_op=lambda name: log.debug("op %s", name))
     sys.stdout.flush()
     sys.stderr.flush()
+    if code != 0:
+        os._exit(code)  # out of step: no teardown of a group other ranks may still be waiting in
     return code
 
 

@@ -5,11 +5,18 @@ name and args to every rank, so all ranks run the same ops in the same order; th
 and answers alone. A follower opens no socket: it loops on the broadcast until rank 0 broadcasts the stop.
 
 Each op has a rank policy:
-  * replicated (load, begin): every rank runs it on the same args; rank 0's result is the answer.
-  * sharded (losses): each rank runs it on a contiguous slice of the index array, and rank 0 concatenates the
-    per-row results in rank order, so the answer equals the one-rank answer.
-Any other op is refused with several ranks until its rank policy is written: running it unchanged on every rank
-would look right and be wrong (train_steps would train every rank on the same rows).
+  * replicated (load, begin, the step loop's ops): every rank runs it on the same args; rank 0's result is the
+    answer. The step loop itself takes each rank's rows of the global plan and gathers the per-sample results
+    (executor/shards.py, step_loop.py).
+  * sharded (losses, gradients, embeddings, router_loads): each rank runs it on a contiguous slice of the index
+    array, and rank 0 concatenates the per-row results in rank order, so the answer equals the one-rank answer.
+Any other op (NICE's generate, reward and policy_gradients) is refused with several ranks: running it unchanged on
+every rank would look right and be wrong.
+
+Replicated ops run collectives inside (DDP, the step loop's agreements). An error the code raises on every rank at
+the same point (ExecutorError: bad state, config, NaN loss, cancellation) is gathered and answered like any other.
+Any other exception leaves the ranks out of step: a follower then exits at once (torchrun stops the group), and rank
+0 answers the error without waiting for the others, refuses every later op, and exits non-zero when told to stop.
 
 All collectives of a rank run on one thread (rank 0: the worker; a follower: its main thread), as torch.distributed
 requires the same collective order on every rank.
@@ -27,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from .executor.errors import ExecutorError
+from .executor.shards import bounds
 from .server import Handler, Op, OpError, error_code, error_message
 
 log = logging.getLogger("dataflex_bridge")
@@ -45,8 +54,15 @@ class Sharded:
     concat: tuple[str, ...]
 
 
-REPLICATED = frozenset({"load", "begin"})
-SHARDED: Mapping[str, Sharded] = {"losses": Sharded("indices", ("losses",))}
+REPLICATED = frozenset({
+    "load", "begin", "sample_order", "begin_pass", "train_steps", "end_pass", "evaluate", "save_checkpoint", "finish",
+})
+SHARDED: Mapping[str, Sharded] = {
+    "losses": Sharded("indices", ("losses",)),
+    "gradients": Sharded("indices", ("grads",)),
+    "embeddings": Sharded("indices", ("embeddings",)),
+    "router_loads": Sharded("indices", ("loads",)),
+}
 
 
 def env_world_size() -> int:
@@ -73,15 +89,24 @@ def init() -> tuple[int, int]:
 
 
 def shard(indices: np.ndarray, rank: int, world: int) -> np.ndarray:
-    """This rank's contiguous slice; sizes differ by at most one, later ranks get the extra rows."""
+    """This rank's contiguous slice (executor/shards.bounds)."""
     flat = np.asarray(indices).reshape(-1)
-    n = flat.size
-    return flat[n * rank // world : n * (rank + 1) // world]
+    lo, hi = bounds(flat.size, rank, world)
+    return flat[lo:hi]
+
+
+class OutOfStep(Exception):
+    """An exception inside a replicated op that not every rank raised: the ranks are out of step."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
 
 
 def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int, world: int) -> tuple[bool, Any]:
     """(True, result) or (False, (code, message, detail)); with a sharded op, this rank's part only (None when its
-    slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape)."""
+    slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape). Raises OutOfStep
+    when a replicated op fails in a way the other ranks may not share."""
     try:
         spec = SHARDED.get(name)
         if spec is not None:
@@ -91,6 +116,8 @@ def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int
             args = {**args, spec.key: part}
         return True, dict(fn(args, ctx) or {})
     except Exception as exc:  # noqa: BLE001 - reported through the gather, by rank 0
+        if name in REPLICATED and not isinstance(exc, ExecutorError):
+            raise OutOfStep(exc) from exc
         return False, (error_code(exc), error_message(exc), "".join(traceback.format_exception(exc)))
 
 
@@ -107,6 +134,8 @@ def _combine(name: str, outcomes: list[tuple[bool, Any]]) -> dict[str, Any]:
     result = dict(parts[0])
     for key in spec.concat:
         result[key] = np.concatenate([np.asarray(p[key]) for p in parts])
+    if "seconds" in result:
+        result["seconds"] = max(float(p["seconds"]) for p in parts)  # the ranks ran side by side
     return result
 
 
@@ -115,6 +144,7 @@ class Leader:
 
     def __init__(self, world: int) -> None:
         self.world = world
+        self.out_of_step: str | None = None  # the op after which the ranks lost step
 
     def wrap(self, handlers: Mapping[str, Op]) -> dict[str, Op]:
         return {name: Op(self._op(name, op.fn), op.mode, check=op.check) for name, op in handlers.items()}
@@ -122,24 +152,35 @@ class Leader:
     def _op(self, name: str, fn: Handler) -> Handler:
         def call(args: dict[str, Any], ctx: Any) -> dict[str, Any]:
             if name not in REPLICATED and name not in SHARDED:
-                raise OpError("config_error", f"op {name!r} does not run with several ranks yet "
-                                              f"(WORLD_SIZE={self.world}); see docs/adr/0002-several-ranks.md")
+                raise OpError("config_error", f"op {name!r} does not run with several ranks "
+                                              f"(WORLD_SIZE={self.world}); run this strategy in one process")
+            if self.out_of_step is not None:
+                raise OpError("bad_state", f"the ranks are out of step since {self.out_of_step} failed on rank 0; "
+                                           "start the run again")
             import torch.distributed as dist
 
             dist.broadcast_object_list([name, args], src=0)
-            mine = _run_local(name, fn, args, ctx, 0, self.world)
+            try:
+                mine = _run_local(name, fn, args, ctx, 0, self.world)
+            except OutOfStep as exc:
+                self.out_of_step = name
+                raise exc.cause
             outcomes: list[Any] = [None] * self.world
             dist.gather_object(mine, outcomes, dst=0)
             return _combine(name, outcomes)
 
         return call
 
-    def stop(self) -> None:
-        """Release the followers (call when no op runs: the worker holds no collective)."""
+    def stop(self) -> int:
+        """Release the followers (call when no op runs: the worker holds no collective); the exit code. Out of step,
+        the followers may sit in a collective rank 0 never joins: rank 0 exits non-zero and torchrun stops them."""
+        if self.out_of_step is not None:
+            return 1
         import torch.distributed as dist
 
         dist.broadcast_object_list([STOP, None], src=0)
         dist.destroy_process_group()
+        return 0
 
 
 def follow(handlers: Mapping[str, Op], rank: int, world: int, on_op: Callable[[str], None] | None = None) -> int:
@@ -160,5 +201,10 @@ def follow(handlers: Mapping[str, Op], rank: int, world: int, on_op: Callable[[s
             mine: tuple[bool, Any] = (False, ("unknown_op", f"rank {rank} has no op {name!r}", ""))
         else:
             # No context: a follower sends no events and never calls TypeScript (rank 0 does, for every rank).
-            mine = _run_local(name, op.fn, args, None, rank, world)
+            try:
+                mine = _run_local(name, op.fn, args, None, rank, world)
+            except OutOfStep as exc:
+                log.error("rank %d: %s failed; the ranks are out of step, exiting:\n%s", rank, name,
+                          "".join(traceback.format_exception(exc.cause)))
+                return 1
         dist.gather_object(mine, None, dst=0)

@@ -1,8 +1,10 @@
 """Two CPU ranks under torchrun (gloo): rank 0 serves a DEALER client, rank 1 follows its broadcasts.
 
-One 2-rank sidecar and one plain sidecar load the same tiny run; `losses`, sharded across the ranks and gathered back
-in order, must equal the plain sidecar's. A failure on rank 1 alone is reported by rank 0, an op without a rank policy
-is refused, `begin` runs on both ranks, and `shutdown` releases the follower so torchrun exits 0.
+One 2-rank sidecar (2 rows per device) and one plain sidecar (4 rows per device) load the same tiny run, so both
+train the same global batch. `losses`, sharded across the ranks and gathered back in order, must equal the plain
+sidecar's; so must a whole pass of training steps (each rank trains its slice of every global micro-batch, a
+one-row micro-batch leaves rank 0 a masked pad row) and a weighted sample_mean pass. A failure on rank 1 alone is
+reported by rank 0, an op without a rank policy is refused, and `shutdown` releases the follower so torchrun exits 0.
 """
 
 from __future__ import annotations
@@ -68,12 +70,29 @@ class Sidecar:
         self.proc.wait(60)
 
 
+# No dropout: each rank draws its own dropout masks, so only a deterministic forward can match one process. One eval
+# row per batch: Hugging Face's eval loss is a mean of per-batch means, so only then is it independent of the layout.
+def _config(out: str, per_device: int) -> dict:
+    return tiny_config(out, lora_dropout=0.0, per_device_train_batch_size=per_device, per_device_eval_batch_size=1)
+
+
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Iterator[Sidecar]:
     out = tmp_path_factory.mktemp("ranks")
     side = Sidecar([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])
     try:
-        side.load = side.ok("load", {"config": tiny_config(str(out))})  # type: ignore[attr-defined]
+        side.load = side.ok("load", {"config": _config(str(out), 2)})  # type: ignore[attr-defined]
+        yield side
+    finally:
+        side.close()
+
+
+@pytest.fixture(scope="module")
+def one_rank(tmp_path_factory) -> Iterator[Sidecar]:
+    out = tmp_path_factory.mktemp("one")
+    side = Sidecar([sys.executable])
+    try:
+        side.load = side.ok("load", {"config": _config(str(out), 4)})  # type: ignore[attr-defined]
         yield side
     finally:
         side.close()
@@ -82,17 +101,24 @@ def two_ranks(tmp_path_factory) -> Iterator[Sidecar]:
 INDICES = np.array([7, 0, 3, 12, 5, 9, 1, 20, 4, 15, 2], dtype=np.int32)  # unsorted, odd count: uneven shards
 
 
-def test_sharded_losses_equal_one_process(two_ranks: Sidecar, tmp_path) -> None:
+def test_sharded_losses_equal_one_process(two_ranks: Sidecar, one_rank: Sidecar) -> None:
     assert two_ranks.load["world_size"] == 2  # type: ignore[attr-defined]
+    assert one_rank.load["world_size"] == 1 and one_rank.load["num_train"] == two_ranks.load["num_train"]  # type: ignore[attr-defined]
     got = two_ranks.ok("losses", {"split": "train", "indices": INDICES})["losses"]
-    one = Sidecar([sys.executable])
-    try:
-        loaded = one.ok("load", {"config": tiny_config(str(tmp_path))})
-        assert loaded["world_size"] == 1 and loaded["num_train"] == two_ranks.load["num_train"]  # type: ignore[attr-defined]
-        want = one.ok("losses", {"split": "train", "indices": INDICES})["losses"]
-    finally:
-        one.close()
+    want = one_rank.ok("losses", {"split": "train", "indices": INDICES})["losses"]
     assert got.shape == want.shape == INDICES.shape
+    assert_close_scaled(got, want, 1e-5)
+
+
+def test_sharded_gradients_and_embeddings_equal_one_process(two_ranks: Sidecar, one_rank: Sidecar) -> None:
+    grads = {"split": "train", "indices": INDICES, "proj_dim": 16, "precondition": "sgd"}
+    got, want = two_ranks.ok("gradients", grads), one_rank.ok("gradients", grads)
+    assert got["grads"].shape == want["grads"].shape == (INDICES.size, 16)
+    assert got["trainable_params"] == want["trainable_params"]
+    assert_close_scaled(got["grads"], want["grads"], 1e-4)
+    emb = {"split": "train", "indices": INDICES}
+    got, want = two_ranks.ok("embeddings", emb)["embeddings"], one_rank.ok("embeddings", emb)["embeddings"]
+    assert got.shape == want.shape and got.shape[0] == INDICES.size
     assert_close_scaled(got, want, 1e-5)
 
 
@@ -107,13 +133,50 @@ def test_a_failure_on_the_follower_alone_is_reported_by_rank_0(two_ranks: Sideca
 
 
 def test_an_op_without_a_rank_policy_is_refused(two_ranks: Sidecar) -> None:
-    h = two_ranks.call("evaluate", {})
+    h = two_ranks.call("generate", {"split": "train", "indices": INDICES[:2], "max_new_tokens": 2})
     assert not h["ok"] and h["error"]["code"] == "config_error" and "several ranks" in h["error"]["message"]
 
 
-def test_begin_runs_on_both_ranks(two_ranks: Sidecar) -> None:
-    two_ranks.ok("begin", {"total_steps": 3})
-    assert two_ranks.ok("losses", {"split": "train", "indices": INDICES[:3]})["losses"].shape == (3,)
+# Global micro-batches of 4 rows (2 per rank), an uneven one (3: rank 1 takes 2), and one of a single row (rank 0
+# trains a masked pad row), in steps of 2, 2 and 1 micro-batches.
+PLAN = {"epoch": 0, "indices": np.array([3, 17, 8, 0, 11, 5, 22, 14, 9, 1, 19, 6, 13, 2, 24, 7], dtype=np.int32),
+        "micro_sizes": np.array([4, 4, 4, 3, 1], dtype=np.int32), "step_sizes": np.array([2, 2, 1], dtype=np.int32),
+        "micro_in_epoch": 5, "micro_done": 0}
+WEIGHTED = {"epoch": 1, "indices": np.array([4, 10, 15, 20, 21, 23, 12], dtype=np.int32),
+            "micro_sizes": np.array([4, 3], dtype=np.int32), "step_sizes": np.array([2], dtype=np.int32),
+            "micro_in_epoch": 2, "micro_done": 0, "reduction": "sample_mean",
+            "weights": np.array([0.5, 1.5, 1.0, 2.0, 0.25, 1.0, 0.75], dtype=np.float32)}
+
+
+def _train(side: Sidecar) -> list[dict[str, Any]]:
+    side.ok("begin", {"total_steps": 4})
+    out = []
+    for plan, steps in ((PLAN, 3), (WEIGHTED, 1)):
+        side.ok("begin_pass", plan)
+        out.append(side.ok("train_steps", {"count": steps, "log": np.ones(steps, np.bool_),
+                                           "evaluate": np.zeros(steps, np.bool_), "save": np.zeros(steps, np.bool_)}))
+        side.ok("end_pass", {"log": False, "evaluate": False, "save": False})
+    out.append(side.ok("evaluate", {})["metrics"])
+    return out
+
+
+def test_two_ranks_train_as_one_process_with_the_same_global_batch(two_ranks: Sidecar, one_rank: Sidecar) -> None:
+    got, want = _train(two_ranks), _train(one_rank)
+    for g, w in zip(got[:2], want[:2]):
+        assert g["done"] == w["done"] and g["global_step"] == w["global_step"]
+        np.testing.assert_array_equal(g["tokens"], w["tokens"])  # label tokens of the whole global group
+        np.testing.assert_array_equal(g["sample_tokens"], w["sample_tokens"])  # per row, in plan order
+        assert_close_scaled(g["sample_loss_sum"], w["sample_loss_sum"], 1e-4)
+        assert_close_scaled(g["loss"], w["loss"], 1e-4)
+        assert_close_scaled(g["grad_norm"], w["grad_norm"], 1e-4)
+    assert got[0]["sample_loss_sum"].shape == (16,) and got[1]["sample_loss_sum"].shape == (7,)
+    # Evaluation runs on both ranks through Hugging Face's own distributed loop. Its eval_loss is not compared: on
+    # two ranks it differs from one rank's by about 0.1% although every row's loss agrees to 1e-6 (`losses` on the
+    # eval split below), an aggregation of that loop not traced yet (docs/adr/0002-several-ranks.md).
+    assert np.isfinite(got[2]["eval_loss"]) and abs(got[2]["eval_loss"] - want[2]["eval_loss"]) < 0.01 * want[2]["eval_loss"]
+    rows = np.arange(two_ranks.load["num_eval"], dtype=np.int32)  # type: ignore[attr-defined]
+    assert_close_scaled(two_ranks.ok("losses", {"split": "eval", "indices": rows})["losses"],
+                        one_rank.ok("losses", {"split": "eval", "indices": rows})["losses"], 1e-5)
 
 
 def test_shutdown_releases_the_follower(two_ranks: Sidecar) -> None:

@@ -31,11 +31,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from . import fault
+from . import fault, shards
 from .embeddings import POOLINGS, pool
 from .errors import ExecutorError, StateError
 from .reference import excess_sums, load_reference, reference_token_losses
-from .weights import LossSpec, Reduction, check_reduction, training_loss
+from .weights import IGNORE_INDEX, LossSpec, Reduction, check_reduction, training_loss
 
 # A `weigh` answer runs a TypeScript weighter on one micro-batch: milliseconds. The deadline only bounds a hang.
 WEIGH_TIMEOUT_S = 600.0
@@ -44,7 +44,7 @@ logger = logging.getLogger("dataflex_bridge.executor.step_loop")  # `log` is a s
 
 
 class PlanBatchSampler(Sampler[list[int]]):
-    """Yields the planned micro-batches, in order."""
+    """Yields the planned micro-batches, in order (this rank's rows of them with several ranks)."""
 
     def __init__(self, indices: np.ndarray, sizes: np.ndarray):
         self._batches: list[list[int]] = []
@@ -58,6 +58,37 @@ class PlanBatchSampler(Sampler[list[int]]):
 
     def __len__(self) -> int:
         return len(self._batches)
+
+
+@dataclass(frozen=True)
+class LocalPlan:
+    """This rank's rows of a global plan: micro-batch j's global rows are the plan's [starts[j], starts[j] + m_j)
+    and this rank trains [starts[j] + lo[j], starts[j] + hi[j]).
+
+    A rank whose slice is empty loads the micro-batch's first row as a pad with every label masked: DDP needs every
+    rank's backward, and a row without labels adds nothing to the loss, the gradients or the label-token count.
+    """
+
+    indices: np.ndarray  # the rows this rank loads
+    sizes: np.ndarray    # rows per micro-batch this rank loads (>= 1)
+    starts: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+
+    def rows(self, j: int) -> int:
+        """Plan rows this rank trains in micro-batch j (0 for a pad)."""
+        return int(self.hi[j] - self.lo[j])
+
+
+def local_plan(indices: np.ndarray, micro_sizes: np.ndarray, rank: int, world_size: int) -> LocalPlan:
+    starts = np.concatenate([[0], np.cumsum(micro_sizes)[:-1]]).astype(np.int64) if micro_sizes.size else np.zeros(0, np.int64)
+    lo = np.array([shards.bounds(int(m), rank, world_size)[0] for m in micro_sizes], dtype=np.int64)
+    hi = np.array([shards.bounds(int(m), rank, world_size)[1] for m in micro_sizes], dtype=np.int64)
+    rows: list[np.ndarray] = []
+    for s, a, b in zip(starts.tolist(), lo.tolist(), hi.tolist()):
+        rows.append(indices[s + a : s + b] if b > a else indices[s : s + 1])
+    flat = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, np.int64)
+    return LocalPlan(flat, np.maximum(hi - lo, 1), starts, lo, hi)
 
 
 @dataclass(frozen=True)
@@ -77,7 +108,8 @@ class Pass:
     micro_in_epoch: int               # denominator of state.epoch
     micro_done: int                   # micro-batches consumed so far in this epoch
     iterator: Iterator[Any]
-    micro_sizes: list[int]
+    micro_sizes: list[int]             # global rows per micro-batch
+    local: LocalPlan                   # this rank's rows of them (all of them with one process)
     reduction: Reduction = "token_mean"
     weights: np.ndarray | None = None  # per planned sample, aligned with the pass's flat index list
     reference: Any = None              # frozen reference model: each sample's excess loss over it is reported
@@ -85,7 +117,6 @@ class Pass:
     indices: np.ndarray | None = None  # the flat plan (the rows a weighed micro-batch reports)
     next_step: int = 0
     micro_index: int = 0               # next micro-batch of `micro_sizes`
-    sample_offset: int = 0             # its first sample in the flat plan (slices `weights`)
 
     @property
     def hf_loss(self) -> bool:
@@ -232,15 +263,18 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
     trainer = run.trainer
     args = trainer.args
     trainer.control = trainer.callback_handler.on_epoch_begin(args, trainer.state, trainer.control)
+    local = local_plan(indices, micro_sizes, *shards.world())
     loader = DataLoader(
         run.train_dataset,
-        batch_sampler=PlanBatchSampler(indices, micro_sizes),
+        batch_sampler=PlanBatchSampler(local.indices, local.sizes),
         collate_fn=trainer.data_collator,
         num_workers=args.dataloader_num_workers,
         pin_memory=args.dataloader_pin_memory,
     )
     # One global-RNG draw per pass, exactly like the Trainer's iter(epoch_dataloader).
     iterator = iter(loader)
+    if (local.hi == local.lo).any():
+        iterator = _mask_pads(iterator, local)
     if rng_state is not None:
         # A pass resumed midway: the RNG continues from the checkpoint, as HF's rng_to_sync does after skipping.
         trainer._load_rng_state(rng_state)
@@ -251,6 +285,7 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         micro_done=micro_done,
         iterator=iterator,
         micro_sizes=micro_sizes.tolist(),
+        local=local,
         reduction=reduction,
         weights=weights,
         reference=reference,
@@ -258,6 +293,14 @@ def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, st
         indices=indices,
     )
     return {"steps": len(loop.current.steps)}
+
+
+def _mask_pads(batches: Iterator[dict], local: LocalPlan) -> Iterator[dict]:
+    """The collated micro-batches, with every label of a pad masked (before get_batch_samples counts them)."""
+    for j, batch in enumerate(batches):
+        if local.rows(j) == 0:
+            batch["labels"] = torch.full_like(batch["labels"], IGNORE_INDEX)
+        yield batch
 
 
 def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np.ndarray,
@@ -275,19 +318,20 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     p = loop.current
     if p is None:
         raise StateError("train_steps: no pass begun")
-    if p.weigh is not None and request is None:
+    rank, world_size = shards.world()
+    if p.weigh is not None and request is None and rank == 0:
         raise StateError("train_steps: the pass weighs its micro-batches but this call cannot reach TypeScript")
     loop.request, loop.weigh_calls, loop.weigh_seconds = request, 0, 0.0
     if p.next_step + count > len(p.steps):
         raise StateError(f"train_steps: {count} steps requested, {len(p.steps) - p.next_step} left in this pass")
     op_start = time.perf_counter()
+    first_micro = p.micro_index
     records: list[StepRecord] = []
     stop = False
     planned_fault = fault.planned()
     try:
         for k in range(count):
-            if check_cancelled is not None:
-                check_cancelled()
+            _safe_point(check_cancelled, world_size)
             fault.before_step(planned_fault, run.trainer.state.global_step + 1)
             n_micro = p.steps[p.next_step]
             rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
@@ -332,7 +376,48 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
         result["sample_excess_sum"] = samples("sample_excess_sum", np.float32)
     if p.weigh is not None:
         result["weigh_calls"], result["weigh_seconds"] = loop.weigh_calls, loop.weigh_seconds
+    if world_size > 1:
+        result = _gather_steps(result, p.micro_sizes[first_micro : p.micro_index], world_size)
     return result
+
+
+def _safe_point(check_cancelled, world_size: int) -> None:
+    """Before each step: raise when TypeScript cancelled the op (rank 0 knows; with several ranks every rank
+    learns it here and raises the same error, so none is left waiting in a collective)."""
+    if world_size == 1:
+        if check_cancelled is not None:
+            check_cancelled()
+        return
+    why = None
+    if check_cancelled is not None:
+        try:
+            check_cancelled()
+        except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
+            why = str(exc)
+    if shards.any_rank(why is not None):
+        raise ExecutorError(why or "rank 0 stopped the op", code="cancelled")
+
+
+# Per-sample arrays of train_steps' result, gathered to rank 0 in plan order with several ranks.
+_SAMPLE_ARRAYS = ("sample_loss_sum", "sample_tokens", "sample_excess_sum")
+
+
+def _gather_steps(result: dict, micro_sizes: list[int], world_size: int) -> dict:
+    """Rank 0's result of a step run on several ranks: each step's loss is the mean over ranks (the value Hugging
+    Face logs: with average_tokens_across_devices each rank's loss is scaled so that this mean is the global batch's
+    loss); its seconds the slowest rank's; the per-sample arrays every rank's rows in plan order. The rest (step,
+    learning rate, grad norm, label tokens, eval loss) is the same on every rank."""
+    mine = {k: result[k] for k in ("loss", "seconds", *_SAMPLE_ARRAYS) if k in result}
+    parts = shards.gather_to_zero(mine)
+    if parts is None:
+        return result  # a follower's answer is not sent anywhere
+    out = dict(result)
+    out["loss"] = np.mean([q["loss"] for q in parts], axis=0)
+    out["seconds"] = np.max([q["seconds"] for q in parts], axis=0)
+    for key in _SAMPLE_ARRAYS:
+        if key in result:
+            out[key] = shards.interleave([q[key] for q in parts], micro_sizes, world_size)
+    return out
 
 
 def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) -> StepRecord:
@@ -356,29 +441,32 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
     batches, num_items = trainer.get_batch_samples(p.iterator, n_micro, args.device)
     if len(batches) != n_micro:
         raise StateError("train_steps: the data loader ran out before the planned step")
-    sizes = p.micro_sizes[p.micro_index : p.micro_index + n_micro]
+    group_samples = sum(p.micro_sizes[p.micro_index : p.micro_index + n_micro])  # global rows of the step
     trainer.current_gradient_accumulation_steps = len(batches)
     step_loss = torch.tensor(0.0, device=args.device)
     sums: list[torch.Tensor] = []
     counts: list[torch.Tensor] = []
     excess: list[torch.Tensor] = []
     for i, inputs in enumerate(batches):
+        j = p.micro_index
+        loaded, rows = int(p.local.sizes[j]), p.local.rows(j)  # rows loaded; plan rows trained (0: a pad)
+        first = int(p.local.starts[j] + p.local.lo[j])  # this rank's first row in the flat plan
         labels = inputs.get("labels")
-        if labels is None or labels.shape[0] != sizes[i]:
-            raise StateError(f"train_steps: micro-batch {p.micro_index} has no labels or not {sizes[i]} rows")
+        if labels is None or labels.shape[0] != loaded:
+            raise StateError(f"train_steps: micro-batch {j} has no labels or not {loaded} rows")
         labels = labels.to(args.device)
         spec = None
         if p.weigh is not None and trainer.state.global_step >= p.weigh.from_step:
             if p.weigh.layer is not None:
                 inputs["output_hidden_states"] = True  # the same forward: no second one for the embeddings
-            spec = LossSpec(p.reduction, None, group_samples=sum(sizes), group_micro=n_micro,
-                            weigh=_weigh(loop, p, trainer.state.global_step + 1, i, sizes[i], labels,
-                                         inputs.get("attention_mask"), sum(sizes), n_micro))
+            spec = LossSpec(p.reduction, None, group_samples=group_samples, group_micro=n_micro,
+                            weigh=_weigh(loop, p, trainer.state.global_step + 1, i, j, labels,
+                                         inputs.get("attention_mask"), group_samples, n_micro))
         elif not p.hf_loss:
-            w = (p.weights[p.sample_offset : p.sample_offset + sizes[i]] if p.weights is not None
-                 else np.ones(sizes[i], dtype=np.float32))
+            w = (np.zeros(1, dtype=np.float32) if rows == 0 else p.weights[first : first + rows]
+                 if p.weights is not None else np.ones(rows, dtype=np.float32))
             spec = LossSpec(p.reduction, torch.as_tensor(np.ascontiguousarray(w), dtype=torch.float32),
-                            group_samples=sum(sizes), group_micro=n_micro)
+                            group_samples=group_samples, group_micro=n_micro)
         if i == 0:
             trainer.control = trainer.callback_handler.on_step_begin(args, trainer.state, trainer.control)
         ctx = (
@@ -391,22 +479,23 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
         with ctx(), training_loss(trainer, model, labels, spec, keep_tokens=ref_ce is not None) as got:
             tr_loss_step = trainer.training_step(model, inputs, num_items)
         if ref_ce is not None:
-            excess.append(excess_sums(got.token_ce, ref_ce, sizes[i]))
+            excess.append(excess_sums(got.token_ce, ref_ce, loaded)[:rows])
         if got.sums is None:
-            got.sums = torch.full((sizes[i],), float("nan"), device=labels.device)
+            got.sums = torch.full((loaded,), float("nan"), device=labels.device)
             if not loop.warned_no_logits:
                 loop.warned_no_logits = True
                 logger.warning("train_steps: the model's training forward returns no full-length logits (e.g. a fused "
                             "loss kernel); per-sample losses are reported as NaN")
-        sums.append(got.sums)
-        counts.append(got.counts)
+        sums.append(got.sums[:rows])
+        counts.append(got.counts[:rows])
         p.micro_index += 1
-        p.sample_offset += sizes[i]
-        if not torch.isfinite(tr_loss_step):
+        # Every rank stops together (one rank alone would leave the others waiting in the next collective).
+        if shards.any_rank(not bool(torch.isfinite(tr_loss_step))):
             # Deliberately unlike Hugging Face, which (logging_nan_inf_filter) logs the running mean in its place and
             # trains on with weights that are likely already ruined: stop, naming the step.
+            value = float(tr_loss_step) if not torch.isfinite(tr_loss_step) else "not finite on another rank"
             raise ExecutorError(
-                f"the training loss is {float(tr_loss_step)} at step {trainer.state.global_step + 1} "
+                f"the training loss is {value} at step {trainer.state.global_step + 1} "
                 f"(micro-batch {i + 1} of {len(batches)}); training diverged or the data holds a bad row; lower "
                 f"learning_rate (now {args.learning_rate:g}) or set max_grad_norm",
                 code="non_finite_loss",
@@ -452,19 +541,21 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
     )
 
 
-def _weigh(loop: Loop, p: Pass, step: int, micro: int, rows: int, labels: torch.Tensor, mask: torch.Tensor | None,
+def _weigh(loop: Loop, p: Pass, step: int, micro: int, j: int, labels: torch.Tensor, mask: torch.Tensor | None,
            group_samples: int, group_micro: int):
     """The `weigh` request of one micro-batch (weights.Weigh): its rows, losses and, when asked, pooled hidden
-    states of the training forward go to TypeScript; its weights come back, checked."""
+    states of the training forward go to TypeScript; its weights come back, checked. With several ranks, rank 0 asks
+    for the whole micro-batch (every rank's rows, gathered) and sends each rank the answer."""
     spec = p.weigh
     assert spec is not None and p.indices is not None
-    indices = np.ascontiguousarray(p.indices[p.sample_offset : p.sample_offset + rows], dtype=np.int32)
+    start, size = int(p.local.starts[j]), p.micro_sizes[j]
+    lo, hi = int(p.local.lo[j]), int(p.local.hi[j])
+    rank, world_size = shards.world()
 
     def ask(means: torch.Tensor, counts: torch.Tensor, outputs) -> torch.Tensor:
-        args: dict[str, Any] = {
-            "step": step, "micro": micro, "indices": indices,
-            "losses": means.float().cpu().numpy(), "tokens": counts.to(torch.int32).cpu().numpy(),
-            "group_samples": group_samples, "group_micro": group_micro,
+        rows = hi - lo
+        part: dict[str, np.ndarray] = {
+            "losses": means[:rows].float().cpu().numpy(), "tokens": counts[:rows].to(torch.int32).cpu().numpy(),
         }
         if spec.layer is not None:
             states = getattr(outputs, "hidden_states", None)
@@ -477,20 +568,47 @@ def _weigh(loop: Loop, p: Pass, step: int, micro: int, rows: int, labels: torch.
             pooled = pool(states[spec.layer].detach(), m, spec.pooling, labels)
             if spec.normalize:
                 pooled = pooled / pooled.norm(dim=1, keepdim=True).clamp_min(1e-12)
-            args["embeddings"] = pooled.cpu().numpy()
-        t0 = time.perf_counter()
-        answer = loop.request("weigh", args, WEIGH_TIMEOUT_S)
-        loop.weigh_seconds += time.perf_counter() - t0
-        loop.weigh_calls += 1
-        w = answer.get("weights")
-        if not isinstance(w, np.ndarray) or w.shape != (rows,):
-            got = w.shape if isinstance(w, np.ndarray) else type(w).__name__
-            raise StateError(f"weigh (step {step}, micro-batch {micro}): expected {rows} weights, got {got}")
-        if not np.isfinite(w).all():
-            raise StateError(f"weigh (step {step}, micro-batch {micro}): weight {int(np.argmin(np.isfinite(w)))} is not finite")
+            part["embeddings"] = pooled[:rows].cpu().numpy()
+        parts = shards.gather_to_zero(part)
+        answer: tuple | None = None
+        if rank == 0:
+            assert parts is not None
+            args: dict[str, Any] = {
+                "step": step, "micro": micro,
+                "indices": np.ascontiguousarray(p.indices[start : start + size], dtype=np.int32),
+                **{k: np.concatenate([q[k] for q in parts]) for k in part},
+                "group_samples": group_samples, "group_micro": group_micro,
+            }
+            try:
+                answer = ("ok", _ask(loop, args, step, micro, size))
+            except Exception as exc:
+                if world_size == 1:
+                    raise
+                answer = ("error", getattr(exc, "code", "op_failed"), str(exc))
+                shards.from_zero(answer)  # the other ranks raise it too, then rank 0 re-raises its own
+                raise
+        answer = shards.from_zero(answer)
+        if answer[0] != "ok":
+            raise ExecutorError(f"weigh (step {step}, micro-batch {micro}) failed on rank 0: {answer[2]}", code=answer[1])
+        w = answer[1][lo:hi] if hi > lo else np.zeros(1, dtype=np.float32)  # a pad row weighs nothing
         return torch.as_tensor(w, dtype=torch.float32, device=means.device)
 
     return ask
+
+
+def _ask(loop: Loop, args: dict[str, Any], step: int, micro: int, rows: int) -> np.ndarray:
+    """One `weigh` request to TypeScript; its weights, checked."""
+    t0 = time.perf_counter()
+    answer = loop.request("weigh", args, WEIGH_TIMEOUT_S)
+    loop.weigh_seconds += time.perf_counter() - t0
+    loop.weigh_calls += 1
+    w = answer.get("weights")
+    if not isinstance(w, np.ndarray) or w.shape != (rows,):
+        got = w.shape if isinstance(w, np.ndarray) else type(w).__name__
+        raise StateError(f"weigh (step {step}, micro-batch {micro}): expected {rows} weights, got {got}")
+    if not np.isfinite(w).all():
+        raise StateError(f"weigh (step {step}, micro-batch {micro}): weight {int(np.argmin(np.isfinite(w)))} is not finite")
+    return w
 
 
 def end_pass(run, log: bool, evaluate: bool, save: bool) -> dict:
