@@ -243,15 +243,15 @@ describe('loadConfig: bad values', () => {
     expect(err.hint).toContain('key=value')
   })
 
-  it("LLaMA-Factory's switches for several processes are refused, not ignored (one process for now)", async () => {
-    const env = { ...process.env, FORCE_TORCHRUN: '1', NPROC_PER_NODE: '2' }
-    const err = await configError(BASE, [], { python: false, env })
-    expect(err.code).toBe('unsupported')
-    expect(err.key).toBe('FORCE_TORCHRUN')
-    expect(err.message).toContain('NPROC_PER_NODE=2')
-    expect((await configError(BASE, [], { python: false, env: { ...process.env, NNODES: '2' } })).key).toBe('NNODES')
+  it("LLaMA-Factory's launch switches become the run's torchrun launch; a malformed one names its variable", async () => {
+    const env = { ...process.env, CUDA_VISIBLE_DEVICES: '' }
+    const two = (await load(BASE, [], { python: false, env: { ...env, NPROC_PER_NODE: '2' } })).cfg.launch
+    expect(two).toEqual({ nprocPerNode: 2, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: undefined })
     // One process asked for explicitly is what runs.
-    await load(BASE, [], { python: false, env: { ...process.env, NPROC_PER_NODE: '1', FORCE_TORCHRUN: '0' } })
+    expect((await load(BASE, [], { python: false, env: { ...env, NPROC_PER_NODE: '1', FORCE_TORCHRUN: '0' } })).cfg.launch).toBeUndefined()
+    const bad = await configError(BASE, [], { python: false, env: { ...env, NPROC_PER_NODE: 'two' } })
+    expect([bad.code, bad.key]).toEqual(['bad_value', 'NPROC_PER_NODE'])
+    expect((await configError(BASE, [], { python: false, env: { ...env, NNODES: '2', NODE_RANK: '2' } })).key).toBe('NODE_RANK')
   })
 
   it('every train type has a trainer', async () => {

@@ -118,6 +118,8 @@ export async function trainCli<D = Record<string, unknown>>(
   timeoutMs = 240_000,
   /** After the config: e.g. `--connect tcp://127.0.0.1:5555`. */
   extraArgs: readonly string[] = [],
+  /** Added to the environment (e.g. NPROC_PER_NODE). */
+  env: Readonly<Record<string, string>> = {},
 ): Promise<TrainRun<D>> {
   const out = join(dir, `${name}-out`)
   const cfg = writeConfig(dir, `${name}.yaml`, config(out))
@@ -125,7 +127,7 @@ export async function trainCli<D = Record<string, unknown>>(
   let stdout = ''
   let stderr = ''
   try {
-    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg, ...extraArgs], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20 })
+    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg, ...extraArgs], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20, env: { ...process.env, ...env } })
     stdout = r.stdout
     stderr = r.stderr
   } catch (err) {

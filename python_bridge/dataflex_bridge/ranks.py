@@ -25,6 +25,8 @@ requires the same collective order on every rank.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import logging
 import os
 import traceback
@@ -103,6 +105,41 @@ class OutOfStep(Exception):
         self.cause = cause
 
 
+def args_digest(args: Mapping[str, Any]) -> str:
+    """A digest of an op's args (arrays by dtype, shape and bytes): equal on every rank that ran the same op."""
+    h = hashlib.blake2b(digest_size=8)
+    for key in sorted(args):
+        value = args[key]
+        h.update(key.encode())
+        if isinstance(value, np.ndarray):
+            h.update(f"{value.dtype.str}{value.shape}".encode())
+            h.update(np.ascontiguousarray(value).tobytes())
+        else:
+            h.update(json.dumps(value, sort_keys=True, default=repr).encode())
+    return h.hexdigest()
+
+
+class Journal:
+    """`<output_dir>/dataflex/ranks/rank-<r>.jsonl`: each op this rank ran, with its args' digest and outcome. Every
+    rank applies the same decisions, so the ranks' journals are identical (the multi-rank tests compare them)."""
+
+    def __init__(self, rank: int) -> None:
+        self.rank = rank
+        self.path: str | None = None
+
+    def record(self, name: str, args: Mapping[str, Any], outcome: tuple[bool, Any]) -> None:
+        if name == "load" and outcome[0] and self.path is None:
+            folder = os.path.join(str(outcome[1]["output_dir"]), "dataflex", "ranks")
+            os.makedirs(folder, exist_ok=True)
+            self.path = os.path.join(folder, f"rank-{self.rank}.jsonl")
+            open(self.path, "w").close()  # a fresh journal per run (a resumed run too)
+        if self.path is None:
+            return
+        line = {"op": name, "args": args_digest(args), "ok": outcome[0]}
+        with open(self.path, "a", encoding="utf-8") as f:  # append-only: a killed run leaves whole lines
+            f.write(json.dumps(line) + "\n")
+
+
 def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int, world: int) -> tuple[bool, Any]:
     """(True, result) or (False, (code, message, detail)); with a sharded op, this rank's part only (None when its
     slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape). Raises OutOfStep
@@ -144,6 +181,7 @@ class Leader:
 
     def __init__(self, world: int) -> None:
         self.world = world
+        self.journal = Journal(0)
         self.out_of_step: str | None = None  # the op after which the ranks lost step
 
     def wrap(self, handlers: Mapping[str, Op]) -> dict[str, Op]:
@@ -165,6 +203,7 @@ class Leader:
             except OutOfStep as exc:
                 self.out_of_step = name
                 raise exc.cause
+            self.journal.record(name, args, mine)
             outcomes: list[Any] = [None] * self.world
             dist.gather_object(mine, outcomes, dst=0)
             return _combine(name, outcomes)
@@ -187,6 +226,7 @@ def follow(handlers: Mapping[str, Op], rank: int, world: int, on_op: Callable[[s
     """A follower's life: run each broadcast op, send its outcome to rank 0, until the stop. Returns the exit code."""
     import torch.distributed as dist
 
+    journal = Journal(rank)
     while True:
         box: list[Any] = [None, None]
         dist.broadcast_object_list(box, src=0)
@@ -207,4 +247,5 @@ def follow(handlers: Mapping[str, Op], rank: int, world: int, on_op: Callable[[s
                 log.error("rank %d: %s failed; the ranks are out of step, exiting:\n%s", rank, name,
                           "".join(traceback.format_exception(exc.cause)))
                 return 1
+            journal.record(name, args, mine)
         dist.gather_object(mine, None, dst=0)

@@ -13,6 +13,8 @@ const ABORT_GRACE_MS = 1_500
 export interface SidecarSessionOptions {
   /** Python interpreter (default: DATAFLEX_PYTHON, else the repo's .venv). */
   readonly python?: string
+  /** Python arguments before `-m dataflex_bridge` (torchrun's, launch.ts). */
+  readonly launcher?: readonly string[]
   /** Drive the sidecar `dataflex serve` runs there instead of spawning one (docs/remote.md). */
   readonly connect?: RemoteTarget
   readonly signal?: AbortSignal
@@ -42,7 +44,7 @@ export async function withSidecar<T>(opts: SidecarSessionOptions, body: (bridge:
   }
   const bridge =
     opts.connect === undefined
-      ? await startBridge({ python: opts.python, log: onLog, readyTimeoutMs: START_TIMEOUT_MS, helloTimeoutMs: START_TIMEOUT_MS })
+      ? await startBridge({ python: opts.python, launcher: opts.launcher, log: onLog, readyTimeoutMs: START_TIMEOUT_MS, helloTimeoutMs: START_TIMEOUT_MS })
       : await connectBridge({ ...opts.connect, log: onLog, helloTimeoutMs: START_TIMEOUT_MS })
   const abort = (): void => void bridge.close({ graceMs: ABORT_GRACE_MS })
   opts.signal?.addEventListener('abort', abort, { once: true })

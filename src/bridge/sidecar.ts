@@ -19,6 +19,8 @@ export type SidecarState = 'idle' | 'starting' | 'ready' | 'stopping' | 'exited'
 export interface SidecarOptions {
   /** Python executable; default: env DATAFLEX_PYTHON, else `<repo>/.venv/bin/python`. */
   readonly python?: string
+  /** Python arguments before `-m dataflex_bridge`: e.g. torchrun's (launch.ts torchrunArgs); rank 0 prints READY. */
+  readonly launcher?: readonly string[]
   /** Extra arguments after `-m dataflex_bridge --endpoint <ep>`. */
   readonly args?: readonly string[]
   /** Endpoint to bind instead of a private ipc socket (e.g. `tcp://127.0.0.1:*`). */
@@ -162,7 +164,7 @@ export class Sidecar implements SidecarHandle {
       this.finish({ exitCode: null, signal: null })
       return Promise.reject(new SidecarStartError(`cannot create the sidecar's socket directory: ${String(cause)}`, { cause }))
     }
-    const args = ['-m', 'dataflex_bridge', '--endpoint', endpoint]
+    const args = [...(this.options.launcher ?? []), '-m', 'dataflex_bridge', '--endpoint', endpoint]
     // The sidecar removes the dir itself too: if this process is SIGKILLed, nobody here can.
     if (this.dir !== undefined) args.push('--cleanup-dir', this.dir)
     args.push(...(this.options.args ?? []))

@@ -5,6 +5,8 @@
 import { resolve } from 'node:path'
 import type { Command } from 'commander'
 import { checkPlainTcp, checkServerKeys, generateKeys, KeysError, Sidecar } from '../bridge/index.ts'
+import { masterPort, torchrunArgs } from '../bridge/launch.ts'
+import { checkLaunchSwitches } from '../config/prechecks.ts'
 import type { CliIO } from './io.ts'
 import { runCommand } from './lifecycle.ts'
 import { EXIT_OK, reportError } from './report.ts'
@@ -36,9 +38,11 @@ function serve(opts: ServeOptions, io: CliIO): Promise<number> {
     const timeout = Number(opts.clientTimeout)
     if (!(timeout > 0)) throw new KeysError(`--client-timeout ${opts.clientTimeout}: expected a positive number of seconds`)
     let endpoint = opts.bind
+    const launch = checkLaunchSwitches({ env: io.env })
     for (let run = 1; !signal.aborted; run++) {
       const sidecar = new Sidecar({
         endpoint,
+        ...(launch === undefined ? {} : { launcher: torchrunArgs(launch, await masterPort(launch)) }),
         args: ['--remote', '--client-timeout', String(timeout), ...(keysDir === undefined ? [] : ['--keys', keysDir])],
         // The operator watches this terminal: the sidecar's own log goes there as it comes.
         log: (e) => {

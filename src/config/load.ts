@@ -9,6 +9,7 @@ import type { z } from 'zod'
 import { ConfigError } from './errors.ts'
 import { issueAt } from './issues.ts'
 import { loadLfArgNames } from './lf-args.ts'
+import type { TorchrunLaunch } from '../bridge/launch.ts'
 import { checkDatasets, checkLaunchSwitches, checkModel, checkOutputDir, checkProportions, checkTrainingNumbers, type PrecheckContext } from './prechecks.ts'
 import {
   COMPONENT_SECTIONS,
@@ -30,6 +31,8 @@ export interface LoadedConfig {
   lf: Record<string, unknown>
   /** Absolute `output_dir` (Hugging Face's default `trainer_output` when unset). */
   outputDir: string
+  /** The sidecar runs under torchrun (LLaMA-Factory's launch switches in the environment); undefined: one process. */
+  launch?: TorchrunLaunch
 }
 
 export interface LoadOptions {
@@ -213,7 +216,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   const dataflex = parsed.data
 
   const ctx: PrecheckContext = { cwd, env, where, warn }
-  checkLaunchSwitches(ctx)
+  const launch = checkLaunchSwitches(ctx)
   checkModel(lf, ctx)
   checkTrainingNumbers(lf, ctx)
   checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)
@@ -229,5 +232,5 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   const expanded = outputDirRaw === '~' || outputDirRaw.startsWith('~/') ? homedir() + outputDirRaw.slice(1) : outputDirRaw
   const outputDir = resolve(cwd, expanded)
   checkOutputDir(outputDir, outputDirRaw, ctx)
-  return { path: absPath, dataflex, lf, outputDir }
+  return { path: absPath, dataflex, lf, outputDir, ...(launch === undefined ? {} : { launch }) }
 }

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs'
 import { homedir } from 'node:os'
 import { isAbsolute, join, resolve } from 'node:path'
+import { LaunchSwitchError, torchrunFromEnv, visibleGpuCount, type TorchrunLaunch } from '../bridge/launch.ts'
 import { ConfigError } from './errors.ts'
 import { splitNames } from './schema.ts'
 import { didYouMean } from './suggest.ts'
@@ -305,17 +306,13 @@ export function checkOutputDir(path: string, shown: string, ctx: PrecheckContext
  * LLaMA-Factory's launcher switches for several processes. Runs are one process for now: a switch the user sets is
  * refused rather than ignored (the run would silently use one process).
  */
-export function checkLaunchSwitches(ctx: PrecheckContext): void {
-  const env = ctx.env
-  const many = (name: string): boolean => env[name] !== undefined && env[name] !== '' && Number(env[name]) > 1
-  const set = [
-    ...(truthyEnv(env['FORCE_TORCHRUN']) ? ['FORCE_TORCHRUN'] : []),
-    ...['NPROC_PER_NODE', 'NNODES'].filter(many),
-  ]
-  if (set.length > 0) {
-    throw new ConfigError('unsupported', `${set.map((n) => `${n}=${env[n]}`).join(', ')}: several processes (torchrun) are not supported yet; this run would use one`, {
-      key: set[0],
-      hint: `unset ${set.join(' and ')} to train in one process`,
-    })
+/** LLaMA-Factory's launch switches (FORCE_TORCHRUN, NPROC_PER_NODE, NNODES, NODE_RANK, MASTER_ADDR/PORT, or several
+ * visible GPUs): the torchrun launch they ask for, or undefined for one process; a malformed one is a config error. */
+export function checkLaunchSwitches(ctx: Pick<PrecheckContext, 'env'>): TorchrunLaunch | undefined {
+  try {
+    return torchrunFromEnv(ctx.env, () => visibleGpuCount(ctx.env))
+  } catch (err) {
+    if (!(err instanceof LaunchSwitchError)) throw err
+    throw new ConfigError('bad_value', err.message, { key: err.variable, hint: 'LLaMA-Factory\'s launch switches: see docs/ranks.md' })
   }
 }

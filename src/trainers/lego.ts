@@ -34,7 +34,7 @@ import { flexSchedule, flexWindows, settleIndices } from './select.ts'
 import type { Window } from './select-schedule.ts'
 import { checkIndices, createComponent, indexFields, plainState, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
-import { passPlanOf, shuffled, walk } from './walk.ts'
+import { microBatchRows, passPlanOf, shuffled, walk } from './walk.ts'
 import { WeighSession } from './weigh-session.ts'
 
 export interface LegoPrepared {
@@ -176,11 +176,10 @@ interface LegoState {
 
 export async function runLego(d: TrainDriver, cfg: LoadedConfig, prep: LegoPrepared, opts: LegoRunOptions): Promise<DriverSummary> {
   const info = d.info
-  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_lego runs on one process for now (world size ${info.world_size})`)
   const { key, params, pipeline } = prep
   const seed = info.seed
   const n = info.num_train
-  const b = info.per_device_train_batch_size
+  const b = microBatchRows(info)
   const ga = info.gradient_accumulation_steps
   const schedule = flexSchedule(info, cfg)
   const names = prep.domains

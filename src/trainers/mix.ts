@@ -23,7 +23,7 @@ import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
 import { indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
-import { passPlanOf, shuffled, walk } from './walk.ts'
+import { microBatchRows, passPlanOf, shuffled, walk } from './walk.ts'
 
 export type ResolvedMixer = ResolvedComponent<'mixer'>
 
@@ -166,13 +166,12 @@ export class RecordFiles {
 
 export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepared, opts: MixRunOptions): Promise<DriverSummary> {
   const info = d.info
-  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_mix runs on one process for now (world size ${info.world_size})`)
   const names = prep.domains
   const k = names.length
   const rows = domainRows(info, names)
   const domainOf = info.domains!.domain_of_row
   const seed = info.seed
-  const b = info.per_device_train_batch_size
+  const b = microBatchRows(info)
   const ga = info.gradient_accumulation_steps
   const rule = cfg.dataflex.mixture_sample_rule ?? 'mixture'
   const outputDir = info.output_dir
@@ -202,7 +201,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
   const poolSize = drawable.reduce((a, r) => a + r.length, 0)
   const schedule: MixSchedule = buildMixSchedule({
     poolSize,
-    perDeviceBatch: b,
+    perDeviceBatch: info.per_device_train_batch_size,
     gradAccum: ga,
     worldSize: info.world_size,
     staticMix: cfg.dataflex.static_mix,

@@ -17,7 +17,7 @@ import { StaticStream, streamFor, type Served, type ServeDeps, type StreamState 
 import { flexSchedule, flexWindows } from './select.ts'
 import { createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
-import { passPlanOf, walk } from './walk.ts'
+import { microBatchRows, passPlanOf, walk } from './walk.ts'
 
 export type ResolvedReorder = ResolvedComponent<'reorder'>
 
@@ -93,10 +93,9 @@ function rawRowsFacts(info: LoadInfo): Record<string, unknown> | null {
 
 export async function runReorder(d: TrainDriver, cfg: LoadedConfig, r: ResolvedReorder, opts: ReorderRunOptions): Promise<DriverSummary> {
   const info = d.info
-  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_reorder runs on one process for now (world size ${info.world_size})`)
   const schedule = flexSchedule(info, cfg)
   const seed = info.seed
-  const b = info.per_device_train_batch_size
+  const b = microBatchRows(info)
   const ga = info.gradient_accumulation_steps
   const runtime = new StrategyRuntime(r, cfg, info, d.runlog, opts.log)
   // After the model loaded: scores must match the preprocessed rows.

@@ -6,6 +6,7 @@
  */
 import { appendFileSync, existsSync, rmdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
+import { masterPort, torchrunArgs } from '../bridge/launch.ts'
 import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
 import { isBadInput } from '../config/errors.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
@@ -75,11 +76,18 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     sidecarLines.length = 0
   })
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
+  if (cfg.launch !== undefined && opts.connect !== undefined) {
+    throw new ConfigError('bad_value', 'torchrun switches (FORCE_TORCHRUN, NPROC_PER_NODE, NNODES) apply to a sidecar this command starts, not to one reached with --connect', {
+      key: 'NPROC_PER_NODE',
+      hint: 'set them where `dataflex serve` runs; it launches its sidecar under torchrun',
+    })
+  }
+  const launcher = cfg.launch === undefined ? undefined : torchrunArgs(cfg.launch, await masterPort(cfg.launch))
   // Hugging Face's Trainer creates output_dir when it is built; bad input found after that (e.g. by the schedule)
   // removes it again if this run created it and it is still empty.
   const outputDirExisted = existsSync(cfg.outputDir)
   try {
-    return await withSidecar({ python: opts.python, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
+    return await withSidecar({ python: opts.python, launcher, connect: opts.connect, signal: opts.signal, log: opts.log, onSidecarLine, aborted }, async (bridge) => {
       const exec = new Executor(bridge)
       // freeze_gate is a load-time switch for every train_type (a key the user sets is never ignored).
       const info = await exec.load(cfg.lf, { freeze_gate: cfg.dataflex.freeze_gate, ...trainer.loadExtras?.(cfg, prepared) })

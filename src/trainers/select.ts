@@ -20,7 +20,7 @@ import type { StepPosition } from './schedule.ts'
 import { buildSelectSchedule, type SelectSchedule, type Window } from './select-schedule.ts'
 import { checkIndices, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
-import { passPlanOf, shuffled, walk } from './walk.ts'
+import { microBatchRows, passPlanOf, shuffled, walk } from './walk.ts'
 
 export interface SelectRunOptions extends TrainerOptions {
   /** The model handle strategies get; default: the executor's ops. */
@@ -100,12 +100,9 @@ export function flexSchedule(info: LoadInfo, cfg: LoadedConfig): SelectSchedule 
 
 export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: ResolvedSelector, opts: SelectRunOptions): Promise<DriverSummary> {
   const info = d.info
-  if (info.world_size > 1) {
-    throw new StrategyError('unsupported', `dynamic_select runs on one process for now (world size ${info.world_size})`)
-  }
   const schedule = flexSchedule(info, cfg)
   const seed = info.seed
-  const b = info.per_device_train_batch_size
+  const b = microBatchRows(info)
   const ga = info.gradient_accumulation_steps
   const runtime = new StrategyRuntime(sel, cfg, info, d.runlog, opts.log)
   const instance: SelectorInstance = sel.definition.create(sel.params, {

@@ -29,11 +29,10 @@ export async function staticWindows(d: TrainDriver, maxSteps = d.info.max_steps)
   const epochs = Array.from({ length: probe.passes.length }, (_, e) => e)
   const flat = await d.exec.sampleOrder(epochs)
   for (const e of epochs) orders.set(e, flat.subarray(e * info.num_train, (e + 1) * info.num_train))
-  const plan = buildStaticPlan({
-    numSamples: info.num_train,
-    args,
-    sampleOrder: (e) => orders.get(e) ?? fail(`no sample order for epoch ${e}`),
-  })
+  const sampleOrder = (e: number): Int32Array => orders.get(e) ?? fail(`no sample order for epoch ${e}`)
+  const ranks = Array.from({ length: info.world_size }, (_, rank) =>
+    buildStaticPlan({ numSamples: info.num_train, args, sampleOrder, worldSize: info.world_size, rank }))
+  const plan = globalPlan(ranks)
   const windows = plan.passes.map((pass) => ({ pass, decisionStep: (pass.steps[0]?.globalStep ?? 1) - 1, steps: pass.steps }))
   return { plan, windows }
 }
@@ -59,6 +58,36 @@ export async function runStatic(d: TrainDriver, resume?: ResumePoint): Promise<D
   return d.finish()
 }
 
+/**
+ * One plan from every rank's: global micro-batch k of a step is rank 0's k-th micro-batch, then rank 1's, … — so
+ * the sidecar's contiguous slices give each rank back its own (accelerate shards every rank's plan alike, so the
+ * plans have the same steps and micro-batch counts).
+ */
+function globalPlan(ranks: StaticPlan[]): StaticPlan {
+  const [first] = ranks
+  if (ranks.length === 1) return first!
+  return {
+    ...first!,
+    passes: first!.passes.map((pass, p) => ({
+      ...pass,
+      steps: pass.steps.map((step, s) => ({
+        ...step,
+        microBatches: step.microBatches.map((_, k) => concat(ranks.map((r) => r.passes[p]!.steps[s]!.microBatches[k]!))),
+      })),
+    })),
+  }
+}
+
+function concat(parts: Int32Array[]): Int32Array {
+  const out = new Int32Array(parts.reduce((a, m) => a + m.length, 0))
+  let o = 0
+  for (const m of parts) {
+    out.set(m, o)
+    o += m.length
+  }
+  return out
+}
+
 function planArgs(info: LoadInfo) {
   return {
     per_device_train_batch_size: info.per_device_train_batch_size,
@@ -71,15 +100,9 @@ function planArgs(info: LoadInfo) {
 
 function toPassPlan(pass: PlanPass, plan: StaticPlan): PassPlan {
   const micro = pass.steps.flatMap((s) => s.microBatches)
-  const indices = new Int32Array(micro.reduce((a, m) => a + m.length, 0))
-  let o = 0
-  for (const m of micro) {
-    indices.set(m, o)
-    o += m.length
-  }
   return {
     epoch: pass.epoch,
-    indices,
+    indices: concat(micro),
     microSizes: Int32Array.from(micro, (m) => m.length),
     stepSizes: Int32Array.from(pass.steps, (s) => s.microBatches.length),
     microInEpoch: plan.microBatchesPerEpoch,

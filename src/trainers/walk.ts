@@ -9,7 +9,7 @@ import type { Rng } from '../math/rng.ts'
 import type { BeforeStep, PassResult, TrainDriver, TrainedSamples } from './driver.ts'
 import { remainingPlan, writeCheckpointState, type ResumePoint } from './resume.ts'
 import type { Phase } from './events.ts'
-import type { PassPlan } from './executor.ts'
+import type { LoadInfo, PassPlan } from './executor.ts'
 import type { StepPosition } from './schedule.ts'
 
 /** What the walker needs of a window; trainers keep their own richer window types. */
@@ -79,6 +79,15 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
   } finally {
     d.close()
   }
+}
+
+/**
+ * Rows of one planned micro-batch: every rank's per-device batch. With several ranks a plan is global and the sidecar
+ * gives each rank its contiguous slice of every micro-batch (as accelerate's dispatch gives rank r the r-th
+ * per-device batch of each round).
+ */
+export function microBatchRows(info: Pick<LoadInfo, 'per_device_train_batch_size' | 'world_size'>): number {
+  return info.per_device_train_batch_size * info.world_size
 }
 
 /**

@@ -14,7 +14,7 @@ import type { DriverSummary, TrainDriver } from './driver.ts'
 import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import { staticPassPlan, staticWindows, type StaticWindow } from './static.ts'
-import { createComponent, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, prepareComponent, restoreState, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { walk } from './walk.ts'
 import { WeighSession } from './weigh-session.ts'
@@ -28,7 +28,6 @@ export interface WeightRunOptions extends TrainerOptions {
 
 export async function runWeight(d: TrainDriver, cfg: LoadedConfig, weighter: ResolvedWeighter, opts: WeightRunOptions): Promise<DriverSummary> {
   const info = d.info
-  if (info.world_size > 1) throw new StrategyError('unsupported', `dynamic_weight runs on one process for now (world size ${info.world_size})`)
   const name = weighter.strategy
   const seed = info.seed
   const warmup = cfg.dataflex.warmup_step
