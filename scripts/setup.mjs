@@ -2,8 +2,10 @@
 // Installs what the project needs, idempotently. Runs before `npm run demo` and `npm test`.
 //
 //   1. npm packages     `npm ci` when node_modules is missing or package.json / package-lock.json changed
-//   2. Python           DATAFLEX_PYTHON set: check that interpreter has what the sidecar needs.
+//   2. Python           DATAFLEX_PYTHON set: check that interpreter has what the sidecar needs (with
+//                       --install-python, first pip-install the pinned stack, the bridge and the stub into it).
 //                       Otherwise a `.venv` with the pinned CPU stack (python_bridge/requirements*.txt),
+//                       the dev tools (python_bridge/requirements-dev.txt: hadolint for the Dockerfile lint),
 //                       the bridge itself (`pip install --no-deps -e python_bridge`) and the torchaudio stub.
 //   3. Demo assets      models/tiny-qwen2 and models/tiny-qwen2-moe (its mixture-of-experts twin, same tokenizer),
 //                       built locally from data/demo (a few seconds each).
@@ -14,11 +16,15 @@
 // takes milliseconds and spawns nothing. A step that fails leaves no stamp, so the next run retries it.
 // Node built-ins only: this runs before node_modules exists.
 //
-//   node scripts/setup.mjs [--force] [--check] [--quiet]
-//     --force   ignore the stamps and redo every step
-//     --check   report what is out of date and exit 1 if anything is; change nothing
-//     --quiet   print only what is done (nothing when everything is up to date)
-//   env DATAFLEX_PYTHON       use this interpreter instead of .venv (it is only checked, never modified)
+//   node scripts/setup.mjs [--force] [--check] [--quiet] [--install-python]
+//     --force           ignore the stamps and redo every step
+//     --check           report what is out of date and exit 1 if anything is; change nothing
+//     --quiet           print only what is done (nothing when everything is up to date)
+//     --install-python  with DATAFLEX_PYTHON: pip-install the pinned stack (a torch already there that meets the
+//                       pin is kept, e.g. a CUDA build), the bridge (editable) and the torchaudio stub into that
+//                       interpreter, then check it. Not stamped: pip runs each time (quick once installed).
+//                       The Dockerfile builds its image with it.
+//   env DATAFLEX_PYTHON       use this interpreter instead of .venv (only checked, unless --install-python)
 //   env DATAFLEX_BASE_PYTHON  interpreter used to create .venv (default: python3.11, else python3 >= 3.10)
 //   env DATAFLEX_SKIP_SETUP=1 do nothing (e.g. a prepared image)
 
@@ -44,7 +50,7 @@ const REQUIRED_MODULES = ['zmq', 'msgpack', 'torch', 'llamafactory']
 
 const argv = new Set(process.argv.slice(2))
 for (const a of argv) {
-  if (!['--force', '--check', '--quiet', '--help', '-h'].includes(a)) {
+  if (!['--force', '--check', '--quiet', '--install-python', '--help', '-h'].includes(a)) {
     console.error(`setup: unknown option ${a} (try --help)`)
     process.exit(2)
   }
@@ -58,6 +64,11 @@ if (argv.has('--help') || argv.has('-h')) {
 const FORCE = argv.has('--force')
 const CHECK = argv.has('--check')
 const QUIET = argv.has('--quiet')
+const INSTALL_PYTHON = argv.has('--install-python')
+if (INSTALL_PYTHON && !process.env.DATAFLEX_PYTHON) {
+  console.error('setup: --install-python installs into DATAFLEX_PYTHON; set it (without it, setup builds .venv anyway)')
+  process.exit(2)
+}
 
 const t0 = performance.now()
 const outdated = []
@@ -253,6 +264,7 @@ function depsStampValue(pyVersion) {
     pyVersion,
     fileHash('python_bridge/requirements.txt'),
     fileHash('python_bridge/requirements-nodeps.txt'),
+    fileHash('python_bridge/requirements-dev.txt'),
     STUBS_DIR,
   )
 }
@@ -305,6 +317,22 @@ function pip(py, args, what) {
   run(py, ['-m', 'pip', 'install', '--disable-pip-version-check', ...args], { what })
 }
 
+/** The pinned stack (requirements.txt, then requirements-nodeps.txt without deps) and the torchaudio stub. */
+function installStack(py) {
+  pip(py, ['-r', 'python_bridge/requirements.txt'], 'pip install -r python_bridge/requirements.txt')
+  pip(py, ['--no-deps', '-r', 'python_bridge/requirements-nodeps.txt'], 'pip install --no-deps -r python_bridge/requirements-nodeps.txt')
+  writeStubPth(py)
+}
+
+/** The bridge, editable: source edits need no reinstall. */
+function installBridge(py) {
+  if (fs.existsSync(abs('python_bridge/pyproject.toml'))) {
+    pip(py, ['--no-deps', '-e', 'python_bridge'], 'pip install --no-deps -e python_bridge')
+  } else {
+    info('python: python_bridge/pyproject.toml not found yet; skipping the editable install (PYTHONPATH=python_bridge works meanwhile)')
+  }
+}
+
 function setupVenv() {
   const ver = venvVersion()
   const venvOk = fs.existsSync(VENV_PY) && ver !== null
@@ -334,19 +362,14 @@ function setupVenv() {
     fs.rmSync(DEPS_STAMP, { force: true }) // a half-finished install must never look finished
     fs.rmSync(BRIDGE_STAMP, { force: true })
     log('python: installing the pinned stack (torch CPU, transformers, LLaMA-Factory, ...); first time takes a few minutes')
-    pip(VENV_PY, ['-r', 'python_bridge/requirements.txt'], 'pip install -r python_bridge/requirements.txt')
-    pip(VENV_PY, ['--no-deps', '-r', 'python_bridge/requirements-nodeps.txt'], 'pip install --no-deps -r python_bridge/requirements-nodeps.txt')
-    writeStubPth(VENV_PY)
+    installStack(VENV_PY)
+    pip(VENV_PY, ['-r', 'python_bridge/requirements-dev.txt'], 'pip install -r python_bridge/requirements-dev.txt')
     const check = checkModules(VENV_PY, [...REQUIRED_MODULES, 'torchaudio'])
     if (check.missing.length) fail(`after install, .venv still lacks: ${check.missing.join(', ')}`)
     fs.writeFileSync(DEPS_STAMP, depsStampValue(pyVersion) + '\n')
   }
 
-  if (fs.existsSync(abs('python_bridge/pyproject.toml'))) {
-    pip(VENV_PY, ['--no-deps', '-e', 'python_bridge'], 'pip install --no-deps -e python_bridge')
-  } else {
-    info('python: python_bridge/pyproject.toml not found yet; skipping the editable install (PYTHONPATH=python_bridge works meanwhile)')
-  }
+  installBridge(VENV_PY)
   fs.writeFileSync(BRIDGE_STAMP, bridgeStampValue() + '\n')
   info(`python: .venv ready in ${secs(performance.now() - tStart)}`)
   return 'installed'
@@ -483,6 +506,12 @@ if (process.env.DATAFLEX_SKIP_SETUP === '1') {
 
 const results = {}
 results.npm = setupNpm()
+if (INSTALL_PYTHON && !CHECK) {
+  lock() // waits for another setup; nothing to re-check after it, since this step keeps no stamp
+  log(`python: installing the pinned stack, the bridge and the torchaudio stub into DATAFLEX_PYTHON=${process.env.DATAFLEX_PYTHON}`)
+  installStack(process.env.DATAFLEX_PYTHON)
+  installBridge(process.env.DATAFLEX_PYTHON)
+}
 results.python = process.env.DATAFLEX_PYTHON ? setupExternalPython(process.env.DATAFLEX_PYTHON) : setupVenv()
 for (const model of MODELS) {
   results[model.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel(model)

@@ -48,6 +48,7 @@ const CASES: Case[] = [
   { name: 'zero_epochs', exit: 2, code: 'bad_value', mentions: ["'num_train_epochs'", 'trains nothing'] },
   { name: 'zero_max_steps', exit: 2, code: 'bad_value', mentions: ["'max_steps'", 'positive integer, or -1'] },
   { name: 'zero_cutoff_len', exit: 2, code: 'bad_value', mentions: ["'cutoff_len'", '>= 1'] },
+  { name: 'unquoted_no', exit: 2, code: 'bad_value', mentions: ["'save_strategy'", 'unquoted_no.yaml:16', 'unquoted no into false', 'quote it: save_strategy: "no"'] },
   { name: 'missing_components_file', exit: 2, code: 'file_not_found', mentions: ['components_cfg_file', 'no_such_components.yaml'] },
   { name: 'unknown_preset', exit: 2, code: 'bad_value', mentions: ["'lose'", "did you mean 'loss'?"] },
   { name: 'bad_strategy_param', exit: 2, code: 'unknown_key', mentions: ["'temprature'", "did you mean 'temperature'?"] },

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { resolvePython } from '../src/bridge/python.ts'
 import { ConfigError, loadConfig, loadLfArgNames, parsePythonYaml, type LoadOptions } from '../src/config/index.ts'
+import { LF_STRING_KEYS } from '../src/config/lf-strings.ts'
 import { TrainTypeSchema } from '../src/config/schema.ts'
 import { trainerFor } from '../src/trainers/table.ts'
 import { tempDir } from './temp-dirs.ts'
@@ -350,6 +351,69 @@ describe('loadConfig: files and paths', () => {
     expect(err.code).toBe('file_not_found')
     expect(err.key).toBe('dataset_dir')
   })
+})
+
+describe('loadConfig: YAML 1.1 booleans where LLaMA-Factory wants a string', () => {
+  // BASE ends on line 10: an added line is line 11.
+  const refused: { name: string; yaml?: string; override?: string; key: string; message: RegExp; hint: string }[] = [
+    { name: 'save_strategy: no', yaml: 'save_strategy: no', key: 'save_strategy', message: /cfg\.yaml:11\): false, a boolean.*unquoted no into false/, hint: 'quote it: save_strategy: "no"' },
+    { name: 'eval_strategy: NO', yaml: 'eval_strategy: NO', key: 'eval_strategy', message: /unquoted NO into false/, hint: 'quote it: eval_strategy: "NO"' },
+    { name: 'logging_strategy: off', yaml: 'logging_strategy: off  # a comment', key: 'logging_strategy', message: /unquoted off into false/, hint: 'quote it: logging_strategy: "off"' },
+    { name: 'report_to: no', yaml: 'report_to: no', key: 'report_to', message: /unquoted no into false/, hint: 'quote it: report_to: "no"' },
+    { name: 'hub_strategy: on', yaml: 'hub_strategy: on', key: 'hub_strategy', message: /unquoted on into true/, hint: 'quote it: hub_strategy: "on"' },
+    { name: 'an override save_strategy=no', override: 'save_strategy=no', key: 'save_strategy', message: /override 'save_strategy=no'\): false/, hint: `quote it: 'save_strategy="no"'` },
+    { name: 'tool_format: false (a plain boolean)', yaml: 'tool_format: false', key: 'tool_format', message: /false, a boolean, where LLaMA-Factory expects a string$/, hint: 'write a string; quote it if you mean the word: tool_format: "false"' },
+    { name: 'resume_from_checkpoint: true', yaml: 'resume_from_checkpoint: true', key: 'resume_from_checkpoint', message: /a boolean/, hint: 'give a checkpoint folder, or run `dataflex train --resume` to continue from the last checkpoint' },
+  ]
+  for (const c of refused) {
+    it(`refuses ${c.name}, naming the key and the quoting`, async () => {
+      const err = await configError(`${BASE}${c.yaml ?? ''}\n`, c.override === undefined ? [] : [c.override], { python: false })
+      expect(err.code).toBe('bad_value')
+      expect(err.key).toBe(c.key)
+      expect(err.message).toMatch(c.message)
+      expect(err.hint).toBe(c.hint)
+    })
+  }
+
+  it('takes the quoted words, a boolean for a boolean key, and a boolean under a nested key', async () => {
+    const text = `${BASE}save_strategy: "no"\neval_strategy: 'no'\nreport_to: none\nplot_loss: no\nfsdp_config: {xla: no}\n`
+    const { cfg } = await load(text, ['logging_strategy="no"'], { python: false })
+    expect(cfg.lf).toMatchObject({ save_strategy: 'no', eval_strategy: 'no', report_to: 'none', plot_loss: false, logging_strategy: 'no' })
+  })
+
+  it.skipIf(!existsSync(PYTHON))(
+    "the key table is every string-typed argument of the installed LLaMA-Factory (fsdp aside: it takes true)",
+    () => {
+      // Read from the dataclasses' type hints: a key takes a string when its type is str, an enum of strings, a
+      // Literal of strings, or a union with one of those and without bool.
+      const script = [
+        'import contextlib, dataclasses, enum, importlib.util, json, sys, types, typing',
+        'if importlib.util.find_spec("torchaudio") is None:',
+        '    sys.modules["torchaudio"] = types.ModuleType("torchaudio")',
+        'with contextlib.redirect_stdout(sys.stderr):',
+        '    from llamafactory.hparams import parser',
+        'def stringish(tp):',
+        '    origin = typing.get_origin(tp)',
+        '    if origin in (typing.Union, types.UnionType):',
+        '        args = typing.get_args(tp)',
+        '        return bool not in args and any(stringish(a) for a in args)',
+        '    if origin is typing.Literal:',
+        '        return all(isinstance(a, str) for a in typing.get_args(tp))',
+        '    if isinstance(tp, type) and issubclass(tp, enum.Enum):',
+        '        return all(isinstance(m.value, str) for m in tp)',
+        '    return tp is str',
+        'keys = set()',
+        'for cls in parser._TRAIN_ARGS:',
+        '    hints = typing.get_type_hints(cls)',
+        '    keys |= {f.name for f in dataclasses.fields(cls) if f.init and stringish(hints[f.name])}',
+        'print(json.dumps(sorted(keys)))',
+      ].join('\n')
+      const installed = JSON.parse(execFileSync(PYTHON, ['-c', script], { timeout: 90_000, env: { ...process.env, PYTHONPATH: '' } }).toString()) as string[]
+      expect(installed).toContain('fsdp')
+      expect([...LF_STRING_KEYS].sort()).toEqual(installed.filter((k) => k !== 'fsdp'))
+    },
+    90_000,
+  )
 })
 
 describe('LLaMA-Factory argument names', () => {

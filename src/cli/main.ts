@@ -1,6 +1,6 @@
 /**
  * `dataflex train <config.yaml> [key=value ...] [--connect tcp://host:port --keys dir]`, `dataflex serve`,
- * `dataflex keys <dir>`, `dataflex prepare near|tsds …` and `dataflex --version`.
+ * `dataflex keys <dir>`, `dataflex prepare near|tsds …`, `dataflex doctor` and `dataflex --version`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad input (config / usage), 130 SIGINT, 143 SIGTERM.
  */
 import { readFileSync } from 'node:fs'
@@ -10,6 +10,7 @@ import { loadConfig } from '../config/index.ts'
 import { registerPrepare } from '../prepare/cli.ts'
 import { runTraining } from '../trainers/run.ts'
 import { componentDocs, formatComponents } from './components.ts'
+import { registerDoctor } from './doctor.ts'
 import { processIO, type CliIO } from './io.ts'
 import { runCommand } from './lifecycle.ts'
 import { createProgress } from './progress.ts'
@@ -88,6 +89,13 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
     })
 
   registerRemote(program, {
+    io,
+    done: (code) => {
+      exitCode = code
+    },
+  })
+
+  registerDoctor(program, {
     io,
     done: (code) => {
       exitCode = code

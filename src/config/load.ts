@@ -10,6 +10,7 @@ import { ConfigError } from './errors.ts'
 import { issueAt } from './issues.ts'
 import { loadLfArgNames } from './lf-args.ts'
 import type { TorchrunLaunch } from '../bridge/launch.ts'
+import { checkStringKeys } from './lf-strings.ts'
 import { checkDatasets, checkLaunchSwitches, checkModel, checkOutputDir, checkProportions, checkTrainingNumbers, type PrecheckContext } from './prechecks.ts'
 import {
   COMPONENT_SECTIONS,
@@ -57,7 +58,7 @@ function show(value: unknown): string {
   return text.length > 60 ? `${text.slice(0, 57)}...` : text
 }
 
-async function readYaml(path: string, shown: string): Promise<{ value: Plain; keyLines: Map<string, number> }> {
+async function readYaml(path: string, shown: string): Promise<{ value: Plain; keyLines: Map<string, number>; booleanWords: Map<string, string> }> {
   let text: string
   try {
     text = await readFile(path, 'utf8')
@@ -77,11 +78,11 @@ async function readYaml(path: string, shown: string): Promise<{ value: Plain; ke
       cause: err,
     })
   }
-  if (parsed.value === null || parsed.value === undefined) return { value: {}, keyLines: parsed.keyLines }
+  if (parsed.value === null || parsed.value === undefined) return { value: {}, keyLines: parsed.keyLines, booleanWords: parsed.booleanWords }
   if (!isPlain(parsed.value)) {
     throw new ConfigError('bad_value', `${shown} must be a mapping of key: value at the top level`)
   }
-  return { value: parsed.value, keyLines: parsed.keyLines }
+  return { value: parsed.value, keyLines: parsed.keyLines, booleanWords: parsed.booleanWords }
 }
 
 // OmegaConf.update(merge=True) then OmegaConf.merge: mappings merge key by key, anything else replaces.
@@ -166,7 +167,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   const warn = opts.onWarning ?? ((message: string) => process.stderr.write(`warning: ${message}\n`))
   const absPath = resolve(cwd, path)
 
-  const { value: config, keyLines } = await readYaml(absPath, path)
+  const { value: config, keyLines, booleanWords } = await readYaml(absPath, path)
   const overridden = new Map<string, string>()
   for (const raw of overrides) overridden.set(applyOverride(config, raw), raw)
   const where = (key: string): string => {
@@ -217,6 +218,12 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
 
   const ctx: PrecheckContext = { cwd, env, where, warn }
   const launch = checkLaunchSwitches(ctx)
+  checkStringKeys(lf, ctx, (key) => {
+    const override = overridden.get(key)
+    return override === undefined
+      ? { text: booleanWords.get(key), override: false }
+      : { text: override.slice(override.indexOf('=') + 1).trim(), override: true }
+  })
   checkModel(lf, ctx)
   checkTrainingNumbers(lf, ctx)
   checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)

@@ -92,6 +92,8 @@ export interface ParsedYaml {
   value: unknown
   /** 1-based line of each top-level key, for error messages. */
   keyLines: Map<string, number>
+  /** Top-level keys whose value is an unquoted scalar read as a boolean, with its text as written (`no`, `Off`). */
+  booleanWords: Map<string, string>
 }
 
 export class YamlSyntaxError extends Error {
@@ -122,10 +124,14 @@ export function parsePythonYaml(text: string): ParsedYaml {
   const firstError = doc.errors[0]
   if (firstError !== undefined) throw toSyntaxError(firstError, text)
   const keyLines = new Map<string, number>()
+  const booleanWords = new Map<string, string>()
   if (isMap(doc.contents)) {
     for (const pair of doc.contents.items) {
       if (isScalar(pair.key) && pair.key.range) {
         keyLines.set(String(pair.key.value), lineCounter.linePos(pair.key.range[0]).line)
+        if (isScalar(pair.value) && typeof pair.value.value === 'boolean' && pair.value.source !== undefined) {
+          booleanWords.set(String(pair.key.value), pair.value.source)
+        }
       }
     }
   }
@@ -135,7 +141,7 @@ export function parsePythonYaml(text: string): ParsedYaml {
   } catch (err) {
     throw new YamlSyntaxError(err instanceof Error ? err.message : String(err), undefined, undefined, err)
   }
-  return { value, keyLines }
+  return { value, keyLines, booleanWords }
 }
 
 /** The value half of a `key=value` override, parsed as OmegaConf's dot-list does (`yaml.load(value)`). */
