@@ -7,6 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { masterPort } from '../src/bridge/launch.ts'
 import { expectAllClose, expectClose } from './close.ts'
 import { DEMO_DATA, expectOk, PYTHON, stable, tempDir, tinyConfig, trainCli, type TrainRun } from './support.ts'
 
@@ -36,8 +37,8 @@ async function pair(name: string, extra: Record<string, unknown>): Promise<[Trai
   return [two, one]
 }
 
-function journals(r: TrainRun): string[] {
-  return [0, 1].map((rank) => readFileSync(join(r.out, 'dataflex', 'ranks', `rank-${rank}.jsonl`), 'utf8'))
+function journals(out: string): string[] {
+  return [0, 1].map((rank) => readFileSync(join(out, 'dataflex', 'ranks', `rank-${rank}.jsonl`), 'utf8'))
 }
 
 /**
@@ -62,7 +63,7 @@ function expectSameRun(two: TrainRun, one: TrainRun): void {
   expectOk(two)
   expectOk(one)
   expect(readFileSync(join(two.out, 'dataflex', 'sidecar.log'), 'utf8')).toContain('world size: 2')
-  const [r0, r1] = journals(two)
+  const [r0, r1] = journals(two.out)
   expect(r0).toBe(r1)
   const ops = r0!.trim().split('\n').map((l) => (JSON.parse(l) as { op: string }).op)
   expect(ops).toContain('train_steps')
@@ -121,5 +122,21 @@ describe.skipIf(!HAS_PYTHON)('dataflex train on two ranks (torchrun, gloo)', () 
       warmup_step: 1, update_step: 2, update_times: 2,
     })
     expectSameRun(two, one)
+  }, LIMIT)
+
+  it('two nodes of one rank each (NNODES=2, NODE_RANK 0 and 1): node 1 follows node 0 and both end cleanly', async () => {
+    const dir = tempDir('ranks-nodes')
+    const out = join(dir, 'shared-out') // one output_dir, as on a shared file system
+    const port = await masterPort({ nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: undefined })
+    const env = (rank: number) => ({ NNODES: '2', NODE_RANK: String(rank), NPROC_PER_NODE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) })
+    const [node0, node1] = await Promise.all(
+      [0, 1].map((rank) => trainCli(dir, `node${rank}`, () => base(out, 2, { max_steps: 3 }), LIMIT, [], env(rank))),
+    )
+    expectOk(node0!)
+    expectOk(node1!)
+    expect(node1!.stderr).toContain('node 1 of 2')
+    const [r0, r1] = journals(out)
+    expect(r0).toBe(r1)
+    expect(readFileSync(join(out, 'dataflex', 'metrics.jsonl'), 'utf8').trim().split('\n')).toHaveLength(3)
   }, LIMIT)
 })

@@ -21,6 +21,9 @@ export interface SidecarOptions {
   readonly python?: string
   /** Python arguments before `-m dataflex_bridge`: e.g. torchrun's (launch.ts torchrunArgs); rank 0 prints READY. */
   readonly launcher?: readonly string[]
+  /** false: no READY line comes (a node of a multi-node run without rank 0, whose ranks only follow); start()
+   * resolves once the process runs. */
+  readonly awaitReady?: boolean
   /** Extra arguments after `-m dataflex_bridge --endpoint <ep>`. */
   readonly args?: readonly string[]
   /** Endpoint to bind instead of a private ipc socket (e.g. `tcp://127.0.0.1:*`). */
@@ -201,6 +204,13 @@ export class Sidecar implements SidecarHandle {
       this.child = child
       live.add(this)
       installExitHook()
+      if (this.options.awaitReady === false && child.pid !== undefined) {
+        settled = true
+        clearTimeout(timer)
+        this.pidValue = child.pid
+        this.stateValue = 'ready'
+        resolve({ pid: child.pid, endpoint })
+      }
 
       child.on('error', (err) => {
         // Spawn failure (ENOENT, EACCES): 'exit' may never follow, so finish here.

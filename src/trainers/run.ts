@@ -6,7 +6,9 @@
  */
 import { appendFileSync, existsSync, rmdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
-import { masterPort, torchrunArgs } from '../bridge/launch.ts'
+import { SidecarExitedError } from '../bridge/errors.ts'
+import { masterPort, torchrunArgs, type TorchrunLaunch } from '../bridge/launch.ts'
+import { Sidecar } from '../bridge/sidecar.ts'
 import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
 import { isBadInput } from '../config/errors.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
@@ -44,6 +46,7 @@ export class RunAbortedError extends Error {
 
 export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Promise<RunSummary> {
   const started = performance.now()
+  if (cfg.launch !== undefined && cfg.launch.nodeRank > 0) return await followNode(cfg, cfg.launch, opts)
   if (opts.resume) {
     const checkpoint = lastCompleteCheckpoint(cfg.outputDir)
     if (checkpoint === undefined) {
@@ -112,6 +115,36 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     if (isBadInput(err) && !outputDirExisted) removeIfEmpty(cfg.outputDir)
     throw err
   }
+}
+
+/**
+ * A node other than node 0 of a multi-node run: its ranks only follow rank 0 (on node 0, where this command's twin
+ * decides, logs and writes). This command supervises them, as llamafactory-cli does on every node, and ends with them.
+ */
+async function followNode(cfg: LoadedConfig, launch: TorchrunLaunch, opts: RunOptions): Promise<RunSummary> {
+  const started = performance.now()
+  const log = opts.log ?? (() => {})
+  log(`node ${launch.nodeRank} of ${launch.nnodes}: ${launch.nprocPerNode} rank(s) following node 0 at ${launch.masterAddr}:${launch.masterPort}`)
+  const sidecar = new Sidecar({
+    python: opts.python,
+    launcher: torchrunArgs(launch, await masterPort(launch)),
+    awaitReady: false,
+    log: (e) => {
+      if (e.source === 'sidecar' && process.env['DATAFLEX_VERBOSE']) log(e.message)
+    },
+  })
+  const stop = (): void => void sidecar.stop({ graceMs: 1_500 })
+  opts.signal?.addEventListener('abort', stop, { once: true })
+  try {
+    await sidecar.start()
+    const exit = await sidecar.exited
+    if (opts.signal?.aborted) throw new RunAbortedError('training interrupted')
+    if (exit.exitCode !== 0) throw new SidecarExitedError(exit)
+  } finally {
+    opts.signal?.removeEventListener('abort', stop)
+    await sidecar.stop()
+  }
+  return { steps: 0, trainLoss: null, evalLoss: null, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
 }
 
 function removeIfEmpty(dir: string): void {
