@@ -76,7 +76,7 @@ COPY python_bridge python_bridge
 RUN /opt/venv/bin/pip install --no-deps -e python_bridge \
  && echo /app/python_bridge/stubs > "$(/opt/venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/zz_dataflex_stubs.pth" \
  && /opt/venv/bin/python -c "import zmq, msgpack, torchaudio, llamafactory.train.tuner, dataflex_bridge" \
- && node scripts/setup.mjs   # also bundles the CLI into dist/cli (bin/cli-bundle.mjs)
+ && DATAFLEX_SKIP_CHROMIUM=1 node scripts/setup.mjs   # also bundles the CLI into dist/cli (bin/cli-bundle.mjs); no test browser
 
 ENTRYPOINT ["node", "bin/dataflex.mjs"]
 CMD ["--help"]
