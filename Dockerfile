@@ -73,7 +73,7 @@ COPY python_bridge python_bridge
 # Everything else, as on any host: the pinned stack, the bridge (editable, from /app/python_bridge) and the
 # torchaudio stub into /opt/venv, then the demo models and the CLI bundle. To use audio datasets, pip install the
 # torchaudio build matching this torch: a real torchaudio in site-packages takes precedence over the stub.
-RUN node scripts/setup.mjs --install-python \
+RUN DATAFLEX_SKIP_CHROMIUM=1 node scripts/setup.mjs --install-python \
  && /opt/venv/bin/python -c "import zmq, msgpack, torchaudio, llamafactory.train.tuner, dataflex_bridge.executor"
 
 WORKDIR /data

@@ -11,6 +11,9 @@
 //                       built locally from data/demo (a few seconds each).
 //   4. CLI bundle       dist/cli/main.mjs, esbuild's bundle of src/ (bin/cli-bundle.mjs; the CLI also rebuilds it
 //                       itself when a source changed, so this only saves the first run the build).
+//   5. Chromium         Debian's /usr/bin/chromium, for the run report's browser test (test/report-browser.test.ts),
+//                       installed with apt-get when missing, as root or through `sudo -n`. Without either it is
+//                       left out with a note (the test then skips; under CI=true it fails, saying why).
 //
 // Each step keeps a stamp (a hash of its inputs) and is skipped while the stamp matches, so a warm run
 // takes milliseconds and spawns nothing. A step that fails leaves no stamp, so the next run retries it.
@@ -27,6 +30,7 @@
 //   env DATAFLEX_PYTHON       use this interpreter instead of .venv (only checked, unless --install-python)
 //   env DATAFLEX_BASE_PYTHON  interpreter used to create .venv (default: python3.11, else python3 >= 3.10)
 //   env DATAFLEX_SKIP_SETUP=1 do nothing (e.g. a prepared image)
+//   env DATAFLEX_SKIP_CHROMIUM=1  leave chromium out (e.g. the Docker image, which runs no tests)
 
 import { spawnSync } from 'node:child_process'
 import { createHash } from 'node:crypto'
@@ -498,6 +502,59 @@ async function setupCliBundle() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// 5. Chromium
+
+const CHROMIUM = '/usr/bin/chromium'
+const CHROMIUM_STAMP = abs('.cache/chromium-stamp')
+const CHROMIUM_RECIPE = 'chromium-apt-1'
+
+function setupChromium() {
+  if (process.env.DATAFLEX_SKIP_CHROMIUM === '1') return 'not needed (DATAFLEX_SKIP_CHROMIUM=1)'
+  if (process.platform !== 'linux') return 'not needed (not Linux: the browser test skips)'
+  const want = hash(CHROMIUM_RECIPE, CHROMIUM)
+  if (!FORCE && fs.existsSync(CHROMIUM)) {
+    // Installed by this step or by anyone else: the stamp only records that it was found.
+    if (!CHECK && readStamp(CHROMIUM_STAMP) !== want) {
+      fs.mkdirSync(path.dirname(CHROMIUM_STAMP), { recursive: true })
+      fs.writeFileSync(CHROMIUM_STAMP, want + '\n')
+    }
+    return 'up to date'
+  }
+  const root = process.getuid?.() === 0
+  const cannot = probe('apt-get', ['--version']) === null ? 'no apt-get' : !root && probe('sudo', ['-n', 'true']) === null ? 'not root, no passwordless sudo' : null
+  if (cannot !== null) {
+    // Not an error, and not "out of date" for --check: only the browser test needs it, and it says so.
+    info(`note: ${CHROMIUM} is missing and cannot be installed here (${cannot}); the run report browser test`)
+    info('      skips (fails under CI=true). Install it with: sudo apt-get install chromium')
+    return `missing (${cannot})`
+  }
+  if (CHECK) {
+    outdated.push(`chromium (${CHROMIUM} missing)`)
+    return 'out of date'
+  }
+  if (lock()) return setupChromium()
+  const prefix = root ? [] : ['sudo', '-n']
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  // Not fatal: without chromium everything but the browser test still runs, and that test says why it cannot.
+  for (const args of [['apt-get', 'update', '-qq'], ['apt-get', 'install', '-y', '-qq', 'chromium']]) {
+    const cmd = [...prefix, ...args]
+    log(`$ ${cmd.join(' ')}`)
+    const r = spawnSync(cmd[0], cmd.slice(1), { cwd: ROOT, stdio: 'inherit', env })
+    if (r.error || r.status !== 0) {
+      log(`warning: ${args.slice(0, 2).join(' ')} failed (${r.error?.message ?? `exit ${r.status}`}); chromium not installed`)
+      return 'install failed'
+    }
+  }
+  if (!fs.existsSync(CHROMIUM)) {
+    log(`warning: apt-get installed chromium but ${CHROMIUM} is missing`)
+    return 'install failed'
+  }
+  fs.mkdirSync(path.dirname(CHROMIUM_STAMP), { recursive: true })
+  fs.writeFileSync(CHROMIUM_STAMP, want + '\n')
+  return 'installed'
+}
+
+// ---------------------------------------------------------------------------------------------
 
 if (process.env.DATAFLEX_SKIP_SETUP === '1') {
   info('DATAFLEX_SKIP_SETUP=1: skipping')
@@ -517,6 +574,7 @@ for (const model of MODELS) {
   results[model.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel(model)
 }
 results['dist/cli'] = await setupCliBundle()
+results.chromium = setupChromium()
 unlock()
 
 const summary = Object.entries(results)
@@ -527,5 +585,5 @@ if (CHECK) {
   if (outdated.length) log(`out of date: ${outdated.join(', ')}`)
   process.exit(outdated.length ? 1 : 0)
 }
-const didWork = Object.values(results).some((v) => !v.startsWith('up to date') && !v.startsWith('using'))
+const didWork = Object.values(results).some((v) => !v.startsWith('up to date') && !v.startsWith('using') && !v.startsWith('not needed') && !v.startsWith('missing'))
 if (didWork || !QUIET) log(`${didWork ? 'done' : 'up to date'} — ${summary} (${secs(performance.now() - t0)})`)

@@ -1,6 +1,6 @@
 /**
  * `dataflex train <config.yaml> [key=value ...] [--connect tcp://host:port --keys dir]`, `dataflex serve`,
- * `dataflex keys <dir>`, `dataflex prepare near|tsds …`, `dataflex doctor` and `dataflex --version`.
+ * `dataflex keys <dir>`, `dataflex prepare near|tsds …`, `dataflex doctor`, `dataflex report <output_dir>` and `dataflex --version`.
  * Exit codes: 0 success, 1 runtime failure, 2 bad input (config / usage), 130 SIGINT, 143 SIGTERM.
  */
 import { readFileSync } from 'node:fs'
@@ -8,6 +8,7 @@ import { Command, CommanderError } from 'commander'
 import { KeysError } from '../bridge/index.ts'
 import { loadConfig } from '../config/index.ts'
 import { registerPrepare } from '../prepare/cli.ts'
+import { registerReport } from '../report/cli.ts'
 import { runTraining } from '../trainers/run.ts'
 import { componentDocs, formatComponents } from './components.ts'
 import { registerDoctor } from './doctor.ts'
@@ -103,6 +104,13 @@ export async function main(argv: string[], io: CliIO = processIO()): Promise<num
   })
 
   registerPrepare(program, {
+    io,
+    done: (code) => {
+      exitCode = code
+    },
+  })
+
+  registerReport(program, {
     io,
     done: (code) => {
       exitCode = code

@@ -88,3 +88,19 @@ export function l2NormalizeRows(
   }
   return norms
 }
+
+/**
+ * Counts of `values` in `bins` equal-width bins over [lo, hi]; the last bin is closed, values outside the range
+ * and non-finite ones are left out (a report's histograms share one range, so each counts what falls in it).
+ */
+export function histogram(values: Values, lo: number, hi: number, bins: number): Int32Array {
+  if (!(bins >= 1) || !(hi > lo)) throw new RangeError(`histogram: need bins ≥ 1 and hi > lo, got ${bins} bins over [${lo}, ${hi}]`)
+  const counts = new Int32Array(bins)
+  const width = (hi - lo) / bins
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]!
+    if (!(v >= lo && v <= hi)) continue
+    counts[Math.min(bins - 1, Math.floor((v - lo) / width))]!++
+  }
+  return counts
+}

@@ -4,6 +4,7 @@
  * the run. Trainers differ only in how they build passes.
  */
 import type { Bridge } from '../bridge/index.ts'
+import { writeRunReport } from '../report/write.ts'
 import type { Executor, LoadInfo, PassPlan, StepFlags, StepResult } from './executor.ts'
 import type { Phase, ProgressEvent } from './events.ts'
 import type { RunLog, StepRecord } from './runlog.ts'
@@ -125,6 +126,8 @@ export class TrainDriver {
     readonly info: LoadInfo,
     readonly runlog: RunLog,
     readonly progress: (e: ProgressEvent) => void,
+    /** The run's log lines (warnings). */
+    readonly log: (line: string) => void = () => {},
   ) {
     this.flow = flowFromInfo(info)
   }
@@ -253,7 +256,17 @@ export class TrainDriver {
       bridgeOverheadUsPerStep: this.stepsDone > 0 ? (this.overheadMs * 1000) / this.stepsDone : null,
     }
     this.runlog.writeJson('summary.json', { ...summary, trainable_params: this.info.trainable_params, stage: this.info.stage, ...extra })
+    this.saveReport()
     return { steps: summary.steps, trainLoss: summary.trainLoss, evalLoss: summary.evalLoss }
+  }
+
+  /** `dataflex/report.html` from the logs so far (at each checkpoint and the end); a report never fails the run. */
+  saveReport(): void {
+    try {
+      writeRunReport(this.runlog.outputDir)
+    } catch (err) {
+      this.log(`warning: the run report was not written: ${err instanceof Error ? err.message : String(err)}`)
+    }
   }
 
   /** Stops progress events (on failure paths). */

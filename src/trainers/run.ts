@@ -101,7 +101,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
         runlog.resume(resume.logs)
       }
 
-      const driver = new TrainDriver(exec, bridge, info, runlog, progress)
+      const driver = new TrainDriver(exec, bridge, info, runlog, progress, log)
       try {
         const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal, ...(resume === undefined ? {} : { resume }) })
         return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }

@@ -70,8 +70,10 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
       } else plan = await run.plan(w)
       const firstStep = steps[0]!.globalStep
       d.report(run.phase?.(w) ?? 'training', w.decisionStep)
-      const onSave = (step: number, trained: TrainedSamples): void =>
+      const onSave = (step: number, trained: TrainedSamples): void => {
         writeCheckpointState(d, step, { window: index, plan, planFirstStep: firstStep, trainer: run.checkpoint?.(step, trained, w, plan, firstStep) ?? null })
+        d.saveReport()
+      }
       const r = await d.trainPass(plan, steps, run.beforeStep, onSave)
       run.onPass?.(r.samples, w, plan, r.weigh, firstStep)
       if (r.stopped) break
