@@ -110,10 +110,11 @@ async function expectNoOrphans(run: Run): Promise<void> {
 }
 
 /** checkpoint-2 is whole: every file of a LoRA checkpoint, its state at step 2, a safetensors file as long as it says. */
-function expectCheckpointIntact(out: string): void {
+function expectCheckpointIntact(out: string, ranks = 1): void {
   const ckpt = join(out, 'checkpoint-2')
   const files = readdirSync(ckpt)
-  for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'optimizer.pt', 'scheduler.pt', 'rng_state.pth', 'trainer_state.json']) {
+  const rng = ranks === 1 ? ['rng_state.pth'] : Array.from({ length: ranks }, (_, r) => `rng_state_${r}.pth`)
+  for (const f of ['adapter_model.safetensors', 'adapter_config.json', 'optimizer.pt', 'scheduler.pt', ...rng, 'trainer_state.json']) {
     expect(files).toContain(f)
   }
   expect(JSON.parse(readFileSync(join(ckpt, 'trainer_state.json'), 'utf8')).global_step).toBe(2)
@@ -175,6 +176,42 @@ describe('dataflex train SIGKILLed', () => {
     expect(run.code).toBeNull() // killed
     expect(sidecar).toBeGreaterThan(0)
     await waitFor(() => !alive(sidecar), 5_000, `orphaned sidecar ${sidecar} to exit`)
+    expect(Date.now() - killedAt).toBeLessThan(5_000)
+    await expectNoOrphans(run)
+  }, 180_000)
+})
+
+describe('dataflex train on two ranks (NPROC_PER_NODE=2) when a rank dies or the CLI does', () => {
+  const TWO = { NPROC_PER_NODE: '2' }
+
+  it('rank 1 SIGKILLed before step 3: exit 1 within 5 s naming train_steps and the step, no process left, checkpoint-2 intact', async () => {
+    const dir = tempDir('fault-ranks')
+    const run = await train(dir, { ...TWO, DATAFLEX_TEST_FAULT: 'kill@3:1' })
+    expect(run.code, run.stderr).toBe(1)
+    const error = run.stderr.split('\n').find((l) => l.startsWith('error ['))
+    expect(error, run.stderr).toMatch(/train_steps failed while training global steps? \d/)
+    expect(run.checkpointAt).toBeDefined()
+    expect(run.exitedAt - run.checkpointAt!).toBeLessThan(5_000)
+    // torchrun's agent and both ranks were seen, and none is left.
+    expect([...run.descendants.values()].filter((cmd) => SIDECAR.test(cmd)).length).toBeGreaterThanOrEqual(3)
+    await expectNoOrphans(run)
+    expectCheckpointIntact(join(dir, 'out'), 2)
+  }, 180_000)
+
+  it('the CLI SIGKILLed mid-training: every rank exits by itself within 5 s', async () => {
+    const dir = tempDir('fault-ranks')
+    let killedAt = 0
+    let ranks: number[] = []
+    const run = await train(dir, TWO, (cli, r) => {
+      if (!/\[[1-9]\d*\/\d+\]/.test(r.stderr)) return false
+      ranks = [...r.descendants].filter(([, cmd]) => SIDECAR.test(cmd)).map(([pid]) => pid)
+      if (ranks.length < 3) return false // torchrun's agent and its two workers
+      killedAt = Date.now()
+      cli.kill('SIGKILL')
+      return true
+    })
+    expect(run.code).toBeNull()
+    await waitFor(() => ranks.every((pid) => !alive(pid)), 5_000, `ranks ${ranks.join(', ')} to exit`)
     expect(Date.now() - killedAt).toBeLessThan(5_000)
     await expectNoOrphans(run)
   }, 180_000)

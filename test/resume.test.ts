@@ -63,9 +63,9 @@ interface Cli {
   stderr: string
 }
 
-function train(cfg: string, args: string[] = [], onStart?: (pid: number, out: () => string) => void): Promise<Cli> {
+function train(cfg: string, args: string[] = [], onStart?: (pid: number, out: () => string) => void, env: Record<string, string> = {}): Promise<Cli> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, 'train', cfg, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'] })
+    const child = spawn(process.execPath, [BIN, 'train', cfg, ...args], { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...env } })
     let stderr = ''
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
     onStart?.(child.pid!, () => stderr)
@@ -172,6 +172,24 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train --resume', () => {
       expectSameRun(out, whole)
     }, LIMIT)
   }
+
+  it('two ranks (NPROC_PER_NODE=2, dropout on): a lego run stopped after a checkpoint resumes on both ranks exactly', async () => {
+    const dir = tempDir('resume-ranks')
+    const two = { NPROC_PER_NODE: '2' }
+    const extra = { ...TYPES['lego']!, per_device_train_batch_size: 2 }
+    const whole = join(dir, 'whole')
+    const first = await train(writeConfig(dir, 'whole.yaml', config(whole, extra)), [], undefined, two)
+    expect(first.code, first.stderr).toBe(0)
+    const saved = checkpoints(whole)
+    expect(readdirSync(join(whole, `checkpoint-${saved[0]}`))).toEqual(expect.arrayContaining(['rng_state_0.pth', 'rng_state_1.pth']))
+    const cut = join(dir, 'cut')
+    cpSync(whole, cut, { recursive: true })
+    for (const s of saved.slice(1)) rmSync(join(cut, `checkpoint-${s}`), { recursive: true })
+    const r = await train(writeConfig(dir, 'cut.yaml', config(cut, extra)), ['--resume'], undefined, two)
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stderr).toContain(`resuming after step ${saved[0]}`)
+    expectSameRun(cut, whole)
+  }, LIMIT)
 
   it('--resume with no complete checkpoint is a config error naming output_dir', async () => {
     const dir = tempDir('resume-none')

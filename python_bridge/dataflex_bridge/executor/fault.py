@@ -1,6 +1,7 @@
 """Test-only fault injection for the reliability tests (docs/reliability.md); never set in a real run.
 
-``DATAFLEX_TEST_FAULT=<kind>@<step>`` makes ``train_steps`` fail just before it trains global step ``<step>``:
+``DATAFLEX_TEST_FAULT=<kind>@<step>[:<rank>]`` makes ``train_steps`` fail just before it trains global step ``<step>``
+(with ``:<rank>``, on that rank of a torchrun launch alone; else on every rank):
 ``raise`` raises a Python exception, ``exit`` ends the process with ``os._exit(137)`` (what the OOM killer's
 SIGKILL looks like to a parent that reads exit codes), ``kill`` sends the process SIGKILL.
 """
@@ -13,7 +14,7 @@ import signal
 import sys
 
 ENV = "DATAFLEX_TEST_FAULT"
-_SPEC = re.compile(r"(raise|exit|kill)@([1-9][0-9]*)")
+_SPEC = re.compile(r"(raise|exit|kill)@([1-9][0-9]*)(?::([0-9]+))?")
 
 
 class InjectedFault(RuntimeError):
@@ -21,13 +22,16 @@ class InjectedFault(RuntimeError):
 
 
 def planned() -> tuple[str, int] | None:
-    """The fault asked for in the environment, or None; a malformed value is an error (a test typo)."""
+    """The fault asked for in the environment for this process, or None; a malformed value is an error (a test
+    typo)."""
     spec = os.environ.get(ENV)
     if not spec:
         return None
     m = _SPEC.fullmatch(spec)
     if m is None:
-        raise ValueError(f"{ENV}={spec!r}: expected raise@<step>, exit@<step> or kill@<step>")
+        raise ValueError(f"{ENV}={spec!r}: expected raise@<step>, exit@<step> or kill@<step>, then :<rank> or nothing")
+    if m.group(3) is not None and int(m.group(3)) != int(os.environ.get("RANK", "0")):
+        return None
     return m.group(1), int(m.group(2))
 
 

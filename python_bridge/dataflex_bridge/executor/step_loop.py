@@ -206,7 +206,7 @@ def begin(run, total_steps: int) -> dict:
 
     trainer.state.epoch = 0
     if resume is not None:
-        trainer._load_optimizer_and_scheduler(resume)
+        _load_optimizer_and_scheduler(trainer, resume)
         trainer._load_scaler(resume)
         trainer.state = TrainerState.load_from_json(os.path.join(resume, "trainer_state.json"))
         trainer.compare_trainer_and_checkpoint_args(args, trainer.state)
@@ -225,6 +225,21 @@ def begin(run, total_steps: int) -> dict:
     trainer.control = trainer.callback_handler.on_train_begin(args, trainer.state, trainer.control)
     run.loop = Loop(total_steps=total_steps, model=model, start_time=time.time(), tr_loss=tr_loss)
     return {"total_steps": total_steps, "global_step": trainer.state.global_step}
+
+
+def _load_optimizer_and_scheduler(trainer, checkpoint: str) -> None:
+    """Trainer._load_optimizer_and_scheduler; on several CPU ranks, the same loads with the optimizer state mapped to
+    'cpu'. Hugging Face maps it to `args.device` with several ranks, and on CPU ranks that is `cpu:0`, a location
+    torch.load cannot restore (the GPU path, `cuda:<rank>`, is Hugging Face's own)."""
+    from transformers.trainer import OPTIMIZER_NAME, SCHEDULER_NAME
+
+    args = trainer.args
+    if args.world_size == 1 or args.device.type != "cpu" or trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        trainer._load_optimizer_and_scheduler(checkpoint)
+        return
+    trainer.optimizer.load_state_dict(torch.load(os.path.join(checkpoint, OPTIMIZER_NAME), map_location="cpu",
+                                                 weights_only=True))
+    trainer.lr_scheduler.load_state_dict(torch.load(os.path.join(checkpoint, SCHEDULER_NAME), weights_only=True))
 
 
 def begin_pass(run, epoch: int, indices: np.ndarray, micro_sizes: np.ndarray, step_sizes: np.ndarray,
