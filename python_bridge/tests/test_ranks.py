@@ -49,10 +49,10 @@ class Sidecar:
         self.sock.setsockopt(zmq.RCVTIMEO, REPLY_TIMEOUT_MS)
         self.sock.connect(line[2])
 
-    def call(self, op: str, args: dict[str, Any]) -> dict[str, Any]:
+    def call(self, op: str, args: dict[str, Any], deadline_ms: int | None = None) -> dict[str, Any]:
         msg_id = next(_ids)
         full = catalog.with_defaults(op, args) if op in catalog.ops() else args
-        self.sock.send_multipart(wire.encode(wire.request(msg_id, op, full)))
+        self.sock.send_multipart(wire.encode(wire.request(msg_id, op, full, deadline_ms)))
         while True:  # skip events (progress) and anything else that is not this reply
             h = wire.decode(self.sock.recv_multipart())
             if h["kind"] == "res" and h["id"] == msg_id:
@@ -177,6 +177,19 @@ def test_two_ranks_train_as_one_process_with_the_same_global_batch(two_ranks: Si
     rows = np.arange(two_ranks.load["num_eval"], dtype=np.int32)  # type: ignore[attr-defined]
     assert_close_scaled(two_ranks.ok("losses", {"split": "eval", "indices": rows})["losses"],
                         one_rank.ok("losses", {"split": "eval", "indices": rows})["losses"], 1e-5)
+
+
+# After the training test (its `begin`).
+def test_train_steps_past_its_deadline_stops_on_every_rank_and_leaves_them_in_step(two_ranks: Sidecar) -> None:
+    steps = 40
+    rows = np.resize(PLAN["indices"], 4 * steps).astype(np.int32)
+    two_ranks.ok("begin_pass", {"epoch": 5, "indices": rows, "micro_sizes": np.full(steps, 4, np.int32),
+                                "step_sizes": np.ones(steps, np.int32), "micro_in_epoch": steps, "micro_done": 0})
+    flags = np.zeros(steps, np.bool_)
+    h = two_ranks.call("train_steps", {"count": steps, "log": flags, "evaluate": flags, "save": flags}, deadline_ms=300)
+    assert not h["ok"] and h["error"]["code"] in ("deadline", "cancelled"), h
+    two_ranks.ok("end_pass", {"log": False, "evaluate": False, "save": False})
+    assert two_ranks.ok("losses", {"split": "train", "indices": INDICES})["losses"].shape == INDICES.shape
 
 
 def test_shutdown_releases_the_follower(two_ranks: Sidecar) -> None:
