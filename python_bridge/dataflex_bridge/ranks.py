@@ -10,6 +10,7 @@ Each op has a rank policy:
     (executor/shards.py, step_loop.py).
   * sharded (losses, gradients, embeddings, router_loads): each rank runs it on a contiguous slice of the index
     array, and rank 0 concatenates the per-row results in rank order, so the answer equals the one-rank answer.
+    Under DeepSpeed or FSDP they run replicated instead (reading sharded state whole is a collective).
 Any other op (NICE's generate, reward and policy_gradients) is refused with several ranks: running it unchanged on
 every rank would look right and be wrong.
 
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .executor.errors import ExecutorError
-from .executor.shards import bounds
+from .executor.shards import bounds, engine_shards_state
 from .server import Handler, Op, OpError, error_code, error_message
 
 log = logging.getLogger("dataflex_bridge")
@@ -65,6 +66,13 @@ SHARDED: Mapping[str, Sharded] = {
     "embeddings": Sharded("indices", ("embeddings",)),
     "router_loads": Sharded("indices", ("loads",)),
 }
+
+
+def _sharded(name: str) -> Sharded | None:
+    """The op's sharding, or None to run it replicated: under DeepSpeed or FSDP the model ops read sharded state with
+    collectives, so they run on the whole index list on every rank (rank 0's result is the reply)."""
+    spec = SHARDED.get(name)
+    return None if spec is None or engine_shards_state() else spec
 
 
 def env_world_size() -> int:
@@ -145,7 +153,7 @@ def _run_local(name: str, fn: Handler, args: dict[str, Any], ctx: Any, rank: int
     slice is empty; with no rows at all, rank 0 runs the op so the reply has the one-rank shape). Raises OutOfStep
     when a replicated op fails in a way the other ranks may not share."""
     try:
-        spec = SHARDED.get(name)
+        spec = _sharded(name)
         if spec is not None:
             part = shard(args[spec.key], rank, world)
             if part.size == 0 and (rank != 0 or np.asarray(args[spec.key]).size > 0):
@@ -162,9 +170,12 @@ def _combine(name: str, outcomes: list[tuple[bool, Any]]) -> dict[str, Any]:
     failed = [(r, o[1]) for r, o in enumerate(outcomes) if not o[0]]
     if failed:
         code = failed[0][1][0]
-        message = "; ".join(f"rank {r}: {err[1]}" for r, err in failed)
+        if len(failed) == len(outcomes) and len({err[1] for _, err in failed}) == 1:
+            message = f"all ranks: {failed[0][1][1]}"
+        else:
+            message = "; ".join(f"rank {r}: {err[1]}" for r, err in failed)
         raise OpError(code, f"{name} failed on {len(failed)} of {len(outcomes)} ranks: {message}", failed[0][1][2])
-    spec = SHARDED.get(name)
+    spec = _sharded(name)
     if spec is None:
         return outcomes[0][1]
     parts = [o[1] for o in outcomes if o[1] is not None]

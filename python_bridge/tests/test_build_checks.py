@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("llamafactory")
 datasets = pytest.importorskip("datasets")
 
-from dataflex_bridge.executor.build import _check_labels, _dataset_error  # noqa: E402
+from dataflex_bridge.executor.build import _check_labels, _dataset_error, check_engines  # noqa: E402
 from dataflex_bridge.executor.errors import ConfigError  # noqa: E402
 
 DATA_ARGS = SimpleNamespace(dataset=["a", "b"], eval_dataset=None, dataset_dir="data", cutoff_len=1)
@@ -48,3 +48,27 @@ def test_loading_failures_name_the_datasets():
     assert dropped is not None and "every row of 'a', 'b'" in str(dropped)
     assert "has no column 'output'" in str(_dataset_error(KeyError("output"), DATA_ARGS))
     assert _dataset_error(RuntimeError("CUDA out of memory"), DATA_ARGS) is None  # not about the data: re-raised
+
+
+@pytest.mark.parametrize(
+    ("config", "gpu", "installed", "says"),
+    [
+        ({"fsdp": "full_shard auto_wrap"}, False, True, "fsdp: FSDP runs on GPUs"),
+        ({"deepspeed": "ds_z3.json"}, False, True, "deepspeed: DeepSpeed runs on GPUs"),
+        ({"deepspeed": "ds_z3.json"}, True, False, "deepspeed: DeepSpeed is not installed"),
+        ({"deepspeed": "/nonexistent/ds_z3.json"}, True, True, "deepspeed: no DeepSpeed config file at"),
+        ({"deepspeed": "ds.json", "fsdp": "full_shard"}, True, True, "deepspeed and fsdp: choose one"),
+    ],
+)
+def test_engines_that_cannot_run_here_are_refused_naming_the_key(config, gpu, installed, says):
+    with pytest.raises(ConfigError) as err:
+        check_engines(config, has_gpu=gpu, has_deepspeed=installed)
+    assert str(err.value).startswith(says)
+
+
+def test_engines_that_can_run_pass_through(tmp_path):
+    ds = tmp_path / "ds_z2.json"
+    ds.write_text('{"zero_optimization": {"stage": 2}}')
+    check_engines({"deepspeed": str(ds)}, has_gpu=True, has_deepspeed=True)
+    check_engines({"fsdp": "full_shard auto_wrap"}, has_gpu=True)
+    check_engines({}, has_gpu=False)  # neither: nothing to check

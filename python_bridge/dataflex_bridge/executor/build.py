@@ -99,11 +99,41 @@ def _ensure_torchaudio() -> None:
 _SUPPORTED_STAGES = ("sft", "pt")
 
 
+def check_engines(config: dict[str, Any], has_gpu: bool | None = None, has_deepspeed: bool | None = None) -> None:
+    """DeepSpeed (`deepspeed:`) and FSDP (`fsdp:`) pass through to the Trainer as in LLaMA-Factory; refused here,
+    naming the key, where they cannot run: both need GPUs (accelerate has no CPU FSDP, DeepSpeed no CPU path without
+    oneCCL), and DeepSpeed must be installed in the sidecar's Python."""
+    import importlib.util
+
+    import torch
+
+    ds, fsdp = config.get("deepspeed"), config.get("fsdp")
+    if not ds and not fsdp:
+        return
+    if ds and fsdp:
+        raise ConfigError("deepspeed and fsdp: choose one engine (LLaMA-Factory takes one of them)")
+    key = "deepspeed" if ds else "fsdp"
+    if has_gpu is None:
+        has_gpu = torch.cuda.is_available()
+    if not has_gpu:
+        raise ConfigError(f"{key}: {'DeepSpeed' if ds else 'FSDP'} runs on GPUs and this host has none (torch sees no "
+                          "CUDA device); drop the key to train with DDP, or run on a GPU host (docs/ranks.md)")
+    if ds:
+        if has_deepspeed is None:
+            has_deepspeed = importlib.util.find_spec("deepspeed") is not None
+        if not has_deepspeed:
+            raise ConfigError("deepspeed: DeepSpeed is not installed in the sidecar's Python; `pip install "
+                              "deepspeed` there (the Docker image leaves it out), or drop the key")
+        if isinstance(ds, str) and not ds.lstrip().startswith("{") and not os.path.isfile(ds):
+            raise ConfigError(f"deepspeed: no DeepSpeed config file at '{ds}'")
+
+
 def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, freeze_gate: bool = False,
               raw_rows: dict[str, Any] | None = None) -> Run:
     """The run of `config`; `domains` ({eval_sets}) makes it a mix run (domains.py), `freeze_gate` freezes routers,
     `raw_rows` ({score_field}) traces the training rows to raw rows (raw_rows.py)."""
     _ensure_torchaudio()
+    check_engines(config)
     from llamafactory.hparams import get_train_args
     from llamafactory.train.callbacks import LogCallback, ReporterCallback
     from llamafactory.data import get_dataset, get_template_and_fix_tokenizer
@@ -125,8 +155,7 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
     if resume and not os.path.isfile(os.path.join(resume, "trainer_state.json")):
         raise ConfigError(f"resume_from_checkpoint: '{resume}' is not a complete checkpoint (no trainer_state.json)")
     # Several ranks run under torchrun with rank 0 leading (ranks.py); which ops they support is decided there.
-    if training_args.deepspeed:
-        raise ConfigError("DeepSpeed runs are not supported by this executor version yet")
+    # DeepSpeed and FSDP configs pass through to the Trainer as in LLaMA-Factory (docs/ranks.md).
 
     # Same callback list, same order, as tuner._training_function (ReporterCallback last).
     callbacks: list[Any] = [LogCallback()]

@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from .errors import StateError
+from .errors import ConfigError, StateError
 from .model_ops import (
     causal_inputs,
     collate,
@@ -141,7 +141,7 @@ def adam_moments(run, params: list[torch.nn.Parameter], device) -> AdamMoments:
                 )
             b1, b2 = (float(b) for b in group["betas"])
             eps = float(group["eps"])
-        state = opt.state.get(p, {}) if opt is not None else {}
+        state = _optimizer_state(run, opt, p)
         if state and ("exp_avg" not in state or "exp_avg_sq" not in state):
             raise StateError(
                 "precondition 'adam': the optimizer state has no exp_avg/exp_avg_sq "
@@ -155,6 +155,19 @@ def adam_moments(run, params: list[torch.nn.Parameter], device) -> AdamMoments:
         b2s.append(b2)
         epss.append(eps)
     return AdamMoments(m_scaled, v_scaled, b1s, b2s, epss)
+
+
+def _optimizer_state(run, opt, p: torch.nn.Parameter) -> dict:
+    """The Adam state of parameter p. DeepSpeed partitions it across ranks: its accessor gathers it whole (a collective:
+    under DeepSpeed the model ops run on every rank); {} before the first step."""
+    if opt is None:
+        return {}
+    if not run.trainer.is_deepspeed_enabled:
+        return opt.state.get(p, {})
+    from deepspeed.utils import safe_get_full_optimizer_state
+
+    m, v = safe_get_full_optimizer_state(p, "exp_avg"), safe_get_full_optimizer_state(p, "exp_avg_sq")
+    return {} if m is None or v is None else {"exp_avg": m, "exp_avg_sq": v}
 
 
 def adam_transform(g: torch.Tensor, moments: AdamMoments, b: int) -> torch.Tensor:
@@ -345,6 +358,29 @@ def sample_gradients(run, split: str, indices: np.ndarray, args: GradientArgs) -
     if args.proj_dim < 0 or args.chunk_size < 1:
         raise StateError("gradients: proj_dim must be >= 0 and chunk_size >= 1")
     dataset = rows_of(run, split, indices, "gradients")
+    if run.trainer.is_fsdp_enabled:
+        raise ConfigError("gradients: per-sample gradients need whole parameters, which FSDP shards; run LESS-family "
+                          "selectors with DDP or DeepSpeed (ZeRO-3 gathers the parameters for them)")
+    with whole_parameters(run.trainer.model):
+        return _sample_gradients(run, dataset, split, indices, args)
+
+
+@contextlib.contextmanager
+def whole_parameters(model):
+    """Under DeepSpeed ZeRO-3, every parameter gathered whole for the block (a collective: every rank enters it, the
+    model ops run replicated then); elsewhere nothing."""
+    from transformers.integrations.deepspeed import is_deepspeed_zero3_enabled
+
+    if not is_deepspeed_zero3_enabled():
+        yield
+        return
+    import deepspeed
+
+    with deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None):
+        yield
+
+
+def _sample_gradients(run, dataset, split: str, indices: np.ndarray, args: GradientArgs) -> tuple[np.ndarray, int]:
     model = run.trainer.model
     named = trainable_parameters(model)
     if not named:

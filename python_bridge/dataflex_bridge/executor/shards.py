@@ -23,6 +23,15 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+def engine_shards_state() -> bool:
+    """True under DeepSpeed or FSDP: each rank holds a shard of the optimizer state (ZeRO-1/2) or of the parameters
+    too (ZeRO-3, FSDP), and reading them whole, or a ZeRO-3/FSDP forward, is a collective. The ranks must then run the
+    same model ops (they run replicated, not sharded)."""
+    import os
+
+    return any(os.environ.get(f"ACCELERATE_USE_{engine}", "").lower() == "true" for engine in ("DEEPSPEED", "FSDP"))
+
+
 def bounds(n: int, rank: int, world_size: int) -> tuple[int, int]:
     """This rank's contiguous [lo, hi) of n rows: sizes differ by at most one, later ranks take the extra rows."""
     return n * rank // world_size, n * (rank + 1) // world_size

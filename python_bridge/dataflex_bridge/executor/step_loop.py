@@ -184,9 +184,18 @@ def begin(run, total_steps: int) -> dict:
     trainer.accelerator.free_memory()
 
     resume = args.resume_from_checkpoint or None
-    if resume is not None:
+    # Trainer.train loads the weights here, except under DeepSpeed or FSDP (after wrapping, below).
+    if resume is not None and not trainer.is_deepspeed_enabled and not trainer.is_fsdp_enabled:
         trainer._load_from_checkpoint(resume)
-    trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
+    # FSDP1 wraps the model before the optimizer is built; FSDP2 and everything else build it first.
+    fsdp2 = trainer.is_fsdp_enabled and getattr(trainer.accelerator.state.fsdp_plugin, "fsdp_version", 1) == 2
+    delay_optimizer_creation = trainer.is_fsdp_enabled and not fsdp2
+    if trainer.is_deepspeed_enabled:
+        from transformers.integrations.deepspeed import deepspeed_init
+
+        trainer.optimizer, trainer.lr_scheduler = deepspeed_init(trainer, num_training_steps=total_steps)
+    if not delay_optimizer_creation:
+        trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
     trainer.state = TrainerState(
         stateful_callbacks=[
             cb for cb in trainer.callback_handler.callbacks + [trainer.control] if isinstance(cb, ExportableState)
@@ -198,11 +207,15 @@ def begin(run, total_steps: int) -> dict:
     if args.gradient_checkpointing:
         trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
 
-    model = trainer._wrap_model(trainer.model_wrapped)
-    trainer.model.train()
-    model, trainer.optimizer = trainer.accelerator.prepare(trainer.model, trainer.optimizer)
-    if model is not trainer.model:
-        trainer.model_wrapped = model
+    model = _wrap_and_prepare(trainer, total_steps, delay_optimizer_creation)
+    if resume is not None:
+        if trainer.is_deepspeed_enabled:
+            from transformers.integrations.deepspeed import deepspeed_load_checkpoint
+            from transformers.trainer import _is_peft_model
+
+            deepspeed_load_checkpoint(trainer.model_wrapped, resume, load_module_strict=not _is_peft_model(trainer.model))
+        elif trainer.is_fsdp_enabled:
+            trainer._load_from_checkpoint(resume, trainer.model_wrapped)
 
     trainer.state.epoch = 0
     if resume is not None:
@@ -225,6 +238,39 @@ def begin(run, total_steps: int) -> dict:
     trainer.control = trainer.callback_handler.on_train_begin(args, trainer.state, trainer.control)
     run.loop = Loop(total_steps=total_steps, model=model, start_time=time.time(), tr_loss=tr_loss)
     return {"total_steps": total_steps, "global_step": trainer.state.global_step}
+
+
+def _wrap_and_prepare(trainer, total_steps: int, delay_optimizer_creation: bool):
+    """The model wrapping of Trainer._inner_training_loop: DDP, DeepSpeed's engine or FSDP through
+    `accelerator.prepare`, as the run's config asks. Returns the outer model; sets trainer.model_wrapped."""
+    from transformers.modeling_utils import unwrap_model
+
+    model = trainer._wrap_model(trainer.model_wrapped)
+    use_accelerator_prepare = model is trainer.model  # else wrapped already (DataParallel and the like)
+    if use_accelerator_prepare and trainer.is_fsdp_enabled:
+        trainer.model = unwrap_model(trainer.model, recursive=True)
+    if delay_optimizer_creation:
+        if use_accelerator_prepare:
+            trainer._fsdp_qlora_plugin_updates()
+            if trainer.accelerator.mixed_precision != "fp8":
+                trainer.model = trainer.accelerator.prepare(trainer.model)
+        trainer.create_optimizer_and_scheduler(num_training_steps=total_steps)
+    if use_accelerator_prepare:
+        trainer.model.train()
+        if hasattr(trainer.lr_scheduler, "step"):
+            model, trainer.optimizer = trainer.accelerator.prepare(trainer.model, trainer.optimizer)
+        else:  # DeepSpeed's DummyScheduler (a scheduler in the DeepSpeed config)
+            model, trainer.optimizer, trainer.lr_scheduler = trainer.accelerator.prepare(
+                trainer.model, trainer.optimizer, trainer.lr_scheduler)
+    else:
+        trainer.optimizer = trainer.accelerator.prepare(trainer.optimizer)
+    if trainer.is_fsdp_enabled:
+        trainer.model = trainer.model_wrapped = model
+    if model is not trainer.model:
+        trainer.model_wrapped = model
+    if trainer.is_deepspeed_enabled:
+        trainer.deepspeed = trainer.model_wrapped
+    return model
 
 
 def _load_optimizer_and_scheduler(trainer, checkpoint: str) -> None:
@@ -484,6 +530,8 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
                             group_samples=group_samples, group_micro=n_micro)
         if i == 0:
             trainer.control = trainer.callback_handler.on_step_begin(args, trainer.state, trainer.control)
+        # As the Trainer does (it prefetches the group): only the last micro-batch syncs (DeepSpeed steps on it).
+        trainer.accelerator.gradient_state._set_sync_gradients(i == len(batches) - 1)
         ctx = (
             functools.partial(trainer.accelerator.no_sync, model=model)
             if i != len(batches) - 1
@@ -524,6 +572,8 @@ def _optimizer_step(run, loop: Loop, p: Pass, n_micro: int, flags: StepFlags) ->
 
     if args.max_grad_norm is not None and args.max_grad_norm > 0:
         loop.grad_norm = trainer.accelerator.clip_grad_norm_(model.parameters(), args.max_grad_norm)
+        if trainer.is_deepspeed_enabled:  # the engine clips inside its step; it reports the norm
+            loop.grad_norm = model.get_global_grad_norm()
     trainer.control = trainer.callback_handler.on_pre_optimizer_step(args, trainer.state, trainer.control)
     trainer.optimizer.step()
     trainer.control = trainer.callback_handler.on_optimizer_step(args, trainer.state, trainer.control)
