@@ -636,6 +636,7 @@ def _weigh(loop: Loop, p: Pass, step: int, micro: int, j: int, labels: torch.Ten
             part["embeddings"] = pooled[:rows].cpu().numpy()
         parts = shards.gather_to_zero(part)
         answer: tuple | None = None
+        failure: Exception | None = None
         if rank == 0:
             assert parts is not None
             args: dict[str, Any] = {
@@ -649,12 +650,12 @@ def _weigh(loop: Loop, p: Pass, step: int, micro: int, j: int, labels: torch.Ten
             except Exception as exc:
                 if world_size == 1:
                     raise
-                answer = ("error", getattr(exc, "code", "op_failed"), str(exc))
-                shards.from_zero(answer)  # the other ranks raise it too, then rank 0 re-raises its own
-                raise
+                # Every rank raises the same error below, so the ranks stay in step.
+                answer, failure = ("error", getattr(exc, "code", "op_failed"), str(exc)), exc
         answer = shards.from_zero(answer)
         if answer[0] != "ok":
-            raise ExecutorError(f"weigh (step {step}, micro-batch {micro}) failed on rank 0: {answer[2]}", code=answer[1])
+            raise ExecutorError(f"weigh (step {step}, micro-batch {micro}) failed on rank 0: {answer[2]}",
+                                code=answer[1]) from failure
         w = answer[1][lo:hi] if hi > lo else np.zeros(1, dtype=np.float32)  # a pad row weighs nothing
         return torch.as_tensor(w, dtype=torch.float32, device=means.device)
 
