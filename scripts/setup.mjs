@@ -11,6 +11,8 @@
 //                       built locally from data/demo (a few seconds each).
 //   4. CLI bundle       dist/cli/main.mjs, esbuild's bundle of src/ (bin/cli-bundle.mjs; the CLI also rebuilds it
 //                       itself when a source changed, so this only saves the first run the build).
+//      Library          dist/lib: what `import ... from 'dataflex-ts'` loads, a bundle of src/index.ts and its
+//                       declarations (scripts/build-lib.mjs, also `npm run build:lib`).
 //   5. Chromium         Debian's /usr/bin/chromium, for the run report's browser test (test/report-browser.test.ts),
 //                       installed with apt-get when missing, as root or through `sudo -n`. Without either it is
 //                       left out with a note (the test then skips; under CI=true it fails, saying why).
@@ -501,6 +503,18 @@ async function setupCliBundle() {
   return 'built'
 }
 
+async function setupLibrary() {
+  if (CHECK && !fs.existsSync(abs('node_modules/esbuild'))) return 'waits for npm'
+  const { LIB } = await import('./build-lib.mjs')
+  if (!FORCE && LIB.isFresh()) return 'up to date'
+  if (CHECK) {
+    outdated.push('dist/lib')
+    return 'out of date'
+  }
+  await LIB.build()
+  return 'built'
+}
+
 // ---------------------------------------------------------------------------------------------
 // 5. Chromium
 
@@ -574,6 +588,7 @@ for (const model of MODELS) {
   results[model.dir] = CHECK && outdated.some((o) => o.startsWith('python')) ? 'waits for python' : setupModel(model)
 }
 results['dist/cli'] = await setupCliBundle()
+results['dist/lib'] = await setupLibrary()
 results.chromium = setupChromium()
 unlock()
 

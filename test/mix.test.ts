@@ -84,7 +84,7 @@ function fakeExecutor(sent: Sent): Executor {
         ...(plan!.referenceModel ? { sample_excess_sum: Float32Array.from(rows, (r) => (lossPerToken(r) * tokensOf) / 2) } : {}),
       }
     },
-    endPass: async () => {},
+    endPass: async () => ({ eval_loss: null }),
     finish: async () => ({ train_loss: 1, global_step: step, eval_loss: null, step_seconds_median: null }),
   }
   return fake as unknown as Executor

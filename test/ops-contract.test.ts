@@ -80,7 +80,7 @@ describe('op catalog contract', () => {
     }
     const order: SidecarOpName[] = [
       'load', 'sample_order', 'begin', 'begin_pass', 'train_steps', 'end_pass', 'losses', 'gradients', 'embeddings',
-      'router_loads', 'evaluate', 'save_checkpoint', 'generate', 'reward', 'policy_gradients', 'finish',
+      'router_loads', 'evaluate', 'save_checkpoint', 'generate', 'reward', 'policy_gradients', 'request_stop', 'finish',
     ]
     expect([...order].sort()).toEqual(OP_NAMES.filter((n) => OPS[n].direction === 'to_sidecar').sort())
     const results: Record<string, unknown> = {}

@@ -408,6 +408,7 @@ function fakeExecutor(sent: Sent, outputDir: string): Executor {
     endPass: async (flags: { log: boolean; evaluate: boolean; save: boolean }) => {
       sent.ends.push(flags)
       if (flags.save) checkpoint(step)
+      return { eval_loss: null }
     },
     losses: async (_split: string, idx: Int32Array) => Float32Array.from(idx, (i) => i % 7),
     finish: async () => ({ train_loss: 1, global_step: step, eval_loss: null, step_seconds_median: null }),

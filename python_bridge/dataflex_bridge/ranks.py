@@ -11,6 +11,7 @@ Each op has a rank policy:
   * sharded (losses, gradients, embeddings, router_loads): each rank runs it on a contiguous slice of the index
     array, and rank 0 concatenates the per-row results in rank order, so the answer equals the one-rank answer.
     Under DeepSpeed or FSDP they run replicated instead (reading sharded state whole is a collective).
+  * rank 0 alone: the inline request_stop sets a flag the step loop's safe point shares with every rank.
 Any other op (NICE's generate, reward and policy_gradients) is refused with several ranks: running it unchanged on
 every rank would look right and be wrong.
 
@@ -196,7 +197,12 @@ class Leader:
         self.out_of_step: str | None = None  # the op after which the ranks lost step
 
     def wrap(self, handlers: Mapping[str, Op]) -> dict[str, Op]:
-        return {name: Op(self._op(name, op.fn), op.mode, check=op.check) for name, op in handlers.items()}
+        # An inline op (request_stop) runs on rank 0 alone and touches no collective; what it sets reaches the other
+        # ranks through the step loop's safe point.
+        return {
+            name: op if op.mode == "inline" else Op(self._op(name, op.fn), op.mode, check=op.check)
+            for name, op in handlers.items()
+        }
 
     def _op(self, name: str, fn: Handler) -> Handler:
         def call(args: dict[str, Any], ctx: Any) -> dict[str, Any]:

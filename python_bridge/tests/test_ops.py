@@ -57,6 +57,9 @@ def test_the_executor_answers_exactly_the_catalog_ops_and_checks_their_args() ->
     table = Executor().handlers()
     assert sorted(table) == catalog.sidecar_ops()
     assert "gradients" in table and "load" in table
+    # request_stop must get through while train_steps holds the worker.
+    assert {name for name, op in table.items() if op.mode != "worker"} == {"request_stop"}
+    assert table["request_stop"].mode == "inline"
     for name, op in table.items():
         assert op.check is not None, name
         with pytest.raises(catalog.BadArgs):

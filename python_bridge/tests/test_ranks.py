@@ -4,7 +4,8 @@ One 2-rank sidecar (2 rows per device) and one plain sidecar (4 rows per device)
 train the same global batch. `losses`, sharded across the ranks and gathered back in order, must equal the plain
 sidecar's; so must a whole pass of training steps (each rank trains its slice of every global micro-batch, a
 one-row micro-batch leaves rank 0 a masked pad row) and a weighted sample_mean pass. A failure on rank 1 alone is
-reported by rank 0, an op without a rank policy is refused, and `shutdown` releases the follower so torchrun exits 0.
+reported by rank 0, an op without a rank policy is refused, a stop request reaches both ranks, and `shutdown`
+releases the follower so torchrun exits 0.
 """
 
 from __future__ import annotations
@@ -190,6 +191,18 @@ def test_train_steps_past_its_deadline_stops_on_every_rank_and_leaves_them_in_st
     assert not h["ok"] and h["error"]["code"] in ("deadline", "cancelled"), h
     two_ranks.ok("end_pass", {"log": False, "evaluate": False, "save": False})
     assert two_ranks.ok("losses", {"split": "train", "indices": INDICES})["losses"].shape == INDICES.shape
+
+
+def test_a_stop_request_reaches_every_rank(two_ranks: Sidecar) -> None:
+    """request_stop runs on rank 0's socket thread alone; the step loop's safe point tells the follower, so both end
+    the call before the same step and neither is left waiting in a collective (the evaluation after it completes)."""
+    assert two_ranks.ok("request_stop", {}) == {}
+    two_ranks.ok("begin_pass", {**PLAN, "epoch": 2})
+    r = two_ranks.ok("train_steps", {"count": 3, "log": np.ones(3, np.bool_), "evaluate": np.zeros(3, np.bool_),
+                                      "save": np.zeros(3, np.bool_)})
+    assert r["done"] == 0 and r["should_training_stop"] is True
+    two_ranks.ok("end_pass", {"log": False, "evaluate": False, "save": False})
+    assert np.isfinite(two_ranks.ok("evaluate", {})["metrics"]["eval_loss"])
 
 
 def test_shutdown_releases_the_follower(two_ranks: Sidecar) -> None:

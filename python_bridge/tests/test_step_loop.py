@@ -256,3 +256,25 @@ def test_train_steps_stops_at_a_step_boundary_when_cancelled_or_faulted(tmp_path
     monkeypatch.setenv(fault.ENV, "raise@x")
     with pytest.raises(ValueError, match="expected raise@<step>"):
         step_loop.train_steps(run, 1, log=NO_FLAGS[:1], evaluate=NO_FLAGS[:1], save=NO_FLAGS[:1])
+
+
+def test_train_steps_ends_after_the_step_in_progress_once_a_stop_is_requested(tmp_path_factory) -> None:
+    """request_stop's flag is read at the same safe point: the steps done come back, with should_training_stop."""
+    run = build(tmp_path_factory)
+    step_loop.begin(run, total_steps=9)
+    begin_pass(run, np.arange(17))
+    asked = 0
+
+    def stop_after_one_step() -> bool:
+        nonlocal asked
+        asked += 1
+        return asked > 1
+
+    r = step_loop.train_steps(run, 3, log=NO_FLAGS, evaluate=NO_FLAGS, save=NO_FLAGS, stop_requested=stop_after_one_step)
+    assert r["done"] == 1 and r["should_training_stop"] is True
+    assert run.trainer.state.global_step == 1
+    assert r["loss"].shape == (1,) and r["sample_tokens"].shape == (7,)  # the first step's 7 samples
+    again = step_loop.train_steps(run, 2, log=NO_FLAGS[:2], evaluate=NO_FLAGS[:2], save=NO_FLAGS[:2], stop_requested=lambda: True)
+    assert again["done"] == 0 and again["should_training_stop"] is True
+    step_loop.end_pass(run, log=False, evaluate=False, save=False)
+    assert step_loop.finish(run)["global_step"] == 1

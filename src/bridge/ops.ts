@@ -319,6 +319,15 @@ export const OPS = {
     timeoutMs: LONG,
     example: { count: 1, log: Uint8Array.of(1), evaluate: Uint8Array.of(0), save: Uint8Array.of(0) },
   }),
+  request_stop: op({
+    direction: 'to_sidecar',
+    summary:
+      'end training after the step in progress: answered at once, even while train_steps runs, which then returns the steps done with should_training_stop (as early stopping does); later train_steps calls train nothing',
+    args: z.strictObject({}),
+    result: z.strictObject({}),
+    timeoutMs: MINUTE,
+    example: {},
+  }),
   weigh: op({
     direction: 'to_typescript',
     summary: "one micro-batch's loss weights, asked mid-step between its training forward and its backward (dynamic_weight)",

@@ -5,11 +5,10 @@
  */
 import { readFileSync } from 'node:fs'
 import { Command, CommanderError } from 'commander'
+import { train as startTraining } from '../api/train.ts'
 import { KeysError } from '../bridge/index.ts'
-import { loadConfig } from '../config/index.ts'
 import { registerPrepare } from '../prepare/cli.ts'
 import { registerReport } from '../report/cli.ts'
-import { runTraining } from '../trainers/run.ts'
 import { componentDocs, formatComponents } from './components.ts'
 import { registerDoctor } from './doctor.ts'
 import { processIO, type CliIO } from './io.ts'
@@ -31,6 +30,7 @@ interface TrainOptions {
   readonly resume?: boolean
 }
 
+/** `dataflex train`: a client of the Node API's train(), its progress bar and summary driven by the run's events. */
 function train(configPath: string, overrides: string[], options: TrainOptions, io: CliIO): Promise<number> {
   const progress = createProgress({ stream: io.stderr, isTTY: io.stderr.isTTY === true })
   return runCommand(io, { what: 'the run', onFailure: () => progress.abandon() }, async (signal) => {
@@ -38,18 +38,15 @@ function train(configPath: string, overrides: string[], options: TrainOptions, i
       throw new KeysError('--keys is for --connect (the sidecar on another host); `dataflex serve` takes its own --keys')
     }
     if (options.connect !== undefined) checkEndpoint(options.connect, '--connect')
-    const cfg = await loadConfig(configPath, overrides, {
+    const run = startTraining(configPath, overrides, {
       env: io.env,
-      onWarning: (message) => io.stderr.write(`warning: ${message}\n`),
-    })
-    if (signal.aborted) return
-    const summary = await runTraining(cfg, {
       resume: options.resume === true,
-      connect: options.connect === undefined ? undefined : { endpoint: options.connect, keysDir: options.keys },
-      onProgress: (event) => progress.update(event),
-      log: (line) => progress.log(line),
+      ...(options.connect === undefined ? {} : { connect: { endpoint: options.connect, keysDir: options.keys } }),
       signal,
     })
+    run.on('progress', (event) => progress.update(event))
+    run.on('log', (event) => progress.log(event.message))
+    const summary = await run.result
     progress.finish()
     if (!signal.aborted) printSummary(summary, io.stdout)
   })

@@ -1,5 +1,5 @@
 export { ConfigError, isConfigError, type ConfigErrorCode, type ConfigErrorOptions } from './errors.ts'
-export { loadConfig, type LoadedConfig, type LoadOptions } from './load.ts'
+export { CONFIG_OBJECT, loadConfig, loadConfigObject, type ConfigOverrides, type LoadedConfig, type LoadOptions } from './load.ts'
 export { loadLfArgNames, type LfArgNames, type LfArgNamesOptions } from './lf-args.ts'
 export {
   ComponentPresetSchema,

@@ -25,7 +25,7 @@ import { didYouMean } from './suggest.ts'
 import { YamlSyntaxError, parseOverrideValue, parsePythonYaml } from './yaml.ts'
 
 export interface LoadedConfig {
-  /** Absolute path of the YAML file. */
+  /** Absolute path of the YAML file; for a config given as an object, `<cwd>/<config object>` (its folder is cwd). */
   path: string
   dataflex: DataflexConfig
   /** Every non-DataFlex key (overrides applied), passed to LLaMA-Factory as-is. */
@@ -48,6 +48,12 @@ export interface LoadOptions {
 }
 
 type Plain = Record<string, unknown>
+
+/** `key=value` strings as llamafactory-cli takes them, or the same as an object: `{ 'a.b': value }` sets `a.b`. */
+export type ConfigOverrides = readonly string[] | Readonly<Record<string, unknown>>
+
+/** The name messages give a config passed as an object (`where` a key was set), and the base of LoadedConfig.path. */
+export const CONFIG_OBJECT = '<config object>'
 
 function isPlain(value: unknown): value is Plain {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
@@ -95,15 +101,29 @@ function mergeInto(target: Plain, key: string, value: unknown): void {
   }
 }
 
-function applyOverride(config: Plain, raw: string): string {
+/** One override: the dotted key's segments, its value, and how messages show it (the text the user wrote). */
+interface Override {
+  path: string[]
+  value: unknown
+  shown: string
+  /** The value as written after `=`, for a `key=value` string (lf-strings.ts tells YAML 1.1 words by it). */
+  text?: string
+}
+
+function keyPath(key: string, shown: string): string[] {
+  const path = key.split('.')
+  if (path.some((p) => p === '')) {
+    throw new ConfigError('bad_value', `override '${shown}' has an empty key segment`, { hint: 'write overrides as key=value' })
+  }
+  return path
+}
+
+function parseOverride(raw: string): Override {
   const eq = raw.indexOf('=')
   if (eq <= 0) {
     throw new ConfigError('bad_value', `override '${raw}' is not key=value`, { hint: 'write overrides as key=value' })
   }
-  const path = raw.slice(0, eq).split('.')
-  if (path.some((p) => p === '')) {
-    throw new ConfigError('bad_value', `override '${raw}' has an empty key segment`, { hint: 'write overrides as key=value' })
-  }
+  const path = keyPath(raw.slice(0, eq), raw)
   let value: unknown
   try {
     value = parseOverrideValue(raw.slice(eq + 1))
@@ -113,6 +133,39 @@ function applyOverride(config: Plain, raw: string): string {
       cause: err,
     })
   }
+  return { path, value, shown: raw, text: raw.slice(eq + 1).trim() }
+}
+
+function overridesOf(overrides: ConfigOverrides): Override[] {
+  if (Array.isArray(overrides)) return (overrides as readonly string[]).map(parseOverride)
+  return Object.entries(overrides).map(([key, value]) => {
+    const shown = `${key}=${show(value)}`
+    return { path: keyPath(key, shown), value: plainData(value, key), shown }
+  })
+}
+
+/**
+ * A config value given from JavaScript, as a YAML file could hold it: null, booleans, numbers, strings, arrays and
+ * plain objects (copied, so a run never changes the caller's object). `undefined` members are left out, as
+ * JSON.stringify leaves them; anything else (a function, a Date, a class instance) is a ConfigError naming its key.
+ */
+function plainData(value: unknown, key: string): unknown {
+  if (value === null || typeof value === 'boolean' || typeof value === 'number' || typeof value === 'string') return value
+  if (Array.isArray(value)) return value.map((v, i) => plainData(v === undefined ? null : v, `${key}[${i}]`))
+  const proto = typeof value === 'object' ? Object.getPrototypeOf(value) : undefined
+  if (proto === Object.prototype || proto === null) {
+    const out: Plain = {}
+    for (const [k, v] of Object.entries(value as Plain)) if (v !== undefined) out[k] = plainData(v, key === '' ? k : `${key}.${k}`)
+    return out
+  }
+  const what = typeof value === 'object' ? (proto?.constructor?.name ?? 'object') : typeof value
+  throw new ConfigError('bad_value', `bad value for '${key}' (${CONFIG_OBJECT}): a ${what}, which a YAML config cannot hold`, {
+    key,
+    hint: 'give plain data: null, booleans, numbers, strings, arrays and plain objects',
+  })
+}
+
+function applyOverride(config: Plain, { path, value }: Override): string {
   let node = config
   for (const segment of path.slice(0, -1)) {
     const next = node[segment]
@@ -161,18 +214,43 @@ function badValue(
  * Reads a DataFlex / LLaMA-Factory YAML, applies `key=value` overrides, validates, and pre-checks paths.
  * Throws ConfigError for anything the user has to fix. Writes nothing except the key-list cache.
  */
-export async function loadConfig(path: string, overrides: string[] = [], opts: LoadOptions = {}): Promise<LoadedConfig> {
+export async function loadConfig(path: string, overrides: ConfigOverrides = [], opts: LoadOptions = {}): Promise<LoadedConfig> {
+  const cwd = opts.cwd ?? process.cwd()
+  const absPath = resolve(cwd, path)
+  const { value, keyLines, booleanWords } = await readYaml(absPath, path)
+  return validate({ config: value, absPath, shown: path, keyLines, booleanWords }, overrides, opts)
+}
+
+/**
+ * loadConfig for a config given as an object (the Node API's `train({...})`): the same overrides, validation and
+ * pre-checks as a YAML file with those keys. Relative paths resolve against `cwd`, as a file's do.
+ */
+export async function loadConfigObject(config: Readonly<Record<string, unknown>>, overrides: ConfigOverrides = [], opts: LoadOptions = {}): Promise<LoadedConfig> {
+  if (!isPlain(config)) throw new ConfigError('bad_value', `the config must be a mapping of key: value, not ${show(config)}`)
+  const cwd = opts.cwd ?? process.cwd()
+  const value = plainData(config, '') as Plain
+  return validate({ config: value, absPath: resolve(cwd, CONFIG_OBJECT), shown: CONFIG_OBJECT, keyLines: new Map(), booleanWords: new Map() }, overrides, opts)
+}
+
+/** A config read from its source, before overrides: what messages call it and where each key was written. */
+interface Source {
+  config: Plain
+  absPath: string
+  shown: string
+  keyLines: ReadonlyMap<string, number>
+  booleanWords: ReadonlyMap<string, string>
+}
+
+async function validate(source: Source, overrides: ConfigOverrides, opts: LoadOptions): Promise<LoadedConfig> {
+  const { config, absPath, shown: path, keyLines, booleanWords } = source
   const cwd = opts.cwd ?? process.cwd()
   const env = opts.env ?? process.env
   const warn = opts.onWarning ?? ((message: string) => process.stderr.write(`warning: ${message}\n`))
-  const absPath = resolve(cwd, path)
-
-  const { value: config, keyLines, booleanWords } = await readYaml(absPath, path)
-  const overridden = new Map<string, string>()
-  for (const raw of overrides) overridden.set(applyOverride(config, raw), raw)
+  const overridden = new Map<string, Override>()
+  for (const o of overridesOf(overrides)) overridden.set(applyOverride(config, o), o)
   const where = (key: string): string => {
     const override = overridden.get(key)
-    if (override !== undefined) return `override '${override}'`
+    if (override !== undefined) return `override '${override.shown}'`
     const line = keyLines.get(key)
     return line === undefined ? path : `${path}:${line}`
   }
@@ -220,9 +298,7 @@ export async function loadConfig(path: string, overrides: string[] = [], opts: L
   const launch = checkLaunchSwitches(ctx)
   checkStringKeys(lf, ctx, (key) => {
     const override = overridden.get(key)
-    return override === undefined
-      ? { text: booleanWords.get(key), override: false }
-      : { text: override.slice(override.indexOf('=') + 1).trim(), override: true }
+    return override === undefined ? { text: booleanWords.get(key), override: false } : { text: override.text, override: true }
   })
   checkModel(lf, ctx)
   checkTrainingNumbers(lf, ctx)

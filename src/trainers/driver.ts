@@ -119,6 +119,7 @@ export class TrainDriver {
   private unsubscribe: (() => void) | undefined
   /** The last step a `step` event reported finished (events are throttled: it may lag by a few steps). */
   private lastReportedStep = 0
+  private stopping = false
 
   constructor(
     readonly exec: Executor,
@@ -134,6 +135,23 @@ export class TrainDriver {
 
   get stepsTrained(): number {
     return this.stepsDone
+  }
+
+  /** A stop was requested: no further step is trained, and the walk ends as after early stopping. */
+  get stopRequested(): boolean {
+    return this.stopping
+  }
+
+  /**
+   * Ends training after the step in progress; the trainer then finishes the run as after early stopping (the final
+   * save, summary and report). A train_steps call in flight is told through the sidecar, which answers at once.
+   */
+  requestStop(): void {
+    if (this.stopping) return
+    this.stopping = true
+    this.exec.requestStop().catch((err: unknown) => {
+      this.log(`warning: the sidecar did not take the stop request (${err instanceof Error ? err.message : String(err)}); the run stops when its running op returns`)
+    })
   }
 
   /**
@@ -171,7 +189,8 @@ export class TrainDriver {
    * Trains one pass: `steps[k]` positions the k-th step of `plan` (its global step, epoch, pass end). With `before`,
    * the pass's steps go to the executor in runs that end where `before.at` asks for model ops, which `before.run`
    * makes between two steps (never inside one). With `onSave`, a run of steps also ends at each step that saves a
-   * checkpoint, and `onSave` is told right after it (the pass's trained samples so far with it).
+   * checkpoint, and `onSave` is told right after it (the pass's trained samples so far with it). A run also ends at
+   * each step that evaluates, so that its eval loss reaches the run's observer (and a stop it prompts) at once.
    */
   async trainPass(plan: PassPlan, steps: readonly StepPosition[], before?: BeforeStep, onSave?: OnSave): Promise<PassResult> {
     if (steps.length !== plan.stepSizes.length) throw new Error(`pass has ${plan.stepSizes.length} steps but ${steps.length} positions`)
@@ -189,9 +208,13 @@ export class TrainDriver {
     let done = 0
     let stopped = false
     while (done < n) {
+      if (this.stopping) {
+        stopped = true
+        break
+      }
       if (before?.at(steps[done]!.globalStep)) await before.run(steps[done]!.globalStep)
       let end = done + 1
-      while (end < n && !before?.at(steps[end]!.globalStep) && !(onSave && flags.save[end - 1])) end++
+      while (end < n && !before?.at(steps[end]!.globalStep) && !(onSave && flags.save[end - 1]) && !flags.evaluate[end - 1]) end++
       const t0 = performance.now()
       const first = steps[done]!.globalStep
       const to = steps[end - 1]!.globalStep
@@ -234,7 +257,8 @@ export class TrainDriver {
     }
     const last = steps[done - 1]
     const end = last ? stepEvents(last, this.flow).epochEnd : null
-    await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
+    const ended = await this.exec.endPass({ log: end?.log ?? false, evaluate: end?.evaluate ?? false, save: end?.save ?? false })
+    if (ended.eval_loss !== null && last !== undefined) this.runlog.observer.eval?.({ step: last.globalStep, evalLoss: ended.eval_loss, at: 'pass_end' })
     const samples = joinSamples(parts)
     if (onSave && end?.save && !flags.save[done - 1]) onSave(last!.globalStep, samples)
     return { done, stopped, samples, weigh: weighTotals(parts) }
@@ -246,6 +270,7 @@ export class TrainDriver {
     this.unsubscribe = undefined
     this.progress({ step: this.totalSteps, totalSteps: this.totalSteps, phase: 'finishing', loss: this.lastLoss })
     const fin = await this.exec.finish()
+    if (fin.eval_loss !== null) this.runlog.observer.eval?.({ step: fin.global_step, evalLoss: fin.eval_loss, at: 'final' })
     const summary = {
       steps: fin.global_step,
       trainLoss: this.lastLoss ?? null,

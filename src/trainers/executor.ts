@@ -97,7 +97,12 @@ export class Executor {
     return this.ops.call('train_steps', { count, log: flags.log, evaluate: flags.evaluate, save: flags.save })
   }
 
-  endPass(flags: { log: boolean; evaluate: boolean; save: boolean }): Promise<unknown> {
+  /** Training ends after the step in progress (train_steps returns early with should_training_stop). */
+  requestStop(): Promise<unknown> {
+    return this.ops.call('request_stop', {})
+  }
+
+  endPass(flags: { log: boolean; evaluate: boolean; save: boolean }): Promise<OpResult<'end_pass'>> {
     return this.ops.call('end_pass', flags)
   }
 

@@ -76,7 +76,7 @@ function planOf(j: PlanJson): PassPlan {
   }
 }
 
-/** Written by the walk right after the checkpoint of `step` (the folder Hugging Face just wrote). */
+/** Written by the walk right after the checkpoint of `step` (the folder Hugging Face just wrote); the checkpoint is complete then. */
 export function writeCheckpointState(d: TrainDriver, step: number, at: { window: number; plan: PassPlan; planFirstStep: number; trainer: unknown }): void {
   const dir = join(d.info.output_dir, `checkpoint-${step}`)
   if (!existsSync(dir)) throw new Error(`the sidecar reported a checkpoint at step ${step}, but ${dir} does not exist`)
@@ -90,6 +90,7 @@ export function writeCheckpointState(d: TrainDriver, step: number, at: { window:
     logs: d.runlog.sizes(),
     trainer,
   })
+  d.runlog.observer.checkpoint?.({ step, path: dir })
 }
 
 /** The resume point stored beside a checkpoint; a config error naming it when there is none or it is unreadable. */

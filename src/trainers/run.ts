@@ -14,9 +14,10 @@ import { isBadInput } from '../config/errors.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
+import { RunAbortedError } from './errors.ts'
 import { Executor } from './executor.ts'
 import { lastCompleteCheckpoint, readCheckpointState, STATE_FILE } from './resume.ts'
-import { RunLog } from './runlog.ts'
+import { RunLog, type RunObserver } from './runlog.ts'
 import { trainerFor } from './table.ts'
 
 export interface RunSummary {
@@ -30,18 +31,21 @@ export interface RunSummary {
 export interface RunOptions {
   onProgress?: (e: ProgressEvent) => void
   log?: (line: string) => void
+  /** Told of every decision, step, evaluation and checkpoint as the run records it (runlog.ts). */
+  observer?: RunObserver
+  /** Aborts the run at once (Ctrl-C): the sidecar is stopped, and the run rejects with RunAbortedError. */
   signal?: AbortSignal
+  /**
+   * Ends training after the step in progress, and the run finishes as after early stopping (final save, summary,
+   * report). Before the sidecar starts, nothing is run: a summary of 0 steps.
+   */
+  stop?: AbortSignal
   /** Python interpreter for the sidecar (default: DATAFLEX_PYTHON, else the repo's .venv). */
   python?: string
   /** Continue from the last complete checkpoint in output_dir (`dataflex train --resume`). */
   resume?: boolean
   /** Drive a sidecar that `dataflex serve` runs instead of spawning one; the config's paths are that host's. */
   connect?: RemoteTarget
-}
-
-export class RunAbortedError extends Error {
-  override readonly name = 'RunAbortedError'
-  readonly code = 'aborted'
 }
 
 export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Promise<RunSummary> {
@@ -73,11 +77,15 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
     if (sidecarLog) appendFileSync(sidecarLog, line + '\n')
     else sidecarLines.push(line)
   }
-  const runlog = new RunLog(cfg.outputDir, (dir) => {
-    sidecarLog = join(dir, 'sidecar.log')
-    appendFileSync(sidecarLog, sidecarLines.join('\n') + (sidecarLines.length ? '\n' : ''))
-    sidecarLines.length = 0
-  })
+  const runlog = new RunLog(
+    cfg.outputDir,
+    (dir) => {
+      sidecarLog = join(dir, 'sidecar.log')
+      appendFileSync(sidecarLog, sidecarLines.join('\n') + (sidecarLines.length ? '\n' : ''))
+      sidecarLines.length = 0
+    },
+    opts.observer,
+  )
   const aborted = (cause: unknown): Error => new RunAbortedError('training interrupted', { cause })
   if (cfg.launch !== undefined && opts.connect !== undefined) {
     throw new ConfigError('bad_value', 'torchrun switches (FORCE_TORCHRUN, NPROC_PER_NODE, NNODES) apply to a sidecar this command starts, not to one reached with --connect', {
@@ -85,6 +93,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
       hint: 'set them where `dataflex serve` runs; it launches its sidecar under torchrun',
     })
   }
+  if (opts.stop?.aborted) return { steps: 0, trainLoss: null, evalLoss: null, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
   const launcher = cfg.launch === undefined ? undefined : torchrunArgs(cfg.launch, await masterPort(cfg.launch))
   // Hugging Face's Trainer creates output_dir when it is built; bad input found after that (e.g. by the schedule)
   // removes it again if this run created it and it is still empty.
@@ -102,6 +111,9 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
       }
 
       const driver = new TrainDriver(exec, bridge, info, runlog, progress, log)
+      const stop = (): void => driver.requestStop()
+      if (opts.stop?.aborted) stop()
+      else opts.stop?.addEventListener('abort', stop, { once: true })
       try {
         const summary = await trainer.train(driver, cfg, prepared, { log, signal: opts.signal, ...(resume === undefined ? {} : { resume }) })
         return { ...summary, outputDir: cfg.outputDir, wallSeconds: (performance.now() - started) / 1000 }
@@ -109,6 +121,8 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
         // A runtime failure keeps the sidecar's output for diagnosis; bad input leaves output_dir untouched.
         if (!isBadInput(err) && !opts.signal?.aborted) runlog.open()
         throw err
+      } finally {
+        opts.stop?.removeEventListener('abort', stop)
       }
     })
   } catch (err) {

@@ -11,6 +11,34 @@ export interface Decision {
   [key: string]: unknown
 }
 
+/** A line of `dataflex/decisions.jsonl` as written: the decision and when it was made. */
+export type DecisionLine = Decision & { time: string }
+
+/** An evaluation's loss: at a step (also in metrics.jsonl), at the end of a pass, or the run's final evaluation. */
+export interface EvalReport {
+  step: number
+  evalLoss: number
+  at: 'step' | 'pass_end' | 'final'
+}
+
+/** A complete checkpoint: Hugging Face's folder with `dataflex_state.json` beside it (what `--resume` needs). */
+export interface CheckpointReport {
+  step: number
+  path: string
+}
+
+/**
+ * Told of what the run records as it records it (the Node API's events, src/api/). Decision and step lines are told
+ * as the log writes them, so what a listener sees and what the files hold have one definition.
+ */
+export interface RunObserver {
+  decision?(line: DecisionLine): void
+  /** Each trained step, in order, once its line is in metrics.jsonl. */
+  step?(record: StepRecord): void
+  eval?(report: EvalReport): void
+  checkpoint?(report: CheckpointReport): void
+}
+
 /** Byte sizes of the two logs. */
 export interface LogSizes {
   decisions: number
@@ -43,6 +71,8 @@ export class RunLog {
   constructor(
     readonly outputDir: string,
     private readonly onOpen?: (dir: string) => void,
+    /** Told of each line written, and of evaluations and checkpoints (driver.ts, resume.ts). */
+    readonly observer: RunObserver = {},
   ) {
     this.dir = join(outputDir, 'dataflex')
   }
@@ -84,13 +114,19 @@ export class RunLog {
 
   decision(d: Decision): void {
     this.open()
-    appendFileSync(join(this.dir, 'decisions.jsonl'), JSON.stringify({ ...d, time: new Date().toISOString() }) + '\n')
+    const line: DecisionLine = { ...d, time: new Date().toISOString() }
+    appendFileSync(join(this.dir, 'decisions.jsonl'), JSON.stringify(line) + '\n')
+    this.observer.decision?.(line)
   }
 
   steps(records: StepRecord[]): void {
     if (records.length === 0) return
     this.open()
     appendFileSync(join(this.dir, 'metrics.jsonl'), records.map((r) => JSON.stringify(r)).join('\n') + '\n')
+    for (const r of records) {
+      this.observer.step?.(r)
+      if (r.eval_loss !== undefined) this.observer.eval?.({ step: r.step, evalLoss: r.eval_loss, at: 'step' })
+    }
   }
 
   writeJson(name: string, value: unknown): void {

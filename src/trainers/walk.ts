@@ -47,8 +47,9 @@ export interface Walk<W extends StepWindow> {
 }
 
 /**
- * Trains every window in order; a stop request (e.g. early stopping) ends the walk early. After every checkpoint the
- * walk's position (window, its plan), the logs' sizes and the trainer's state go beside it (resume.ts).
+ * Trains every window in order; a stop (early stopping, or TrainDriver.requestStop) ends the walk early, before the
+ * next window's decision. After every checkpoint the walk's position (window, its plan), the logs' sizes and the
+ * trainer's state go beside it (resume.ts).
  */
 export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): Promise<void> {
   const resume = run.resume
@@ -58,6 +59,7 @@ export async function walk<W extends StepWindow>(d: TrainDriver, run: Walk<W>): 
     for (const w of run.windows) {
       index++
       run.signal?.throwIfAborted()
+      if (d.stopRequested) break
       if (w.steps.length === 0) continue
       let plan: PassPlan
       let steps = w.steps

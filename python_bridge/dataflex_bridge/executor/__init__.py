@@ -63,11 +63,16 @@ def _throttled(fn, interval_s: float):
     return call
 
 
+# Ops answered on the socket thread, so they reach a run while train_steps holds the worker.
+INLINE_OPS = frozenset({"request_stop"})
+
+
 class Executor:
     """The sidecar's run (at most one per process) and the catalog's ops on it."""
 
     def __init__(self) -> None:
         self.run: Run | None = None
+        self.stop_requested = False  # set by request_stop; read by train_steps before each step, never cleared
 
     def handlers(self) -> dict[str, Op]:
         """One worker op per catalog op TypeScript calls, its args validated against the catalog first."""
@@ -78,7 +83,10 @@ class Executor:
                 "the executor's ops differ from the catalog (src/bridge/ops.ts → ops.schema.json): "
                 f"only in the catalog: {sorted(set(names) - methods)}, only here: {sorted(methods - set(names))}"
             )
-        return {name: Op(getattr(self, f"op_{name}"), "worker", check=catalog.args_check(name)) for name in names}
+        return {
+            name: Op(getattr(self, f"op_{name}"), "inline" if name in INLINE_OPS else "worker", check=catalog.args_check(name))
+            for name in names
+        }
 
     def current(self) -> Run:
         if self.run is None:
@@ -162,7 +170,13 @@ class Executor:
             on_step=_throttled(lambda rec: emit("step", rec), STEP_EVENT_INTERVAL_S) if emit else None,
             request=getattr(ctx, "request", None),
             check_cancelled=getattr(ctx, "check_cancelled", None),
+            stop_requested=lambda: self.stop_requested,
         )
+
+    def op_request_stop(self, args: dict, ctx: Any) -> dict:
+        # A flag only (inline: microseconds, no collective); train_steps acts on it at its next safe point.
+        self.stop_requested = True
+        return {}
 
     def op_end_pass(self, args: dict, ctx: Any) -> dict:
         return step_loop.end_pass(self.current(), log=args["log"], evaluate=args["evaluate"], save=args["save"])

@@ -78,11 +78,16 @@ def from_zero(obj: Any) -> Any:
 
 def any_rank(flag: bool) -> bool:
     """True on every rank when `flag` is true on some rank: a decision every rank must take together."""
+    return max_rank(1 if flag else 0) > 0
+
+
+def max_rank(value: int) -> int:
+    """The largest of every rank's `value`, on every rank (one collective for a decision with several outcomes)."""
     _, size = world()
     if size == 1:
-        return flag
+        return value
     import torch.distributed as dist
 
-    t = torch.tensor([1 if flag else 0], dtype=torch.int32)
+    t = torch.tensor([value], dtype=torch.int32)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return bool(t.item())
+    return int(t.item())

@@ -365,7 +365,7 @@ def _mask_pads(batches: Iterator[dict], local: LocalPlan) -> Iterator[dict]:
 
 
 def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np.ndarray,
-                on_step=None, request=None, check_cancelled=None) -> dict:
+                on_step=None, request=None, check_cancelled=None, stop_requested=None) -> dict:
     """Run the next `count` optimizer steps of the current pass.
 
     `log`/`evaluate`/`save` are TypeScript's per-step decisions. Besides the per-step series, returns each trained
@@ -374,6 +374,8 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     reference model, each one's excess loss over it (`sample_excess_sum`, likewise). `request`: the op's channel to
     TypeScript (ctx.request), needed when the pass weighs. `check_cancelled` (ctx.check_cancelled) runs before each
     step, the op's safe point: it raises once TypeScript cancelled the call or stopped waiting for it.
+    `stop_requested` (the `request_stop` op's flag) is read there too: once set, the call returns the steps done so
+    far with `should_training_stop`, as an early-stopping callback ends training.
     """
     loop = _loop(run)
     p = loop.current
@@ -392,7 +394,9 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     planned_fault = fault.planned()
     try:
         for k in range(count):
-            _safe_point(check_cancelled, world_size)
+            if _safe_point(check_cancelled, stop_requested, world_size):
+                stop = True
+                break
             fault.before_step(planned_fault, run.trainer.state.global_step + 1)
             n_micro = p.steps[p.next_step]
             rec = _optimizer_step(run, loop, p, n_micro, StepFlags(bool(log[k]), bool(evaluate[k]), bool(save[k])))
@@ -442,21 +446,25 @@ def train_steps(run, count: int, log: np.ndarray, evaluate: np.ndarray, save: np
     return result
 
 
-def _safe_point(check_cancelled, world_size: int) -> None:
-    """Before each step: raise when TypeScript cancelled the op (rank 0 knows; with several ranks every rank
-    learns it here and raises the same error, so none is left waiting in a collective)."""
+def _safe_point(check_cancelled, stop_requested, world_size: int) -> bool:
+    """Before each step: raise when TypeScript cancelled the op; True when it asked training to stop (request_stop).
+    Rank 0 knows both; with several ranks every rank learns them here and does the same, so none is left waiting
+    in a collective."""
+    stop = stop_requested is not None and bool(stop_requested())
     if world_size == 1:
         if check_cancelled is not None:
             check_cancelled()
-        return
+        return stop
     why = None
     if check_cancelled is not None:
         try:
             check_cancelled()
         except Exception as exc:  # noqa: BLE001 - re-raised on every rank below
             why = str(exc)
-    if shards.any_rank(why is not None):
+    verdict = shards.max_rank(2 if why is not None else 1 if stop else 0)
+    if verdict == 2:
         raise ExecutorError(why or "rank 0 stopped the op", code="cancelled")
+    return verdict == 1
 
 
 # Per-sample arrays of train_steps' result, gathered to rank 0 in plan order with several ranks.
