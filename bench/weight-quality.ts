@@ -30,7 +30,7 @@ const COMPONENTS = `weighters:
   loss_quadratic: {name: loss, params: {strategy: quadratic, delta: 1.0}}
   adapt: {name: adapt, params: {tau: 1.0, refresh_interval: 50, anchor_batch_size: 8}}
   joint_update_aware: {name: joint_update_aware, params: {beta: 0.1, tau: 0.05, target_update_step: 50, target_num_batches: 0}}
-  outlier_guard: {name: custom, params: {path: ${join(REPO_ROOT, 'examples', 'custom_weighter.ts')}, max_ratio: 2.0}}
+  outlier_guard: {name: custom, params: {path: ${join(REPO_ROOT, 'examples', 'strategies', 'outlier_guard.ts')}, max_ratio: 2.0}}
 `
 
 /** configs/weight.yaml on the benchmark model, GA 1, EPOCHS epochs; the anchors/target set is the clean eval sets. */
@@ -113,7 +113,7 @@ const md = [
   '- uniform: plain training (`train_type: static`), every sample weight 1.',
   '- loss_linupper / loss_quadratic: the `loss` weighter (Sow et al.), DataFlex\'s default strategy and the one that favours mid-range losses.',
   '- adapt, joint_update_aware: DataFlex\'s defaults (joint_update_aware\'s target: the whole eval set, `target_num_batches: 0`).',
-  '- outlier_guard: `examples/custom_weighter.ts` (a sample above 2 × the micro-batch median loss weighted down to that bound).',
+  '- outlier_guard: `examples/strategies/outlier_guard.ts` (a sample above 2 × the micro-batch median loss weighted down to that bound).',
   '',
   '| method | mean held-out loss over the sets (mean ± sd over seeds) | worst-set held-out loss | per set (arith / string / facts) | difference to uniform, same seed (mean ± sd) | beats uniform on the mean (same seed) | mean ESS / micro-batch | wall per run (s) |',
   '|---|---|---|---|---|---|---|---|',

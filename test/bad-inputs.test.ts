@@ -63,10 +63,10 @@ const CASES: Case[] = [
   { name: 'empty_dataloader', exit: 2, code: 'config_error', mentions: ['dataloader is empty', '12 samples, batch 16'], needs: 'sidecar' },
   // Fail while training: the run stops at the faulty step with what it wrote so far complete.
   { name: 'nan_loss', exit: 1, code: 'non_finite_loss', mentions: ['loss is nan at step 2', 'learning_rate'], needs: 'sidecar' },
-  { name: 'select_too_many', exit: 1, code: 'too_many_indices', mentions: ['one_too_many', '5 indices, 4 requested'], needs: 'sidecar' },
-  { name: 'weigh_nan', exit: 1, code: 'bad_weights', mentions: ["'nan_weights'", 'NaN'], needs: 'sidecar' },
-  { name: 'mix_wrong_type', exit: 1, code: 'bad_scores', mentions: ['string_proportions', 'got string "uniform"'], needs: 'sidecar' },
-  { name: 'order_garbage', exit: 1, code: 'bad_index', mentions: ['repeat_first', 'repeats an index'], needs: 'sidecar' },
+  { name: 'select_too_many', exit: 1, code: 'too_many_indices', mentions: ['one_too_many', '5 indices, 4 requested', '(returned by select() at ', 'select_too_many.mjs:8:'], needs: 'sidecar' },
+  { name: 'weigh_nan', exit: 1, code: 'bad_weights', mentions: ["'nan_weights'", 'NaN', '(returned by weigh() at ', 'weigh_nan.mjs:8:'], needs: 'sidecar' },
+  { name: 'mix_wrong_type', exit: 1, code: 'bad_scores', mentions: ['string_proportions', 'got string "uniform"', '(returned by mix() at ', 'mix_wrong_type.mjs:8:'], needs: 'sidecar' },
+  { name: 'order_garbage', exit: 1, code: 'bad_index', mentions: ['repeat_first', 'repeats an index', '(returned by order() at ', 'order_garbage.mjs:8:'], needs: 'sidecar' },
 ]
 
 // Per case, far above what each takes (about 1 s before the sidecar, 10-20 s with it): a hang fails the case.

@@ -178,10 +178,10 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
   it("a user's own strategy of every family is a stage", async () => {
     const file = (...p: string[]): string => join(REPO_ROOT, ...p)
     const components = {
-      selectors: { mysel: { name: 'custom', params: { path: file('examples', 'custom_selector.ts') } } },
+      selectors: { mysel: { name: 'custom', params: { path: file('examples', 'strategies', 'fresh_hard.ts') } } },
       mixers: { mymix: { name: 'custom', params: { path: file('test', 'fixtures', 'custom_mixer.ts') } } },
       reorders: { myreo: { name: 'custom', params: { path: file('test', 'fixtures', 'custom_reorder.mjs') } } },
-      weighters: { mywei: { name: 'custom', params: { path: file('examples', 'custom_weighter.ts') } } },
+      weighters: { mywei: { name: 'custom', params: { path: file('examples', 'strategies', 'outlier_guard.ts') } } },
       pipelines: {
         mine: {
           params: {

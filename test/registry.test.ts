@@ -130,13 +130,13 @@ describe('custom files, for every kind', () => {
     const components = { reorders: { r: { name: 'custom', params: { path: join(FIXTURES, 'custom_weighter.ts') } } } }
     const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'r' }), 'reorder', { cwd: dir }))
     expect(err.key).toBe('reorders.r.params.path')
-    expect(err.message).toContain('must default-export a reorder (defineReorder({...})) or a function returning one (it exports a weighter)')
-    // The kit form gets only its kind's helper: a selector file used as a mixer fails in its function, and says so.
-    const selectorFile = { mixers: { m: { name: 'custom', params: { path: join(REPO_ROOT, 'examples', 'custom_selector.ts') } } } }
-    const kitErr = await configError(resolveComponent(fakeConfig(dir, { components: selectorFile, component_name: 'm' }), 'mixer', { cwd: dir }))
-    expect(kitErr.key).toBe('mixers.m.params.path')
-    expect(kitErr.message).toContain('failed in its default-export function: defineSelector is not a function')
-    expect(kitErr.hint).toBe("a mixer file's function receives { z, Rng, defineMixer }")
+    expect(err.message).toContain('must export a reorder: `export default defineReorder({...})`, or one exported reorder (it exports a weighter)')
+    // The kit form gets only its kind's helper: a mixer file used as a selector fails in its function, and says so.
+    const mixerFile = { selectors: { s: { name: 'custom', params: { path: join(FIXTURES, 'custom_mixer.ts') } } } }
+    const kitErr = await configError(resolveComponent(fakeConfig(dir, { components: mixerFile, component_name: 's' }), 'selector', { cwd: dir }))
+    expect(kitErr.key).toBe('selectors.s.params.path')
+    expect(kitErr.message).toMatch(/failed in its default-export function at .*custom_mixer\.ts:5:\d+: defineMixer is not a function/)
+    expect(kitErr.hint).toBe("a selector file's function receives { z, Rng, defineSelector }")
   })
 
   it('custom without params.path names the kind and its define helper', async () => {
@@ -404,13 +404,13 @@ describe('dataflex components', () => {
     return { code, stdout }
   }
 
-  it('--json: an array of {kind, name, description, params} covering every kind', async () => {
+  it('--json: an array of {kind, name, description, params, schema} covering every kind', async () => {
     const { code, stdout } = await run(['--json'])
     expect(code).toBe(0)
     const docs = JSON.parse(stdout) as { kind: string; name: string; description: string; params: Record<string, unknown>[] }[]
     expect(Array.isArray(docs)).toBe(true)
     for (const d of docs) {
-      expect(Object.keys(d).sort()).toEqual(['description', 'kind', 'name', 'params'])
+      expect(Object.keys(d).sort()).toEqual(['description', 'kind', 'name', 'params', 'schema'])
       expect(d.description.length).toBeGreaterThan(0)
       for (const p of d.params) {
         expect(Object.keys(p).every((k) => ['name', 'type', 'default', 'required', 'description'].includes(k))).toBe(true)

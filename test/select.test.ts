@@ -25,7 +25,7 @@ import { cacheKey, splitInfo, summarizeScores } from '../src/trainers/strategy-r
 import { configError, expectOk, fakeConfig, PYTHON, stable, tempDir, tinyConfig, trainCli, writeConfig, type TrainRun } from './support.ts'
 
 const BIN = join(REPO_ROOT, 'bin', 'dataflex.mjs')
-const EXAMPLE = join(REPO_ROOT, 'examples', 'custom_selector.ts')
+const EXAMPLE = join(REPO_ROOT, 'examples', 'strategies', 'fresh_hard.ts')
 const HAS_PYTHON = existsSync(PYTHON)
 
 /** The Python DataFlex 1.1.0's shipped src/dataflex/configs/components.yaml, params as shipped. */
@@ -176,7 +176,7 @@ describe('components config and registry', () => {
     // DataFlex's `custom` is a template to edit; ours loads a file, so the shipped preset asks for one.
     const custom = await configError(resolveComponent(fakeConfig(dir, { components_cfg_file: 'configs/components.yaml', component_name: 'custom' }), 'selector', { cwd: dir }))
     expect(custom.key).toBe('selectors.custom.params.path')
-    expect(custom.hint).toContain('examples/custom_selector.ts')
+    expect(custom.hint).toContain('docs/authoring.md')
   })
 
   it('two presets of one algorithm under different keys (less_small, less_big)', async () => {
@@ -278,7 +278,7 @@ describe('components config and registry', () => {
     writeFileSync(join(dir, 'mine.ts'), 'export default { hello: 1 }\n')
     const components = { selectors: { mine: { name: 'custom', params: { path: 'mine.ts' } } } }
     const err = await configError(resolveComponent(fakeConfig(dir, { components, component_name: 'mine' }), 'selector', { cwd: dir }))
-    expect(err.message).toContain('must default-export a selector')
+    expect(err.message).toContain('must export a selector')
   })
 
   it('`dataflex components` prints the registry (table and --json)', async () => {

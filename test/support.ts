@@ -123,11 +123,22 @@ export async function trainCli<D = Record<string, unknown>>(
 ): Promise<TrainRun<D>> {
   const out = join(dir, `${name}-out`)
   const cfg = writeConfig(dir, `${name}.yaml`, config(out))
+  return trainArgs<D>(dir, [cfg, ...extraArgs], out, timeoutMs, env)
+}
+
+/** `dataflex train <args>` from `cwd`, and what the run wrote into `out` (its output_dir). */
+export async function trainArgs<D = Record<string, unknown>>(
+  cwd: string,
+  args: readonly string[],
+  out: string,
+  timeoutMs = 240_000,
+  env: Readonly<Record<string, string>> = {},
+): Promise<TrainRun<D>> {
   let code = 0
   let stdout = ''
   let stderr = ''
   try {
-    const r = await promisify(execFile)(process.execPath, [BIN, 'train', cfg, ...extraArgs], { cwd: dir, timeout: timeoutMs, maxBuffer: 16 << 20, env: { ...process.env, ...env } })
+    const r = await promisify(execFile)(process.execPath, [BIN, 'train', ...args], { cwd, timeout: timeoutMs, maxBuffer: 16 << 20, env: { ...process.env, ...env } })
     stdout = r.stdout
     stderr = r.stderr
   } catch (err) {

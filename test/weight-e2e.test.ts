@@ -137,7 +137,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     ['loss', { name: 'loss', params: { strategy: 'quadratic', delta: 1.0 } }, []],
     ['adapt', { name: 'adapt', params: { tau: 0.5, refresh_interval: 3, anchor_batch_size: 4, clip: 0.9 } }, [2, 5]],
     ['joint_update_aware', { name: 'joint_update_aware', params: { target_update_step: 3, target_batch_size: 4, pooling: 'mean_pool' } }, [2, 5]],
-    ['example', { name: 'custom', params: { path: join(REPO_ROOT, 'examples', 'custom_weighter.ts'), max_ratio: 1 } }, []],
+    ['example', { name: 'custom', params: { path: join(REPO_ROOT, 'examples', 'strategies', 'outlier_guard.ts'), max_ratio: 1 } }, []],
   ]
   for (const [name, preset, refreshes] of builtins) {
     it(`${name} end to end`, async () => {

@@ -486,10 +486,10 @@ describe('joint_update_aware', () => {
 
 // ───────────────────────────── the example custom weighter ─────────────────────────────
 
-describe('examples/custom_weighter.ts', () => {
+describe('examples/strategies/outlier_guard.ts', () => {
   async function example(params: Record<string, unknown>): Promise<WeighterInstance> {
     const dir = tempDir('weighter-example')
-    const components = { weighters: { guard: { name: 'custom', params: { path: `${REPO_ROOT}/examples/custom_weighter.ts`, ...params } } } }
+    const components = { weighters: { guard: { name: 'custom', params: { path: `${REPO_ROOT}/examples/strategies/outlier_guard.ts`, ...params } } } }
     const r = await resolveComponent(fakeConfig(dir, { components, component_name: 'guard' }), 'weighter', { cwd: dir })
     expect(r.strategy).toBe('outlier_guard')
     return r.definition.create(r.params, ENV)
@@ -525,7 +525,7 @@ describe('registry and presets', () => {
       if (key !== 'custom') expect(r.params).toEqual(r.definition.params.parse({}))
     }
     const custom = await resolveComponent(fakeConfig(REPO_ROOT, { components_cfg_file: 'configs/components.yaml', component_name: 'custom' }), 'weighter', { cwd: REPO_ROOT })
-    expect([custom.strategy, custom.file]).toEqual(['outlier_guard', `${REPO_ROOT}/examples/custom_weighter.ts`])
+    expect([custom.strategy, custom.file]).toEqual(['outlier_guard', `${REPO_ROOT}/examples/strategies/outlier_guard.ts`])
   })
 
   it('bad params are refused with the key, the preset and the reason', async () => {

@@ -1,6 +1,7 @@
 /** `dataflex components [--json]`: every registered algorithm of every kind, with its params. */
+import { z } from 'zod'
 import { COMPONENT_KINDS, KINDS, type ComponentKind } from '../strategies/kinds.ts'
-import { COMMON_PARAMS, describeParams, type ParamDoc } from '../strategies/params.ts'
+import { COMMON_PARAMS, describeParams, paramsInfo, type ParamDoc } from '../strategies/params.ts'
 import { CUSTOM, defaultRegistry, type ComponentRegistry } from '../strategies/registry.ts'
 
 export interface ComponentDoc {
@@ -8,25 +9,27 @@ export interface ComponentDoc {
   name: string
   description: string
   params: ParamDoc[]
+  /**
+   * The JSON Schema (input side) the params are validated with; `custom`'s takes `path` and the file's own params.
+   * cache_dir, which every preset may set, is taken off by the trainer first.
+   */
+  schema: Record<string, unknown>
+}
+
+/** What `custom` itself takes; the rest belongs to the file's own schema. */
+const CUSTOM_PARAMS = z.looseObject({
+  path: z.string().min(1).describe('the file; relative: the working directory first, then the folder of the file the preset is written in'),
+})
+
+function doc(kind: ComponentKind, name: string, description: string, params: z.ZodType): ComponentDoc {
+  return { kind, name, description, params: describeParams({ params }), schema: paramsInfo(params).schema ?? {} }
 }
 
 /** Every registered algorithm, kind by kind, each kind ending with `custom`. */
 export function componentDocs(registry: ComponentRegistry = defaultRegistry()): ComponentDoc[] {
   return COMPONENT_KINDS.flatMap((kind): ComponentDoc[] => [
-    ...registry.definitions(kind).map((def) => ({ kind, name: def.name, description: def.description, params: describeParams(def) })),
-    {
-      kind,
-      name: CUSTOM,
-      description: `your own ${kind}: a TypeScript or JavaScript file default-exporting ${KINDS[kind].define}({...}); its params are its own`,
-      params: [
-        {
-          name: 'path',
-          type: 'string',
-          required: true,
-          description: "the file; relative: the working directory first, then the folder of the file the preset is written in",
-        },
-      ],
-    },
+    ...registry.definitions(kind).map((def) => doc(kind, def.name, def.description, def.params)),
+    doc(kind, CUSTOM, `your own ${kind}: a TypeScript or JavaScript module exporting ${KINDS[kind].define}({...}) (docs/authoring.md); its params are its own`, CUSTOM_PARAMS),
   ])
 }
 

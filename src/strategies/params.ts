@@ -28,6 +28,8 @@ export const COMMON_PARAMS = {
 type JsonSchema = Record<string, unknown>
 
 export interface ParamsInfo {
+  /** The schema's input-side JSON Schema (what a preset writes); undefined when JSON Schema cannot express it. */
+  schema: JsonSchema | undefined
   /** The keys the schema takes; undefined when it accepts any key (a loose object, a catchall, not an object). */
   known: string[] | undefined
   properties: Record<string, JsonSchema>
@@ -52,6 +54,7 @@ export function paramsInfo(schema: z.ZodType): ParamsInfo {
   // unknown key, so it is an error here too. A schema there (loose object, catchall): any key is taken.
   const isObject = json?.['type'] === 'object'
   const info: ParamsInfo = {
+    schema: json,
     known: isObject && (extra === false || extra === undefined) ? Object.keys(properties) : undefined,
     properties,
     required: new Set((json?.['required'] ?? []) as string[]),
@@ -138,7 +141,7 @@ export interface ParamDoc {
 }
 
 /** The params of an algorithm, for `dataflex components` (common params such as cache_dir left out). */
-export function describeParams(def: AnyDefinition): ParamDoc[] {
+export function describeParams(def: Pick<AnyDefinition, 'params'>): ParamDoc[] {
   const { properties, required } = paramsInfo(def.params)
   return Object.entries(properties)
     .filter(([name]) => !(name in COMMON_PARAMS))

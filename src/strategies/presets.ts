@@ -31,6 +31,8 @@ export interface ResolvedComponent<K extends ComponentKind = ComponentKind> {
   cacheRoot: string | undefined
   /** Absolute path of the user file, for custom. */
   file: string | undefined
+  /** For custom: sha256 of what the file runs (it and the local files it imports), for cache keys. */
+  sourceHash?: string
   preset: ComponentPreset
   /** Where each input path was found (custom's file first), for the run log. */
   inputs: ResolvedInput[]
@@ -82,6 +84,7 @@ export async function resolveComponent<K extends ComponentKind>(
   const { algorithm, at, params } = algorithmOf(kind, preset, written)
 
   let definition: AnyDefinition<K>
+  let sourceHash: string | undefined
   let algorithmParams = params
   const inputs: ResolvedInput[] = []
   if (algorithm === CUSTOM) {
@@ -89,12 +92,12 @@ export async function resolveComponent<K extends ComponentKind>(
     if (typeof path !== 'string' || path === '') {
       throw new ConfigError('bad_value', `the custom ${kind} needs params.path (${preset.source})`, {
         key: paramKey(preset, 'path'),
-        hint: `set params.path to a TypeScript file that default-exports ${KINDS[kind].define}({...}), e.g. examples/custom_selector.ts`,
+        hint: `set params.path to a TypeScript file that default-exports ${KINDS[kind].define}({...}) (docs/authoring.md)`,
       })
     }
     const file = resolveInputPath('path', path, 'file', preset, cwd)
     inputs.push(file)
-    definition = await loadUserComponent(kind, file.path, preset)
+    ;({ definition, hash: sourceHash } = await loadUserComponent(kind, file.path, preset))
     algorithmParams = rest
   } else {
     const found = registry.get(kind, algorithm)
@@ -120,6 +123,7 @@ export async function resolveComponent<K extends ComponentKind>(
     rawParams: algorithmParams,
     cacheRoot,
     file: algorithm === CUSTOM ? inputs[0]!.path : undefined,
+    ...(sourceHash === undefined ? {} : { sourceHash }),
     preset,
     inputs,
     warnings: [...preset.warnings],

@@ -12,6 +12,7 @@ import { Sidecar } from '../bridge/sidecar.ts'
 import { type RemoteTarget, withSidecar } from '../bridge/session.ts'
 import { isBadInput } from '../config/errors.ts'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
+import { attributeToUserCode } from '../strategies/user-files.ts'
 import { TrainDriver } from './driver.ts'
 import type { ProgressEvent } from './events.ts'
 import { RunAbortedError } from './errors.ts'
@@ -120,7 +121,7 @@ export async function runTraining(cfg: LoadedConfig, opts: RunOptions = {}): Pro
       } catch (err) {
         // A runtime failure keeps the sidecar's output for diagnosis; bad input leaves output_dir untouched.
         if (!isBadInput(err) && !opts.signal?.aborted) runlog.open()
-        throw err
+        throw attributeToUserCode(err)
       } finally {
         opts.stop?.removeEventListener('abort', stop)
       }

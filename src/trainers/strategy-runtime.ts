@@ -5,7 +5,7 @@
  * Trainers own when a strategy is asked; this module owns how the answer is checked and recorded.
  */
 import { createHash } from 'node:crypto'
-import { existsSync, mkdirSync, readFileSync } from 'node:fs'
+import { existsSync, mkdirSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { ConfigError, type LoadedConfig } from '../config/index.ts'
 import { hashArrays } from '../math/hash.ts'
@@ -56,7 +56,7 @@ const NOT_IN_CACHE_KEY = new Set([
 
 export interface CacheKeyInput {
   cfg: Pick<LoadedConfig, 'lf' | 'dataflex'>
-  component: Pick<ResolvedComponent, 'key' | 'algorithm' | 'strategy' | 'rawParams' | 'file'>
+  component: Pick<ResolvedComponent, 'key' | 'algorithm' | 'strategy' | 'rawParams' | 'sourceHash'>
   numTrain: number
   numEval: number
   seed: number
@@ -65,7 +65,7 @@ export interface CacheKeyInput {
 
 /**
  * The strategy's cache folder name: sha256 over the model path, the datasets and their sizes, the strategy (name,
- * params, and the user file's content for custom), the seed and every other training argument that can change
+ * params, and for custom what the user file runs: it and the local files it imports), the seed and every other training argument that can change
  * what the model is at a decision. Different inputs → a different folder, so stale results are never reused.
  */
 export function cacheKey(input: CacheKeyInput): string {
@@ -81,7 +81,7 @@ export function cacheKey(input: CacheKeyInput): string {
       algorithm: component.algorithm,
       name: component.strategy,
       params: component.rawParams,
-      file: component.file === undefined ? undefined : createHash('sha256').update(readFileSync(component.file)).digest('hex'),
+      file: component.sourceHash,
     },
     seed: input.seed,
     schedule: {

@@ -47,7 +47,8 @@ export const OrderingParams = z.strictObject({
   polarity: z
     .enum(POLARITY_NAMES)
     .transform((p) => POLARITY_ALIASES[p])
-    .default('higher_later')
+    // prefault: the default is an input, run through the aliases, and listed by `dataflex components`.
+    .prefault('higher_later')
     .describe('higher_later (alias higher_is_better): high scores late in the stream; higher_earlier (alias lower_is_better): high scores early'),
   ascending: z.boolean().default(true).describe('false reverses the direction the polarity gives'),
   window_size: z

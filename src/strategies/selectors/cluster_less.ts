@@ -110,12 +110,13 @@ export const ClusterLessParamsSchema = z.strictObject({
   clustering_method: lowered
     .pipe(z.enum(METHOD_NAMES))
     .transform((s) => METHOD_ALIASES[s])
-    .default('kmeans')
+    // prefault: the default is an input, run through the aliases, and listed by `dataflex components`.
+    .prefault('kmeans')
     .describe(`clustering method: one of ${METHOD_NAMES.join(', ')}`),
   representative_strategy: lowered
     .pipe(z.enum(STRATEGY_NAMES))
     .transform((s) => STRATEGY_ALIASES[s])
-    .default('random')
+    .prefault('random')
     .describe(`representative strategy: one of ${STRATEGY_NAMES.join(', ')}`),
   lsh_num_bits: nullableDefault(z.int().positive()).describe('LSH hyperplanes (default ceil(log2 k), capped at 30)'),
   embedding_model_name_or_path: nullableDefault(z.string().min(1).meta({ path: 'model_or_id' })).describe(
