@@ -259,6 +259,6 @@ console.log(JSON.stringify({ url: import.meta.resolve('dataflex-ts'), names: Obj
     const r = await run(process.execPath, ['run.mjs'], { cwd: dir })
     const got = JSON.parse(r.stdout) as { url: string; names: string[] }
     expect(got.url).toMatch(/\/dist\/lib\/index\.mjs$/)
-    expect(got.names).toEqual(['ConfigError', 'RunAbortedError', 'defineMixer', 'defineReorder', 'defineSelector', 'defineWeighter', 'train'])
+    expect(got.names).toEqual(['ConfigError', 'Rng', 'RunAbortedError', 'defineMixer', 'defineReorder', 'defineSelector', 'defineWeighter', 'fakeModelOps', 'train'])
   }, 180_000)
 })
