@@ -115,7 +115,7 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
   })
 
   const failures: [string, RegExp][] = [
-    ['throw', /weighter 'probe' at step 3, micro-batch 0: probe failure on purpose/],
+    ['throw', /weighter 'probe' at step 3, micro-batch 0: probe: weigh\(\) threw at \S*probe_weighter\.ts:\d+:\d+: probe failure on purpose$/m],
     ['nan', /weighter 'probe' at step 3, micro-batch 0: weight 0 is NaN/],
     ['short', /weighter 'probe' at step 3, micro-batch 0: returned 3 weights for 4 samples/],
   ]

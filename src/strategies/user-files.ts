@@ -137,6 +137,8 @@ function guardDefinition<K extends ComponentKind>(kind: K, def: AnyDefinition<K>
  */
 export function attributeToUserCode(err: unknown): unknown {
   if (!(err instanceof Error) || err.name !== 'StrategyError') return err
+  // A throw inside user code already names its own place; only a bad return value needs one.
+  if (/\(\) threw at /.test(err.message)) return err
   for (const [strategy, call] of lastCalls) {
     if (!err.message.startsWith(`${strategy}:`) && !err.message.includes(`'${strategy}'`)) continue
     const at = call.source.locate(call.fn)
