@@ -6,13 +6,14 @@
  * - throughput of a 4 MiB Float32Array TS→Py (`sink`) and Py→TS (`source`, array cached in Python),
  *   median of several transfers.
  *
- * Prints a table and writes bench/results/bridge.md. Uses the sidecar's --test-ops.
+ * Prints a table and writes bridge.md and its structured twin bridge.json into bench/harness.ts's reportDir()
+ * (bench/results/<cpu>/ under `npm run bench -- bridge`). Uses the sidecar's --test-ops.
  */
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { startBridge } from '../src/bridge/index.ts'
+import { reportDir, writeRaw } from './harness.ts'
 
 const SMALL_CALLS = 3_000
 const SMALL_WARMUP = 300
@@ -136,9 +137,24 @@ try {
     ...rows.map(([a, b, c]) => `| ${a} | ${b} | ${c} |`),
     '',
   ].join('\n')
-  const dir = join(fileURLToPath(new URL('.', import.meta.url)), 'results')
+  const dir = reportDir()
   mkdirSync(dir, { recursive: true })
   writeFileSync(join(dir, 'bridge.md'), md)
+  const us = (xs: number[]): number[] => xs.map((x) => Math.round(x * 10) / 10)
+  const ms = (xs: number[]): number[] => xs.map((x) => Math.round(x / 10) / 100)
+  writeRaw(join(dir, 'bridge.md'), {
+    measurements: {
+      ping_us: { unit: 'µs', samples: us(ping) },
+      // A step plan's 5 array frames against a bare ping: what the frames cost.
+      step_plan_echo_us: { unit: 'µs', samples: us(echo), baseline: 'ping_us' },
+      step_plan_cpu_node_us: { unit: 'µs', samples: [cpuNodeUs] },
+      step_plan_cpu_python_us: { unit: 'µs', samples: [cpuPyUs] },
+      [`step_plan_echo_${PIPELINE_DEPTH}_in_flight_us_per_req`]: { unit: 'µs', samples: [pipelinedUs] },
+      array_4mib_to_py_ms: { unit: 'ms', samples: ms(toPy) },
+      array_4mib_from_py_ms: { unit: 'ms', samples: ms(fromPy) },
+      array_4mib_echo_ms: { unit: 'ms', samples: ms(both) },
+    },
+  })
   console.log(`\nwrote ${join(dir, 'bridge.md')}`)
 } finally {
   await bridge.close()

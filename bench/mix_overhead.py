@@ -6,8 +6,8 @@
    static mixture, ODM and DoReMi, so each side's overhead and the ours/DataFlex wall-time ratio are measured alike.
 
 Every repeat runs every case once, in an order that rotates per repeat; the number is the whole process's wall time
-(median over repeats), plus the mixer's own time from our decision log. Writes bench/results/mix-overhead.md and
-the raw numbers to bench/.work/mix-overhead/results.json.
+(median over repeats), plus the mixer's own time from our decision log. Writes mix-overhead.md and its structured
+twin (.json) where report_path says, and the raw runs to bench/.work/mix-overhead/results.json.
 
 usage: python bench/mix_overhead.py [--repeats 3] [--sides ours,dataflex] [--steps 100]
 Run with any Python 3.11 (stdlib only); the DataFlex side needs bench/.work/dataflex-venv
@@ -23,11 +23,12 @@ import platform
 import statistics
 from pathlib import Path
 
-from side_by_side import REPO, SMALL, interleaved, run_case, session_start, train_runtime
+from side_by_side import (REPO, SMALL, interleaved, measurement, report_path, run_case, session_start, train_runtime,
+                          write_measurements)
 
 WORK = REPO / "bench" / ".work" / "mix-overhead"
 MOE = REPO / "models" / "tiny-qwen2-moe"
-REPORT = REPO / "bench" / "results" / "mix-overhead.md"
+REPORT = report_path("mix-overhead.md")
 TARGETS = {"odm": 1.02, "ado": 1.02, "doremi": 1.6, "dynamic_moe": 1.1}
 
 
@@ -186,6 +187,15 @@ def report(results: list[dict], args, started: str, load: str) -> None:
     out = REPORT if set(args.models.split(",")) >= {"small", "moe"} else REPORT.with_name(f"{REPORT.stem}-{args.models}.md")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
+    ms: dict = {}
+    for side, model, mixer in sorted({(r["side"], r["model"], r["mixer"]) for r in ok}):
+        rows = [r for r in ok if (r["side"], r["model"], r["mixer"]) == (side, model, mixer)]
+        for key, unit in (("wall_s", "s"), ("train_s", "s"), ("mix_s", "s")):
+            base = f"{side}/{model}/static_mix/{key}" if mixer != "static_mix" and key != "mix_s" else None
+            ms[f"{side}/{model}/{mixer}/{key}"] = measurement(rows, key, unit, base)
+        if side == "ours" and any(r["side"] == "dataflex" and (r["model"], r["mixer"]) == (model, mixer) for r in ok):
+            ms[f"vs-dataflex/{model}/{mixer}/wall_s"] = measurement(rows, "wall_s", "s", f"dataflex/{model}/{mixer}/wall_s")
+    write_measurements(out, ms)
     print("\n".join(lines))
 
 

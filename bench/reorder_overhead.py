@@ -7,7 +7,7 @@
 
 usage: python3 bench/reorder_overhead.py [--repeats 5] [--steps 100]
 Needs the small model in bench/.work/models/small (bench/selectors-vs-dataflex.sh builds it).
-Writes bench/results/reorder-overhead.md and the raw numbers to bench/.work/reorder-overhead/results.json.
+Writes reorder-overhead.md and its .json twin where report_path says, and the raw runs to bench/.work/reorder-overhead/results.json.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ import statistics
 import struct
 from pathlib import Path
 
-from side_by_side import REPO, SMALL, interleaved, run_case, session_start
+from side_by_side import REPO, SMALL, interleaved, measurement, report_path, run_case, session_start, write_measurements
 
 WORK = REPO / "bench" / ".work" / "reorder-overhead"
-REPORT = REPO / "bench" / "results" / "reorder-overhead.md"
+REPORT = report_path("reorder-overhead.md")
 ROWS = 480  # the 4 demo datasets
 TARGET_STATIC = 1.02
 
@@ -150,6 +150,14 @@ def report(results: list[dict], args, started: str, load: str) -> None:
         lines += ["", f"Failed runs: {len(failed)} — " + "; ".join(f"{r['case']} ({r['tag']})" for r in failed)]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n")
+    ms: dict = {}
+    for case in sorted({r["case"] for r in ok}):
+        rows = [r for r in ok if r["case"] == case]
+        ms[f"{case}/wall_s"] = measurement(rows, "wall_s", "s", "static/wall_s" if case != "static" else None)
+        ms[f"{case}/step_ms"] = measurement(rows, "step_s_median", "ms", scale=1000)
+    if dyn:
+        ms["dynamic_saw/rescore_ms"] = {"unit": "ms", "samples": [ms_ for r in dyn for ms_ in r["rescore_ms"] if ms_ is not None]}
+    write_measurements(REPORT, ms)
     print("\n".join(lines))
 
 

@@ -6,7 +6,8 @@
  * and of the Python sidecar. `random` is the baseline: what a run holds whatever the selector.
  *
  * usage: npx tsx bench/scale.ts [sizes=1000,10000,100000] [strategies=random,less,cluster_less] [model=tiny]
- * writes bench/results/scale.md for the default sizes, bench/.work/scale/scale.md for any other set.
+ * writes scale.md and its structured twin (.json) into bench/harness.ts's reportDir() for the default sizes,
+ * bench/.work/scale/scale.md for any other set.
  * Linux only (/proc).
  */
 import { spawn } from 'node:child_process'
@@ -15,6 +16,7 @@ import { cpus, loadavg, totalmem } from 'node:os'
 import { join, relative } from 'node:path'
 import { REPO_ROOT } from '../src/bridge/index.ts'
 import { makeSyntheticPool } from './make-synthetic-pool.ts'
+import { reportDir, writeRaw, type RawMeasurement } from './harness.ts'
 import { modelPath } from './models.ts'
 
 const DEFAULT_SIZES = '1000,10000,100000'
@@ -23,7 +25,7 @@ const sizes = sizesArg.split(',').map(Number)
 const strategies = (process.argv[3] ?? 'random,less,cluster_less').split(',')
 const model = modelPath(process.argv[4] ?? 'tiny')
 const work = join(REPO_ROOT, 'bench', '.work', 'scale')
-const report = sizesArg === DEFAULT_SIZES ? join(REPO_ROOT, 'bench', 'results', 'scale.md') : join(work, 'scale.md')
+const report = sizesArg === DEFAULT_SIZES ? join(reportDir(), 'scale.md') : join(work, 'scale.md')
 
 // Presets of the run: LESS at the paper's d = 8192; cluster_less with its defaults (k = N / 64, Lloyd up to
 // minibatch_threshold = 10k rows, mini-batch k-means and an on-disk embedding file above).
@@ -190,4 +192,17 @@ const lines = [
 ]
 mkdirSync(join(report, '..'), { recursive: true })
 writeFileSync(report, lines.join('\n'))
+const measurements: Record<string, RawMeasurement> = {}
+for (const r of results) {
+  // One run per size and strategy; memory is compared with `random` at the same size (what any run holds).
+  const base = r.strategy === 'random' ? undefined : `${r.n}/random`
+  const q = (key: string, unit: string, x: number, compare: boolean): void => {
+    measurements[`${r.n}/${r.strategy}/${key}`] = { unit, samples: [x], ...(compare && base ? { baseline: `${base}/${key}` } : {}) }
+  }
+  q('select_s', 's', r.selectMs / 1000, false)
+  q('node_peak_mib', 'MiB', r.nodeMiB, true)
+  q('sidecar_peak_mib', 'MiB', r.pythonMiB, true)
+  q('run_wall_s', 's', r.wallS, true)
+}
+writeRaw(report, { measurements })
 console.log(`wrote ${report}`)

@@ -6,7 +6,7 @@ that venv's Python (stdlib only here). For every case {tiny, small} x {less, los
 sides (order alternating per repeat), each with a fresh output and cache directory, while a sampler thread follows
 the process tree through /proc (every 0.2 s: PSS, RSS, CPU time). Selection wall time comes from the programs
 themselves: `<output_dir>/dataflex/decisions.jsonl` (`timings.select_ms`) for ours, bench/dataflex_timed.py
-(a timer around the selector's `select`) for DataFlex. Writes bench/results/selectors-vs-dataflex.md and the raw
+(a timer around the selector's `select`) for DataFlex. Writes selectors-vs-dataflex.md (+ its .json twin) where report_path says, and the raw
 numbers to bench/.work/sxd/results.json.
 
 usage: python bench/selectors_vs_dataflex.py [--repeats 2] [--cases tiny/less,tiny/loss,small/less,small/loss]
@@ -28,13 +28,15 @@ import threading
 import time
 from pathlib import Path
 
+from side_by_side import measurement, report_path, write_measurements
+
 REPO = Path(__file__).resolve().parents[1]
 WORK = REPO / "bench" / ".work"
 VENV = WORK / "dataflex-venv"
 MODELS = WORK / "models"
 SXD = WORK / "sxd"
 RESULTS_JSON = SXD / "results.json"
-REPORT = REPO / "bench" / "results" / "selectors-vs-dataflex.md"
+REPORT = report_path("selectors-vs-dataflex.md")
 
 DATASETS = "arith_clean,arith_noisy,string_ops,facts"  # 4 domains x 120 rows
 EVAL_DATASET = "demo_eval"  # 72 clean rows (24 per arith / string_ops / facts)
@@ -520,6 +522,32 @@ def write_report(data: dict) -> None:
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(L))
     print(f"wrote {REPORT}")
+    write_measurements(REPORT, structured(runs))
+
+
+def structured(runs: list[dict]) -> dict:
+    """Every run's selection wall, CPU, rows/s and peak PSS per case and side; ours is compared with DataFlex on
+    the same case (a DataFlex-only variant such as loss_bs1 against ours on the plain selector)."""
+    def case(size: str, sel: str, cap, threads) -> str:
+        return f"{size}/{sel}{'-cap' + str(cap) if cap else ''}{'-t' + str(threads) if threads else ''}"
+
+    ms: dict = {}
+    groups = sorted({(r["size"], r["selector"], r["cap"], r.get("threads"), r["side"]) for r in runs}, key=str)
+    for size, sel, cap, threads, side in groups:
+        rows = [r for r in runs if (r["size"], r["selector"], r["cap"], r.get("threads"), r["side"]) == (size, sel, cap, threads, side)]
+        k = case(size, sel, cap, threads)
+        has_df = any((r["size"], r["selector"], r["cap"], r.get("threads"), r["side"]) == (size, sel, cap, threads, "dataflex") for r in runs)
+        for key, unit in (("select_wall_s", "s"), ("select_tree_cpu_s", "s"), ("rows_per_s", "rows/s"), ("peak_pss_mb", "MB")):
+            base = f"{k}/dataflex/{key}" if side == "ours" and has_df else None
+            ms[f"{k}/{side}/{key}"] = measurement(rows, key, unit, base)
+    for size, sel, cap, threads, side in groups:
+        plain = DATAFLEX_ONLY.get(sel, (None,))[0]
+        if side == "dataflex" and plain:
+            ours = [r for r in runs if (r["size"], r["selector"], r["cap"], r.get("threads"), r["side"]) == (size, plain, cap, threads, "ours")]
+            k = case(size, sel, cap, threads)
+            for key, unit in (("select_wall_s", "s"), ("select_tree_cpu_s", "s")):
+                ms[f"{k}/ours/{key}"] = measurement(ours, key, unit, f"{k}/dataflex/{key}")
+    return ms
 
 
 # --------------------------------------------------------------------------------------------- main

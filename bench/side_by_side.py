@@ -58,6 +58,26 @@ def run_case(side: str, case: Path, train_yaml: str, components_yaml: str) -> di
     return res
 
 
+def report_path(name: str) -> Path:
+    """Where a report goes: the CPU's folder under bench/results when `npm run bench` runs the script
+    (BENCH_REPORT_DIR), else scratch, so a direct run never overwrites measured results."""
+    return Path(os.environ.get("BENCH_REPORT_DIR") or REPO / "bench" / ".work" / "results") / name
+
+
+def measurement(rows: list[dict], key: str, unit: str, baseline: str | None = None, scale: float = 1.0) -> dict:
+    """One quantity for the structured results (bench/harness.ts's RawMeasurement): every run's value and its repeat."""
+    got = [r for r in rows if r.get(key) is not None]
+    m = {"unit": unit, "samples": [r[key] * scale for r in got], "tags": [r["tag"] for r in got]}
+    return {**m, "baseline": baseline} if baseline else m
+
+
+def write_measurements(report: Path, measurements: dict) -> None:
+    """The structured twin of a report: to BENCH_JSON (set by bench/run.ts), else beside the report as .json."""
+    out = Path(os.environ.get("BENCH_JSON") or report.with_suffix(".json"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"measurements": {k: v for k, v in measurements.items() if v["samples"]}}, indent=1) + "\n")
+
+
 def session_start() -> tuple[str, str]:
     """When a benchmark session starts (UTC) and the load average then, for the report's header."""
     started = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M")

@@ -7,13 +7,14 @@
  * eval, metrics). CPU seconds are the whole process tree's (bash `times` over the waited-for children).
  *
  * usage: npx tsx bench/static-vs-lf.ts [config=configs/demo.yaml] [pairs=5] [key=value ...]
- * writes bench/results/static-vs-lf.md
+ * writes static-vs-lf.md and its structured twin (.json) into bench/harness.ts's reportDir()
  */
 import { spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg } from 'node:os'
 import { dirname, join } from 'node:path'
 import { REPO_ROOT, resolvePython, sidecarEnv } from '../src/bridge/index.ts'
+import { median, reportDir, writeRaw, type RawMeasurement } from './harness.ts'
 
 const config = process.argv[2] ?? 'configs/demo.yaml'
 const pairs = Number(process.argv[3] ?? 5)
@@ -88,11 +89,6 @@ for (let r = 0; r < pairs; r++) {
   console.log(`pair ${r}: llamafactory-cli ${lf.at(-1)!.wall.toFixed(2)} s, dataflex ${ours.at(-1)!.wall.toFixed(2)} s`)
 }
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b)
-  const m = Math.floor(s.length / 2)
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
-}
 const med = (ts: Timing[], f: (t: Timing) => number): number => median(ts.map(f))
 const summary = JSON.parse(readFileSync(join(work, `ours-${pairs - 1}`, 'dataflex', 'summary.json'), 'utf8')) as {
   steps: number
@@ -130,6 +126,20 @@ const lines = [
     `(TypeScript wall around train_steps minus executor time, per step): ${summary.bridgeOverheadUsPerStep?.toFixed(0) ?? 'n/a'} µs`,
   '',
 ]
-mkdirSync(join(REPO_ROOT, 'bench', 'results'), { recursive: true })
-writeFileSync(join(REPO_ROOT, 'bench', 'results', 'static-vs-lf.md'), lines.join('\n'))
+const report = join(reportDir(), 'static-vs-lf.md')
+mkdirSync(reportDir(), { recursive: true })
+writeFileSync(report, lines.join('\n'))
+const tags = lf.map((_, i) => `p${i}`)
+const quantities = (name: string, ts: Timing[], base?: string): Record<string, RawMeasurement> => {
+  const p = ts.map(phases)
+  const q = (unit: string, samples: number[], key: string): RawMeasurement => ({ unit, samples, tags, ...(base ? { baseline: `${base}/${key}` } : {}) })
+  return {
+    [`${name}/wall_s`]: q('s', ts.map((t) => t.wall), 'wall_s'),
+    [`${name}/cpu_s`]: q('s', ts.map((t) => t.cpu), 'cpu_s'),
+    [`${name}/startup_s`]: q('s', p.map((x) => x.startup), 'startup_s'),
+    [`${name}/per_step_ms`]: q('ms', p.map((x) => x.perStep * 1000), 'per_step_ms'),
+    [`${name}/tail_s`]: q('s', p.map((x) => x.tail), 'tail_s'),
+  }
+}
+writeRaw(report, { measurements: { ...quantities('llamafactory-cli', lf), ...quantities('dataflex', ours, 'llamafactory-cli') } })
 console.log(lines.join('\n'))

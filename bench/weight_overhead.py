@@ -7,7 +7,7 @@
    static run and its loss and adapt weighters, so each side's overhead and the ours/DataFlex ratio are measured alike.
 
 Every repeat runs every case once, in an order that rotates per repeat; the number is the whole process's wall time
-(median over repeats) and Hugging Face's `train_runtime`. Writes bench/results/weight-overhead.md and the raw
+(median over repeats) and Hugging Face's `train_runtime`. Writes weight-overhead.md and its .json twin where report_path says, and the raw
 numbers to bench/.work/weight-overhead/results.json.
 
 usage: python3 bench/weight_overhead.py [--repeats 5] [--sides ours,dataflex] [--steps 100] [--report-only]
@@ -23,10 +23,10 @@ import os
 import platform
 import statistics
 
-from side_by_side import REPO, SMALL, interleaved, run_case, session_start
+from side_by_side import REPO, SMALL, interleaved, measurement, report_path, run_case, session_start, write_measurements
 
 WORK = REPO / "bench" / ".work" / "weight-overhead"
-REPORT = REPO / "bench" / "results" / "weight-overhead.md"
+REPORT = report_path("weight-overhead.md")
 TARGETS = {"loss": 1.05, "adapt": 1.3}
 WEIGHTERS = ("loss", "adapt", "joint_update_aware")
 DATAFLEX_WEIGHTERS = ("loss", "adapt")
@@ -175,6 +175,15 @@ def report(results: list[dict], args, started: str, load: str) -> None:
         lines += ["", f"Failed runs: {len(failed)} — " + "; ".join(f"{r['side']}/{r['weighter']} ({r['tag']})" for r in failed)]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines) + "\n")
+    ms: dict = {}
+    for side, w in sorted({(r["side"], r["weighter"]) for r in ok}):
+        rows = [r for r in ok if (r["side"], r["weighter"]) == (side, w)]
+        for key in ("wall_s", "train_s"):
+            ms[f"{side}/{w}/{key}"] = measurement(rows, key, "s", f"{side}/static/{key}" if w != "static" else None)
+        ms[f"{side}/{w}/round_trip_ms"] = measurement(rows, "round_trip_ms", "ms")
+        if side == "ours" and any((r["side"], r["weighter"]) == ("dataflex", w) for r in ok):
+            ms[f"vs-dataflex/{w}/wall_s"] = measurement(rows, "wall_s", "s", f"dataflex/{w}/wall_s")
+    write_measurements(REPORT, ms)
     print("\n".join(lines))
 
 
