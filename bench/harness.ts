@@ -56,7 +56,7 @@ export interface SuiteResult {
   suite: string
   command: string
   machine: Machine
-  /** The script's own Markdown report, relative to the suite's folder. */
+  /** The script's own Markdown report, relative to the CPU folder. */
   report?: string
   /** Set when the figures were parsed from an existing Markdown report rather than measured by the harness. */
   imported_from?: string
