@@ -102,7 +102,7 @@ describe.skipIf(!HAS_PYTHON)('dataflex train on two ranks (torchrun, gloo)', () 
   }, LIMIT)
 
   it('dynamic_mix (odm), with per-domain losses from the training forward', async () => {
-    const [two, one] = await pair('mix', {
+    const two = await onTwo('mix', {
       dataset: 'arith_clean,arith_noisy,string_ops,facts', max_samples: 16, train_type: 'dynamic_mix',
       component_name: 'odm', warmup_step: 1, update_step: 2, update_times: 2,
     })
@@ -117,7 +117,7 @@ describe.skipIf(!HAS_PYTHON)('dataflex train on two ranks (torchrun, gloo)', () 
   }, LIMIT)
 
   it('dynamic_reorder (dynamic folding, rescored by model loss)', async () => {
-    const [two, one] = await pair('reorder', {
+    const two = await onTwo('reorder', {
       train_type: 'dynamic_reorder', component_name: 'dynamic_folding', warmup_step: 1, update_step: 2, update_times: 2, train_step: 5,
     })
     expectRanksAgree(two)
@@ -129,7 +129,7 @@ describe.skipIf(!HAS_PYTHON)('dataflex train on two ranks (torchrun, gloo)', () 
       { family: 'reorder', component: 'dynamic_saw', every: 2 },
       { family: 'weighter', component: 'loss', warmup_step: 2 },
     ]
-    const [two, one] = await pair('lego', {
+    const two = await onTwo('lego', {
       train_type: 'dynamic_lego', component_name: 'p', components: { pipelines: { p: { params: { stages, score_batch_size: 8 } } } },
       warmup_step: 1, update_step: 2, update_times: 2,
     })
