@@ -5,7 +5,7 @@
  */
 import { Rng } from '../src/math/rng.ts'
 import { type Direction, type Family, FAMILIES, METHODS, baselinesOf, methodNamed } from './quality-design.ts'
-import { type Interval, type Wilcoxon, madOutliers, mean, pairedSummary, sd } from './stats.ts'
+import { type Interval, type PairedSummary, madOutliers, mean, pairedSummary, sd } from './stats.ts'
 
 /** Shares per domain, keyed by domain name. */
 export type Shares = Record<string, number>
@@ -64,23 +64,15 @@ export interface Outlier {
 
 export type Detected = Direction | 'too few seeds'
 
-export interface Comparison {
+/** A method against its baseline: the paired summary of the headline held-out loss (diffs: method − baseline). */
+export interface Comparison extends PairedSummary {
   readonly data: string
   readonly family: Family
   readonly method: string
   readonly baseline: string
   readonly expected: Direction
-  readonly seeds: number[]
-  /** method − baseline, headline held-out loss, per seed. */
-  readonly diffs: number[]
   readonly methodMean: number
   readonly baselineMean: number
-  readonly meanDiff: number
-  readonly sdDiff: number
-  readonly ci: Interval
-  readonly wilcoxon: Wilcoxon
-  readonly lower: number
-  readonly higher: number
   readonly detected: Detected
   readonly verdict: string
   readonly agreement: string
