@@ -11,9 +11,6 @@ export default defineConfig({
     setupFiles: ['./test/cleanup.ts'],
     // forks, not threads: a zeromq socket torn down inside a worker thread can abort the whole run.
     pool: 'forks',
-    // Two test files at a time: most of a sidecar test is spent in one Python process (imports, a tiny model's
-    // single-threaded ops) or waiting on it, so two files keep both cores busy (CI's whole run: 29.5 min serial).
-    maxWorkers: 2,
     // Generous: tests spawn Python sidecars (torch import) on a 2-core machine.
     testTimeout: 120_000,
     hookTimeout: 90_000,
