@@ -1,7 +1,7 @@
 /**
  * `dataflex train` with `train_type: dynamic_reorder` on the tiny model, as users run it: a static order read as a
  * stream (precomputed scores, a selection cache, a dynamic_select run's selections, the model's own loss, shuffle),
- * dynamic rescoring (slice and head serving), warmup_step 0, determinism, a bad preset, and scores of the raw rows
+ * dynamic rescoring (slice serving; head serving in reorder-serve.test.ts), warmup_step 0, determinism, a bad preset, and scores of the raw rows
  * (apply_at: raw) with a row that preprocessing drops.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -86,7 +86,9 @@ describe.skipIf(!HAS_PYTHON).concurrent('dataflex train with train_type: dynamic
     expect(t.slice(0, 5)).toEqual([...t.slice(0, 5)].sort((a, b) => a - b))
   }, 300_000)
 
-  for (const serve of ['slice', 'head'] as const) {
+  // Head serving (the Python DataFlex's) runs end to end in the same walk; its rows are checked against the reference
+  // in test/reorder-serve.test.ts, so CI trains it there only (time budget).
+  for (const serve of ['slice'] as const) {
     it(`dynamic saw by the model's loss, ${serve} serving: rescored every interval, each row once per pass`, async () => {
       const dir = tempDir(`reorder-dyn-${serve}`)
       const r = await run(
