@@ -294,6 +294,13 @@ describe('loadConfig: files and paths', () => {
     }
   })
 
+  it("with a remote sidecar (remotePaths) the model and datasets are that host's: not looked for here", async () => {
+    const overrides = ['model_name_or_path=/only/on/the/gpu/host', 'dataset_dir=/only/on/the/gpu/host/data', 'dataset=whatever']
+    expect((await configError(BASE, overrides, { python: false })).code).toBe('model_not_found')
+    const { cfg } = await load(BASE, overrides, { python: false, remotePaths: true })
+    expect(cfg.lf['model_name_or_path']).toBe('/only/on/the/gpu/host')
+  })
+
   it('a hub id that is not in the local cache is model_not_found (runs never download)', async () => {
     const err = await configError(BASE, ['model_name_or_path=SomeOrg/some-model'], {
       python: false,

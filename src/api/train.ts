@@ -36,6 +36,8 @@ export function train(config: string | Readonly<Record<string, unknown>>, overri
     const loadOptions: LoadOptions = {
       ...(options.env === undefined ? {} : { env: options.env }),
       ...(options.python === undefined ? {} : { python: options.python }),
+      // With --connect the model and datasets live on the sidecar's host.
+      ...(options.connect === undefined ? {} : { remotePaths: true }),
       onWarning: (message) => log(`warning: ${message}`),
     }
     const cfg = typeof config === 'string' ? await loadConfig(config, overrides, loadOptions) : await loadConfigObject(config, overrides, loadOptions)

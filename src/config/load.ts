@@ -45,6 +45,8 @@ export interface LoadOptions {
   /** Cache folder for the LLaMA-Factory key list; default <repo>/.cache. */
   cacheDir?: string
   onWarning?: (message: string) => void
+  /** The model and datasets are another host's (`train --connect`): not looked for here; its sidecar reports them. */
+  remotePaths?: boolean
 }
 
 type Plain = Record<string, unknown>
@@ -300,9 +302,9 @@ async function validate(source: Source, overrides: ConfigOverrides, opts: LoadOp
     const override = overridden.get(key)
     return override === undefined ? { text: booleanWords.get(key), override: false } : { text: override.text, override: true }
   })
-  checkModel(lf, ctx)
+  if (!opts.remotePaths) checkModel(lf, ctx)
   checkTrainingNumbers(lf, ctx)
-  checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)
+  if (!opts.remotePaths) checkDatasets(lf, { mixer_eval_dataset: dataflex.mixer_eval_dataset }, ctx)
   checkProportions(lf, dataflex.init_mixture_proportions, ctx)
 
   const outputDirRaw = lf['output_dir'] ?? 'trainer_output'
