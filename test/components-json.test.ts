@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
-import type { CliIO } from '../src/cli/io.ts'
+import { capturedIO } from './support.ts'
 import { main } from '../src/cli/main.ts'
 import { COMPONENT_KINDS, type ComponentKind } from '../src/strategies/kinds.ts'
 import { COMMON_PARAMS } from '../src/strategies/params.ts'
@@ -24,16 +24,9 @@ interface Listed {
 }
 
 async function listed(): Promise<Listed[]> {
-  let stdout = ''
-  const io: CliIO = {
-    stdout: { write: (s: string) => ((stdout += s), true) },
-    stderr: { write: () => true },
-    env: {},
-    signals: { on: () => undefined, off: () => undefined },
-    forceExit: () => undefined,
-  }
+  const { io, out } = capturedIO()
   expect(await main(['components', '--json'], io)).toBe(0)
-  return JSON.parse(stdout) as Listed[]
+  return JSON.parse(out()) as Listed[]
 }
 
 // Keywords that say nothing about validity (annotations, and the input-path mark of our schemas).

@@ -8,7 +8,6 @@ import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { z } from 'zod'
 import { REPO_ROOT } from '../src/bridge/index.ts'
-import { type CliIO } from '../src/cli/io.ts'
 import { main } from '../src/cli/main.ts'
 import { loadConfig, type LoadedConfig } from '../src/config/load.ts'
 import { Rng } from '../src/math/rng.ts'
@@ -22,7 +21,7 @@ import { ComponentRegistry, RegistryError, defaultRegistry } from '../src/strate
 import type { ReorderInstance } from '../src/strategies/reorder.ts'
 import { defineSelector, type ModelOps } from '../src/strategies/types.ts'
 import type { WeighterInstance } from '../src/strategies/weighter.ts'
-import { configError, fakeConfig, tempDir } from './support.ts'
+import { capturedIO, configError, fakeConfig, tempDir } from './support.ts'
 
 const FIXTURES = join(REPO_ROOT, 'test', 'fixtures')
 
@@ -392,16 +391,9 @@ describe('registry tables', () => {
 
 describe('dataflex components', () => {
   async function run(args: string[]): Promise<{ code: number; stdout: string }> {
-    let stdout = ''
-    const io: CliIO = {
-      stdout: { write: (s: string) => ((stdout += s), true) },
-      stderr: { write: () => true },
-      env: {},
-      signals: { on: () => undefined, off: () => undefined },
-      forceExit: () => undefined,
-    }
+    const { io, out } = capturedIO()
     const code = await main(['components', ...args], io)
-    return { code, stdout }
+    return { code, stdout: out() }
   }
 
   it('--json: an array of {kind, name, description, params, schema} covering every kind', async () => {

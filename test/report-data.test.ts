@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import type { Bridge } from '../src/bridge/index.ts'
 import { main } from '../src/cli/main.ts'
-import type { CliIO } from '../src/cli/io.ts'
+import { capturedIO } from './support.ts'
 import { histogram } from '../src/math/stats.ts'
 import { sections } from '../src/report/charts.ts'
 import { BETWEEN_DECISIONS, runReport, type RunFiles } from '../src/report/data.ts'
@@ -302,18 +302,7 @@ describe('the report at the end of a run (TrainDriver.finish)', () => {
 })
 
 describe('dataflex report', () => {
-  function io(): { io: CliIO; out: () => string; err: () => string } {
-    let out = ''
-    let err = ''
-    const value: CliIO = {
-      stdout: { write: (s: string) => ((out += s), true) },
-      stderr: { write: (s: string) => ((err += s), true) },
-      env: {},
-      signals: { on: () => undefined, off: () => undefined },
-      forceExit: () => undefined,
-    }
-    return { io: value, out: () => out, err: () => err }
-  }
+  const io = capturedIO
 
   it('exits 2 with a clear message for a folder without DataFlex logs, and 0 after writing the report', async () => {
     const dir = tempDir('report-cli')

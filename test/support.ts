@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { stringify } from 'yaml'
 import { REPO_ROOT, resolvePython, sidecarEnv } from '../src/bridge/index.ts'
 import { ConfigError } from '../src/config/errors.ts'
+import type { CliIO } from '../src/cli/io.ts'
 import type { LoadedConfig } from '../src/config/load.ts'
 import { DataflexConfigSchema } from '../src/config/schema.ts'
 
@@ -172,4 +173,18 @@ export function stable(d: object): Record<string, unknown> {
 
 export function expectOk(r: Pick<TrainRun, 'code' | 'stderr'>): void {
   if (r.code !== 0) throw new Error(`dataflex train exited ${r.code}:\n${r.stderr.slice(-4000)}`)
+}
+
+/** A CliIO for running the CLI in-process: no environment, no signals, its stdout and stderr captured. */
+export function capturedIO(): { io: CliIO; out: () => string; err: () => string } {
+  let out = ''
+  let err = ''
+  const io: CliIO = {
+    stdout: { write: (s: string) => ((out += s), true) },
+    stderr: { write: (s: string) => ((err += s), true) },
+    env: {},
+    signals: { on: () => undefined, off: () => undefined },
+    forceExit: () => undefined,
+  }
+  return { io, out: () => out, err: () => err }
 }
