@@ -82,8 +82,7 @@ class LocalPlan:
 
 def local_plan(indices: np.ndarray, micro_sizes: np.ndarray, rank: int, world_size: int) -> LocalPlan:
     starts = np.concatenate([[0], np.cumsum(micro_sizes)[:-1]]).astype(np.int64) if micro_sizes.size else np.zeros(0, np.int64)
-    lo = np.array([shards.bounds(int(m), rank, world_size)[0] for m in micro_sizes], dtype=np.int64)
-    hi = np.array([shards.bounds(int(m), rank, world_size)[1] for m in micro_sizes], dtype=np.int64)
+    lo, hi = np.array([shards.bounds(int(m), rank, world_size) for m in micro_sizes], dtype=np.int64).reshape(-1, 2).T
     rows: list[np.ndarray] = []
     for s, a, b in zip(starts.tolist(), lo.tolist(), hi.tolist()):
         rows.append(indices[s + a : s + b] if b > a else indices[s : s + 1])
