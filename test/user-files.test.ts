@@ -18,7 +18,7 @@ import type { SelectContext, SelectorInstance } from '../src/strategies/types.ts
 import { importUserFile } from '../src/strategies/user-bundle.ts'
 import { attributeToUserCode, UserCodeError } from '../src/strategies/user-files.ts'
 import type { WeighterInstance } from '../src/strategies/weighter.ts'
-import { StrategyError } from '../src/trainers/strategy-runtime.ts'
+import { createComponent, StrategyError } from '../src/trainers/strategy-runtime.ts'
 import { configError, fakeConfig, tempDir } from './support.ts'
 
 /** Writes `files` into a fresh folder in the system temp folder (no node_modules anywhere above it). */
@@ -168,6 +168,18 @@ describe('errors in user code name the file, line and column', () => {
     const helper = (await failure((await instance('helper')).select(selectCtx()))) as UserCodeError
     expect(helper.location).toEqual({ file: join(dir, 'lib', 'pick.ts'), ...position(HELPER, "new TypeError('boom in the helper')") })
     expect(helper.message).toMatch(/^top_loss: select\(\) threw at .*pick\.ts:3:\d+: boom in the helper$/)
+  })
+
+  it('every trainer creates through createComponent: a user throw stays user_code, a built-in one is a config error', async () => {
+    const r = await load('selector', file)
+    const env = { numTrain: 8, numEval: 0, seed: 1, baseDir: dir }
+    const user = await failure(() => createComponent({ ...r, params: { ...(r.params as object), fail: 'create' } }, env))
+    expect(user).toBeInstanceOf(UserCodeError)
+    const builtIn = { ...r, definition: { ...r.definition, create: (): never => { throw new Error('k must be below numTrain') } } }
+    const wrapped = (await failure(() => createComponent(builtIn, env))) as ConfigError
+    expect(wrapped).toBeInstanceOf(ConfigError)
+    expect(wrapped.message).toContain("selector 'mine'")
+    expect(wrapped.message).toContain('k must be below numTrain')
   })
 
   it('an error of DataFlex code the strategy called is located at the call', async () => {

@@ -21,7 +21,7 @@ import { datasetNames, domainRows, holdOut, initialProportions, mixerEvalSets, t
 import { buildMixSchedule, type MixSchedule, type MixWindow } from './mix-schedule.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
-import { indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { microBatchRows, passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -185,7 +185,7 @@ export async function runMix(d: TrainDriver, cfg: LoadedConfig, prep: MixPrepare
   let instance: MixerInstance | undefined
   let domains = fullDomains
   const create = (ds: readonly Domain[]): MixerInstance =>
-    prep.mixer!.definition.create(prep.mixer!.params, { domains: ds, initial: prep.initial.values, seed, baseDir: prep.mixer!.preset.baseDir })
+    createComponent(prep.mixer!, { domains: ds, initial: prep.initial.values, seed, baseDir: prep.mixer!.preset.baseDir })
   if (prep.mixer) instance = create(fullDomains)
   let heldOut: HeldOut[] = []
   let drawable = [...rows]

@@ -18,7 +18,7 @@ import type { Executor, LoadInfo } from './executor.ts'
 import { BridgeModelOps } from './model-ops.ts'
 import type { StepPosition } from './schedule.ts'
 import { buildSelectSchedule, type SelectSchedule, type Window } from './select-schedule.ts'
-import { checkIndices, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
+import { checkIndices, createComponent, indexFields, prepareComponent, restoreState, StrategyError, StrategyRuntime } from './strategy-runtime.ts'
 import type { Trainer, TrainerOptions } from './trainer.ts'
 import { microBatchRows, passPlanOf, shuffled, walk } from './walk.ts'
 
@@ -105,7 +105,7 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
   const b = microBatchRows(info)
   const ga = info.gradient_accumulation_steps
   const runtime = new StrategyRuntime(sel, cfg, info, d.runlog, opts.log)
-  const instance: SelectorInstance = sel.definition.create(sel.params, {
+  const instance: SelectorInstance = createComponent(sel, {
     numTrain: info.num_train,
     numEval: info.num_eval,
     seed,

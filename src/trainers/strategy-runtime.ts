@@ -13,6 +13,7 @@ import { describeInput } from '../strategies/input-paths.ts'
 import type { ComponentKind } from '../strategies/kinds.ts'
 import { resolveComponent, type ResolvedComponent } from '../strategies/presets.ts'
 import type { DecisionFacts, Stateful } from '../strategies/types.ts'
+import { UserCodeError } from '../strategies/user-files.ts'
 import { canonicalJson } from '../util/canonical-json.ts'
 import type { LoadInfo } from './executor.ts'
 import type { Decision, RunLog } from './runlog.ts'
@@ -114,7 +115,8 @@ export function createComponent<K extends ComponentKind, E, I>(r: ResolvedCompon
   try {
     return r.definition.create(r.params, env)
   } catch (err) {
-    if (err instanceof ConfigError) throw err
+    // A throw in a user's create() is reported as user code, with its file and line, under every trainer.
+    if (err instanceof ConfigError || err instanceof UserCodeError) throw err
     throw new ConfigError('bad_value', `${r.kind} '${r.key}' (${r.preset.source}): ${(err as Error).message}`, { key: 'component_name', cause: err })
   }
 }
