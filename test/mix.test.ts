@@ -51,6 +51,7 @@ function loadInfo(dir: string): LoadInfo {
     eval_splits: [],
     frozen_params: 0,
     raw_rows: null,
+    dataset_rows: null,
     resume_from_checkpoint: null,
   }
 }

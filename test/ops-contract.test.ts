@@ -53,7 +53,7 @@ describe('op catalog contract', () => {
       ['embeddings', { split: 'train', indices, layer: -1, pooling: 'mask_mean', normalize: false, rows: 3 }, 'rows', 'unknown key'],
       ['losses', { split: 'train', indices: new Float64Array(2) }, 'indices', 'expected a 1-D int32 array'],
       ['end_pass', { log: 1, evaluate: false, save: false }, 'log', 'expected boolean'],
-      ['load', { config: ['model_name_or_path'], freeze_gate: false }, 'config', 'expected object'],
+      ['load', { config: ['model_name_or_path'], freeze_gate: false, dataset_rows: false }, 'config', 'expected object'],
     ]
     for (const [op, args, arg, says] of cases) {
       const err = await remoteError(op, args)

@@ -30,7 +30,8 @@ const FAMILIES = {
   select: {
     config: (out: string) =>
       tinyConfig(out, { ...quiet, train_type: 'dynamic_select', component_name: 'loss', components: { selectors: { loss: { params: {} } } }, warmup_step: 1, update_step: 2, update_times: 2, train_step: 5 }),
-    charts: ['loss', 'lr', 'grad-norm', 'selected-rows', 'selection-overlap', 'selection-scores', 'selection-histogram', 'phase-totals', 'decision-times'],
+    // Two datasets (tinyConfig's): the selections are counted per dataset.
+    charts: ['loss', 'lr', 'grad-norm', 'selected-rows', 'selection-overlap', 'selected-domains', 'selection-scores', 'selection-histogram', 'phase-totals', 'decision-times'],
   },
   mix: {
     config: (out: string) =>
@@ -65,6 +66,42 @@ const FAMILIES = {
         train_step: 5,
       }),
     charts: ['loss', 'lr', 'grad-norm', 'order-tenths', 'order-scores', 'phase-totals', 'decision-times'],
+  },
+  // Every stage family at once: a filter, the mixer, the ordering and the weights.
+  lego: {
+    config: (out: string) =>
+      tinyConfig(out, {
+        ...quiet,
+        dataset: 'arith_clean,arith_noisy,string_ops,facts',
+        max_samples: 16,
+        max_steps: 6,
+        log_weights: true,
+        train_type: 'dynamic_lego',
+        component_name: 'all',
+        components: {
+          selectors: { loss: { params: {} } },
+          mixers: { odm: { name: 'odm', params: { warmup_steps: 0 } } },
+          reorders: { dynamic_saw: { params: { kind: 'dynamic', pattern: 'saw', pattern_params: { num_sections: 2, folding_ratio: 0.1, layers: 2 }, score_source: 'model_loss' } } },
+          weighters: { loss: { name: 'loss', params: { strategy: 'quadratic' } } },
+          pipelines: {
+            all: {
+              params: {
+                stages: [
+                  { family: 'selector', component: 'loss', mode: 'filter', keep_ratio: 0.75, every: 2 },
+                  { family: 'mixer', component: 'odm', every: 2 },
+                  { family: 'reorder', component: 'dynamic_saw', every: 2 },
+                  { family: 'weighter', component: 'loss', warmup_step: 2 },
+                ],
+                score_batch_size: 8,
+              },
+            },
+          },
+        },
+        warmup_step: 1,
+        update_step: 2,
+        update_times: 2,
+      }),
+    charts: ['loss', 'lr', 'grad-norm', 'selected-rows', 'selected-domains', 'proportions', 'weights', 'ess', 'order-tenths', 'phase-totals', 'decision-times'],
   },
 } as const
 type Family = keyof typeof FAMILIES
@@ -130,7 +167,7 @@ describe('run report in a headless browser', () => {
       } finally {
         clearInterval(poll)
       }
-      console.log(`report-browser: 5 trainings in ${((performance.now() - started) / 1000).toFixed(1)} s`)
+      console.log(`report-browser: ${Object.keys(FAMILIES).length} trainings in ${((performance.now() - started) / 1000).toFixed(1)} s`)
       context = await chromium.launchPersistentContext(tempDir('chromium-profile'), { executablePath: CHROMIUM, headless: true, args: ARGS, viewport: { width: 1100, height: 900 } })
     }, 300_000)
 

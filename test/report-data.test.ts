@@ -108,6 +108,19 @@ describe('runReport: selections', () => {
     expect(h.rows).toEqual([2, 4, 6].map((step, k) => ({ step, counts: want[k] })))
   })
 
+  it("a select run's datasets count like domains; when their rows are not known the overview says why", () => {
+    const counted = runReport(files({ decisions: lines(sel), scoreFiles, settings: { select: { datasets: { names: ['a', 'b'], rows: [4, 6], unavailable: null } } } }))
+    expect(counted.domains).toEqual(['a', 'b'])
+    expect(counted.selections.map((p) => p.perDomain)).toEqual(r.selections.map((p) => p.perDomain))
+    expect(counted.domainsUnavailable).toBeNull()
+    const unknown = runReport(files({ decisions: lines(sel), scoreFiles, settings: { select: { datasets: { names: ['a', 'b'], rows: null, unavailable: 'val_size: the split shuffles the training rows' } } } }))
+    expect(unknown.domains).toBeNull()
+    expect(unknown.selections.every((p) => p.perDomain === null)).toBe(true)
+    expect(unknown.domainsUnavailable).toBe('val_size: the split shuffles the training rows')
+    const row = pageData(unknown, '/runs/x', new Date(0)).overview.find(([k]) => k === 'domains')
+    expect(row?.[1]).toBe('selections not counted per dataset: val_size: the split shuffles the training rows')
+  })
+
   it('without domains there are no per-domain counts, and no chart for them', () => {
     const plain = runReport(files({ decisions: lines(sel), scoreFiles }))
     expect(plain.selections.every((p) => p.perDomain === null)).toBe(true)

@@ -378,6 +378,7 @@ const LOAD_INFO: LoadInfo = {
   eval_splits: [],
   frozen_params: 0,
   raw_rows: null,
+  dataset_rows: null,
   resume_from_checkpoint: null,
 }
 

@@ -34,8 +34,9 @@ def mix_config(output_dir: str, **extra) -> dict:
     return tiny_config(output_dir, **{"dataset": ",".join(DOMAINS), "max_samples": MAX_SAMPLES, **extra})
 
 
-def load(executor: Executor, config: dict, eval_sets: list[str] | None = None, freeze_gate: bool = False) -> dict:
-    args = {"config": config, "freeze_gate": freeze_gate}
+def load(executor: Executor, config: dict, eval_sets: list[str] | None = None, freeze_gate: bool = False,
+         dataset_rows: bool = False) -> dict:
+    args = {"config": config, "freeze_gate": freeze_gate, "dataset_rows": dataset_rows}
     if eval_sets is not None:
         args["domains"] = {"eval_sets": eval_sets}
     result = run_op(executor, "load", args)
@@ -166,6 +167,36 @@ def test_preprocessing_drops_are_counted_per_domain(tmp_path) -> None:
     assert d["names"] == ["one_bad", "ok"] and d["raw_rows"] == [5, 3] and d["rows"] == [4, 3]
     np.testing.assert_array_equal(d["domain_of_row"], [0, 0, 0, 0, 1, 1, 1])
     assert result["num_train"] == 7 and result["num_eval"] == 0 and result["eval_splits"] == []
+
+
+# ------------------------------------------------------------------------------- dataset_rows (a select run's)
+
+
+def test_dataset_rows_of_a_plain_run_are_the_ranges_llamafactory_concatenated(tmp_path) -> None:
+    """Without domains the training set is get_dataset's; each dataset's range holds that dataset's own rows."""
+    executor = Executor()
+    names = ["arith_clean", "string_ops", "facts"]
+    result = load(executor, tiny_config(str(tmp_path), dataset=",".join(names), max_samples=7, eval_dataset=None),
+                  dataset_rows=True)
+    counted = result["dataset_rows"]
+    assert counted == {"names": names, "rows": [7, 7, 7], "unavailable": None} and result["domains"] is None
+    run = executor.run
+    start = 0
+    for name, n in zip(names, counted["rows"]):
+        alone = lf_rows(run, name, None)["train_dataset"]
+        assert run.train_dataset["input_ids"][start:start + n] == alone["input_ids"]
+        start += n
+
+
+def test_dataset_rows_unknown_when_rows_are_shuffled_or_dropped(tmp_path) -> None:
+    shuffled = build_run(tiny_config(str(tmp_path / "a"), dataset="arith_clean,facts", val_size=0.25,
+                                     eval_dataset=None), dataset_rows=True)
+    assert shuffled.dataset_rows.rows is None and shuffled.dataset_rows.unavailable.startswith("val_size:")
+    data = write_dataset_dir(tmp_path, {"ok": [qa(i) for i in range(3)], "one_bad": [qa(10), qa(11, valid=False)]})
+    dropped = build_run(tiny_config(str(tmp_path / "b"), dataset_dir=data, dataset="ok,one_bad", eval_dataset=None,
+                                    max_samples=None), dataset_rows=True)
+    assert dropped.dataset_rows.rows is None
+    assert dropped.dataset_rows.unavailable == "preprocessing dropped 1 of 5 rows, of datasets not recorded"
 
 
 # ------------------------------------------------------------------------------------------------- refusals

@@ -169,6 +169,10 @@ export const OPS = {
         .describe(
           'trace every training row to its raw row (the rows of `dataset` as loaded, after max_samples, concatenated in list order); refuses num_samples, packing, streaming, val_size, tokenized_path and mix_strategy other than concat',
         ),
+      dataset_rows: z
+        .boolean()
+        .default(false)
+        .describe('count the training rows of each dataset of `dataset` (a select run\'s report counts its selections per dataset)'),
     }),
     result: z.strictObject({
       load_seconds: z.number(),
@@ -212,6 +216,17 @@ export const OPS = {
         })
         .nullable()
         .describe('null unless `raw_rows` was asked for'),
+      dataset_rows: z
+        .strictObject({
+          names: z.array(z.string()).describe('the datasets of `dataset`, in list order'),
+          rows: z
+            .array(uint)
+            .nullable()
+            .describe("each dataset's training rows, consecutive ranges in list order (dataset 0 first); null when not known"),
+          unavailable: z.string().nullable().describe('why rows is null (val_size, streaming, packing, … or rows dropped by preprocessing)'),
+        })
+        .nullable()
+        .describe('null unless `dataset_rows` was asked for'),
       eval_splits: z.array(z.strictObject({ name: z.string(), rows: uint })).describe('the named eval sets (`eval:<name>`)'),
       frozen_params: uint.describe('parameters frozen by freeze_gate'),
       resume_from_checkpoint: z.string().nullable().describe('the checkpoint `begin` restores (resume_from_checkpoint, as LLaMA-Factory resolved it)'),

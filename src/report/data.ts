@@ -103,6 +103,8 @@ export interface RunReport {
   summary: Record<string, string | number | boolean | null> | null
   steps: StepPoint[]
   domains: string[] | null
+  /** Why a select run's selections are not counted per dataset (val_size, packing, …); null otherwise. */
+  domainsUnavailable: string | null
   mixes: MixPoint[]
   selections: SelectionPoint[]
   selectionScores: Histograms | null
@@ -177,21 +179,33 @@ function stepPoints(lines: Json[]): StepPoint[] {
   return out
 }
 
-/** Domain names and row counts from the mix or lego settings; the executor concatenates domains in list order. */
-function domainsOf(settings: RunFiles['settings']): { names: string[]; rows: number[] } | null {
+/**
+ * Domain names and row counts: a mix or lego run's domains, or a select run's datasets (when the executor knew their
+ * rows); the executor concatenates them in list order. `unavailable` says why a select run's are not known.
+ */
+function domainsOf(settings: RunFiles['settings']): { names: string[]; rows: number[] } | { unavailable: string } | null {
   const s = settings['mix'] ?? settings['lego']
-  const list = isObject(s) ? s['domains'] : undefined
-  if (!Array.isArray(list) || list.length === 0) return null
-  const names: string[] = []
-  const rows: number[] = []
-  for (const d of list) {
-    const name = isObject(d) ? str(d['name']) : null
-    const n = isObject(d) ? num(d['rows']) : null
-    if (name === null || n === null) return null
-    names.push(name)
-    rows.push(n)
+  if (isObject(s)) {
+    const list = s['domains']
+    if (!Array.isArray(list) || list.length === 0) return null
+    const names: string[] = []
+    const rows: number[] = []
+    for (const d of list) {
+      const name = isObject(d) ? str(d['name']) : null
+      const n = isObject(d) ? num(d['rows']) : null
+      if (name === null || n === null) return null
+      names.push(name)
+      rows.push(n)
+    }
+    return { names, rows }
   }
-  return { names, rows }
+  const sel = settings['select']
+  const ds = isObject(sel) && isObject(sel['datasets']) ? sel['datasets'] : null
+  if (ds === null) return null
+  const names = Array.isArray(ds['names']) ? ds['names'].map(str) : []
+  const rows = nums(ds['rows'])
+  if (names.length > 0 && names.every((n) => n !== null) && rows !== null && rows.length === names.length) return { names: names as string[], rows }
+  return { unavailable: str(ds['unavailable']) ?? 'not recorded' }
 }
 
 /** Rows per domain of `indices`, the domains being consecutive row ranges of the given sizes. */
@@ -379,7 +393,8 @@ export function runReport(files: RunFiles): RunReport {
   const trainType = str(summary?.['train_type']) ?? (fromSettings === undefined ? 'static' : SETTINGS_TYPES[fromSettings]!)
   const settings = fromSettings === undefined ? undefined : files.settings[fromSettings]
   const component = str(summary?.['component']) ?? (isObject(settings) ? str(settings['component']) : null)
-  const domains = domainsOf(files.settings)
+  const found = domainsOf(files.settings)
+  const domains = found !== null && 'rows' in found ? found : null
   const sel = selections(decisions, files, domains)
   const w = weights(decisions)
   const t = timings(decisions)
@@ -389,6 +404,7 @@ export function runReport(files: RunFiles): RunReport {
     summary,
     steps: stepPoints(metrics),
     domains: domains?.names ?? null,
+    domainsUnavailable: found !== null && 'unavailable' in found ? found.unavailable : null,
     mixes: mixes(decisions),
     selections: sel.points,
     selectionScores: sel.scores,

@@ -56,6 +56,7 @@ export function pageData(r: RunReport, outputDir: string, writtenAt: Date): Page
     ...(last === undefined ? [] : [['last train loss', `${fmt(last.loss)} (step ${last.step})`] as [string, string]]),
     ...(lastEval === undefined ? [] : [['last eval loss', `${fmt(lastEval.evalLoss)} (step ${lastEval.step})`] as [string, string]]),
     ...(r.domains === null ? [] : [['domains', r.domains.join(', ')] as [string, string]]),
+    ...(r.domainsUnavailable === null ? [] : [['domains', `selections not counted per dataset: ${r.domainsUnavailable}`] as [string, string]]),
     ...Object.entries(r.summary ?? {})
       .filter(([k, v]) => v !== null && !['train_type', 'component'].includes(k))
       .map(([k, v]): [string, string] => [k, fmt(v)]),

@@ -127,6 +127,8 @@ export async function runSelect(d: TrainDriver, cfg: LoadedConfig, sel: Resolved
     update_times: schedule.updateTimes,
     max_steps: schedule.maxSteps,
     windows: schedule.windows.length,
+    // The report counts each selection per dataset of `dataset` (rows null when not known, with the reason).
+    datasets: info.dataset_rows,
   })
 
   let selections = 0
@@ -227,5 +229,6 @@ export const selectTrainer: Trainer<ResolvedSelector> = {
     const selector = await prepareComponent(cfg, 'selector', log)
     return selector
   },
+  loadExtras: () => ({ dataset_rows: true }),
   train: (d, cfg, selector, opts) => runSelect(d, cfg, selector, opts),
 }

@@ -100,7 +100,7 @@ class Executor:
             raise StateError("a run is already loaded in this sidecar")
         t0 = time.perf_counter()
         run = build_run(args["config"], domains=args.get("domains"), freeze_gate=args["freeze_gate"],
-                        raw_rows=args.get("raw_rows"))
+                        raw_rows=args.get("raw_rows"), dataset_rows=args["dataset_rows"])
         self.run = run
         ta = run.training_args
         return {
@@ -129,6 +129,7 @@ class Executor:
             "trainable_params": int(sum(p.numel() for p in run.trainer.model.parameters() if p.requires_grad)),
             "domains": None if run.domains is None else run.domains.report(),
             "raw_rows": None if run.raw_rows is None else run.raw_rows.report(),
+            "dataset_rows": None if run.dataset_rows is None else run.dataset_rows.report(),
             "eval_splits": [{"name": name, "rows": len(rows)} for name, rows in run.eval_splits.items()],
             "frozen_params": run.frozen_params,
             "resume_from_checkpoint": ta.resume_from_checkpoint or None,

@@ -72,6 +72,8 @@ class Run:
     domains: domain_data.Domains | None = None
     # load's `raw_rows`: the raw row of every training row (and a raw score column)
     raw_rows: raw_data.RawRows | None = None
+    # load's `dataset_rows`: the training rows of each dataset of `dataset`
+    dataset_rows: domain_data.DatasetRows | None = None
     eval_splits: dict[str, Any] = field(default_factory=dict)
     frozen_params: int = 0  # parameter elements frozen by freeze_gate
 
@@ -129,9 +131,10 @@ def check_engines(config: dict[str, Any], has_gpu: bool | None = None, has_deeps
 
 
 def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, freeze_gate: bool = False,
-              raw_rows: dict[str, Any] | None = None) -> Run:
+              raw_rows: dict[str, Any] | None = None, dataset_rows: bool = False) -> Run:
     """The run of `config`; `domains` ({eval_sets}) makes it a mix run (domains.py), `freeze_gate` freezes routers,
-    `raw_rows` ({score_field}) traces the training rows to raw rows (raw_rows.py)."""
+    `raw_rows` ({score_field}) traces the training rows to raw rows (raw_rows.py), `dataset_rows` counts the
+    training rows of each dataset (domains.dataset_rows)."""
     _ensure_torchaudio()
     check_engines(config)
     from llamafactory.hparams import get_train_args
@@ -197,6 +200,14 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
             raise bad from exc
         if stage == "sft":  # before the model loads
             _check_labels(dataset_module.get("train_dataset"), data_args)
+        counted = None
+        if dataset_rows:
+            if mix is not None:
+                counted = domain_data.DatasetRows(names=mix.domains.names, rows=mix.domains.rows, unavailable=None)
+            else:
+                train_rows = dataset_module.get("train_dataset")
+                counted = domain_data.dataset_rows(model_args, data_args, training_args, stage,
+                                                   0 if train_rows is None else len(train_rows))
         if raw_rows is not None:  # before the model loads: a bad score column fails fast
             traced = raw_data.load(template, model_args, data_args, training_args, stage, tokenizer_module,
                                    dataset_module["train_dataset"], raw_rows["score_field"])
@@ -236,6 +247,7 @@ def build_run(config: dict[str, Any], domains: dict[str, Any] | None = None, fre
         collator=collator,
         domains=None if mix is None else mix.domains,
         raw_rows=traced,
+        dataset_rows=counted,
         eval_splits=eval_splits,
         frozen_params=frozen_params,
     )

@@ -62,6 +62,49 @@ def check_config(data_args) -> None:
         raise ConfigError(f"dataset: each domain must be listed once, got {names}")
 
 
+@dataclass(frozen=True)
+class DatasetRows:
+    """How many training rows each dataset of `dataset` gave, when they are consecutive ranges in list order."""
+
+    names: list[str]
+    rows: list[int] | None  # None: not known, for the reason given
+    unavailable: str | None
+
+    def report(self) -> dict:
+        return {"names": self.names, "rows": self.rows, "unavailable": self.unavailable}
+
+
+def dataset_rows(model_args, data_args, training_args, stage: str, num_train: int) -> DatasetRows:
+    """The training rows of each dataset of a run loaded by LLaMA-Factory's own get_dataset (a select run), found
+    without touching that path: LLaMA-Factory concatenates the datasets in list order, so each dataset's aligned
+    row count is its range, provided nothing reorders or merges rows and preprocessing dropped none."""
+    names = list(data_args.dataset or [])
+    reason = None
+    if data_args.tokenized_path is not None:
+        reason = "tokenized_path: a saved tokenized set does not record its datasets"
+    elif data_args.streaming:
+        reason = "streaming: the rows are not counted"
+    elif data_args.val_size > 1e-6:
+        reason = "val_size: the split shuffles the training rows"
+    elif data_args.mix_strategy != "concat":
+        reason = f"mix_strategy: {data_args.mix_strategy} interleaves the datasets"
+    elif getattr(data_args, "packing", False):
+        reason = "packing: a packed row holds rows of several datasets"
+    if reason is not None:
+        return DatasetRows(names=names, rows=None, unavailable=reason)
+    if len(names) == 1:
+        return DatasetRows(names=names, rows=[num_train], unavailable=None)
+    from llamafactory.data.loader import _get_merged_dataset
+
+    # Read again from the datasets cache that get_dataset just filled (no tokenisation).
+    aligned = _get_merged_dataset(names, model_args, data_args, training_args, stage, return_dict=True)
+    rows = [len(aligned[n]) for n in names]
+    if sum(rows) != num_train:
+        return DatasetRows(names=names, rows=None, unavailable=f"preprocessing dropped {sum(rows) - num_train} of "
+                           f"{sum(rows)} rows, of datasets not recorded")
+    return DatasetRows(names=names, rows=rows, unavailable=None)
+
+
 def load(template, model_args, data_args, training_args, stage: str, tokenizer_module: dict,
          eval_sets: list[str]) -> MixData:
     """The training set by domain, the configured eval set, and the named eval sets: LLaMA-Factory's rows."""
