@@ -5,7 +5,7 @@
  */
 import { Rng } from '../src/math/rng.ts'
 import { type Direction, type Family, FAMILIES, METHODS, baselinesOf, methodNamed } from './quality-design.ts'
-import { type Interval, type PairedSummary, madOutliers, mean, pairedSummary, sd } from './stats.ts'
+import { type Interval, type PairedSummary, madOutliers, mean, median, pairedSummary, sd } from './stats.ts'
 
 /** Shares per domain, keyed by domain name. */
 export type Shares = Record<string, number>
@@ -22,6 +22,22 @@ export interface RunStats {
   weight?: { ess: number; relative: Shares; corrupted: number; cleanTwin: number }
   /** Reordering: the last tenth of the rows trained, per domain and its share of wrong rows. */
   reorder?: { lastTenth: Shares; corrupted: number }
+  /**
+   * Training stability, from metrics.jsonl: the largest gradient norm (before clipping), the run's median, and the
+   * steps whose norm exceeded SPIKE_RATIO × the median.
+   */
+  training?: { maxGradNorm: number; medianGradNorm: number; spikes: number }
+}
+
+/** A step whose gradient norm exceeds this multiple of its run's median counts as a spike. */
+export const SPIKE_RATIO = 10
+
+/** RunStats.training of a run's per-step gradient norms (null entries: steps that logged none). */
+export function trainingStats(gradNorms: readonly (number | null)[]): RunStats['training'] {
+  const g = gradNorms.filter((x): x is number => x !== null && Number.isFinite(x))
+  if (g.length === 0) return undefined
+  const med = median(g)
+  return { maxGradNorm: Math.max(...g), medianGradNorm: med, spikes: g.filter((x) => x > SPIKE_RATIO * med).length }
 }
 
 export interface RunResult {
@@ -271,6 +287,7 @@ export function statsLine(s: RunStats): string {
         `their domain's right rows ${s.weight.cleanTwin.toFixed(3)}`,
     )
   if (s.reorder) parts.push(`last tenth of the rows trained: ${shares(s.reorder.lastTenth)}; wrong rows ${pct(s.reorder.corrupted)}`)
+  if (s.training) parts.push(`grad norm max ${s.training.maxGradNorm.toFixed(1)} (median ${s.training.medianGradNorm.toFixed(2)}), ${s.training.spikes} spike step(s)`)
   return parts.join('; ') || '–'
 }
 
@@ -287,7 +304,29 @@ function meanStats(rs: readonly RunResult[]): RunStats {
   if (w.length > 0) out.weight = { ess: mean(w.map((x) => x.ess)), relative: meanShares(w.map((x) => x.relative))!, corrupted: mean(w.map((x) => x.corrupted)), cleanTwin: mean(w.map((x) => x.cleanTwin)) }
   const o = rs.map((r) => r.stats.reorder).filter((x) => x !== undefined)
   if (o.length > 0) out.reorder = { lastTenth: meanShares(o.map((x) => x.lastTenth))!, corrupted: mean(o.map((x) => x.corrupted)) }
+  const g = rs.map((r) => r.stats.training).filter((x) => x !== undefined)
+  if (g.length > 0) out.training = { maxGradNorm: mean(g.map((x) => x.maxGradNorm)), medianGradNorm: mean(g.map((x) => x.medianGradNorm)), spikes: mean(g.map((x) => x.spikes)) }
   return out
+}
+
+/**
+ * Per method: how many runs had a gradient-norm spike, and the mean headline loss of those runs against the others.
+ * It tells a method that destabilises training on some seeds from one whose effect is steady.
+ */
+export function stabilityTable(rs: readonly RunResult[]): string[] {
+  const rows = METHODS.filter((m) => rs.some((r) => r.method === m.name)).map((m) => {
+    const mine = rs.filter((r) => r.method === m.name && r.stats.training !== undefined)
+    const spiky = mine.filter((r) => r.stats.training!.spikes > 0)
+    const calm = mine.filter((r) => r.stats.training!.spikes === 0)
+    const headline = (xs: readonly RunResult[]): string => (xs.length === 0 ? '–' : f4(mean(xs.map((r) => r.headline))))
+    const seeds = spiky.map((r) => `${r.seed} (${r.stats.training!.spikes}, max ${r.stats.training!.maxGradNorm.toFixed(0)})`).join(', ')
+    return `| ${m.name} | ${spiky.length} of ${mine.length} | ${headline(spiky)} | ${headline(calm)} | ${seeds || '–'} |`
+  })
+  return [
+    `| method | runs with a spike | mean headline, those runs | mean headline, the others | seeds (spike steps, max norm) |`,
+    '|---|---|---|---|---|',
+    ...rows,
+  ]
 }
 
 function outlierLines(cs: readonly Comparison[], runs: readonly RunResult[]): string[] {
@@ -416,6 +455,10 @@ export function reportMarkdown(meta: StudyMeta, runs: readonly RunResult[], cs: 
       '| method | what it trained on / how it weighed |',
       '|---|---|',
       ...METHODS.filter((m) => rs.some((r) => r.method === m.name)).map((m) => `| ${m.name} | ${statsLine(meanStats(rs.filter((r) => r.method === m.name)))} |`),
+      '',
+      `### Training stability (a spike: a step whose gradient norm before clipping exceeds ${SPIKE_RATIO}× its run's median)`,
+      '',
+      ...stabilityTable(rs),
       '',
       '### Outliers (paired difference beyond 3 scaled MADs of the median)',
       '',

@@ -44,7 +44,7 @@ import {
   scheduleOf,
   studyComponents,
 } from './quality-design.ts'
-import { type RunResult, type RunStats, type Shares, type StudyMeta, compare, docsSection, replaceGenerated, reportMarkdown } from './quality-report.ts'
+import { type RunResult, type RunStats, type Shares, type StudyMeta, compare, docsSection, replaceGenerated, reportMarkdown, trainingStats } from './quality-report.ts'
 import { mean } from './stats.ts'
 
 // ---------------------------------------------------------------- options
@@ -277,6 +277,9 @@ function statsOf(p: Planned, out: string): RunStats {
     const s = sharesOf(data, tail)
     stats.reorder = { lastTenth: s.share, corrupted: s.corrupted }
   }
+  const metrics = readFileSync(join(out, 'dataflex', 'metrics.jsonl'), 'utf8').trim().split('\n').filter((l) => l !== '')
+  const training = trainingStats(metrics.map((l) => (JSON.parse(l) as { grad_norm?: number | null }).grad_norm ?? null))
+  if (training !== undefined) stats.training = training
   return stats
 }
 
@@ -441,7 +444,8 @@ for (const p of plan) {
   // --report-only checks no fingerprint, but never mixes models in one report.
   if (r === undefined) missing.push(key)
   else if (r.model !== modelArg) missing.push(`${key} (finished with the ${r.model} model)`)
-  else runs.push(r)
+  // What a run did is re-read from its files when they are there, so a report gains what statsOf learned since.
+  else runs.push(existsSync(join(p.dir, 'run', 'dataflex', 'metrics.jsonl')) ? { ...r, stats: statsOf(p, join(p.dir, 'run')) } : r)
 }
 if (!planOnly && runs.length > 0) {
   const comparisons = compare(runs)

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import type { Family } from '../bench/quality-design.ts'
-import { DOCS_BEGIN, DOCS_END, type RunResult, compare, replaceGenerated } from '../bench/quality-report.ts'
+import { DOCS_BEGIN, DOCS_END, type RunResult, compare, replaceGenerated, stabilityTable, trainingStats } from '../bench/quality-report.ts'
 import { expectClose } from './close.ts'
 
 const FAMILY: Record<string, Family> = { random: 'select', loss: 'select', uniform: 'mix', stratified: 'mix', doremi: 'mix', shuffle: 'reorder', sorting: 'reorder' }
@@ -114,5 +114,26 @@ describe('replaceGenerated', () => {
     const once = replaceGenerated(text, 'x')
     expect(replaceGenerated(once, 'x')).toBe(once)
     expect(() => replaceGenerated('no markers', 'x')).toThrow(/markers/)
+  })
+})
+
+describe('training stability', () => {
+  it('trainingStats: the largest norm, the median, and the steps above 10× the median (null steps left out)', () => {
+    // Median of [1, 1, 2, 3, 25, 40] is (2 + 3) / 2 = 2.5; above 25 only 40 (25 is not above).
+    expect(trainingStats([1, null, 2, 25, 1, 3, 40])).toEqual({ maxGradNorm: 40, medianGradNorm: 2.5, spikes: 1 })
+    expect(trainingStats([null, null])).toBeUndefined()
+  })
+
+  it("stabilityTable: per method, runs with a spike and the mean headline of those runs against the others", () => {
+    const calm = { maxGradNorm: 2, medianGradNorm: 1, spikes: 0 }
+    const rs = [
+      { ...run('loss', 60, { a: 3.5 }), stats: { training: { maxGradNorm: 248, medianGradNorm: 1, spikes: 3 } } },
+      { ...run('loss', 61, { a: 3.0 }), stats: { training: calm } },
+      { ...run('loss', 62, { a: 3.2 }), stats: { training: calm } },
+      { ...run('random', 60, { a: 3.1 }), stats: { training: calm } },
+    ]
+    const table = stabilityTable(rs)
+    expect(table.find((l) => l.startsWith('| random |'))).toBe('| random | 0 of 1 | – | 3.1000 | – |')
+    expect(table.find((l) => l.startsWith('| loss |'))).toBe('| loss | 1 of 3 | 3.5000 | 3.1000 | 60 (3, max 248) |')
   })
 })
