@@ -106,6 +106,12 @@ function chooseMethods(): Method[] {
 const methods = chooseMethods()
 const chosenFamilies = FAMILIES.filter((f) => methods.some((m) => m.family === f))
 
+/**
+ * Torch threads per run. The thread count changes the order in which CPU kernels sum floats, and a run on the edge
+ * of a gradient spike can then end elsewhere; one thread makes the numbers the same on any core count. Two studies
+ * (one per data set) side by side use a 2-core machine fully.
+ */
+const THREADS = process.env['OMP_NUM_THREADS'] ?? '1'
 const root = join(REPO_ROOT, 'bench', '.work', smoke ? 'quality-study-smoke' : 'quality-study')
 const resultsDir = smoke ? join(root, 'results') : join(REPO_ROOT, 'bench', 'results')
 const imgDir = smoke ? join(root, 'img') : join(REPO_ROOT, 'docs', 'img')
@@ -330,7 +336,7 @@ function train(p: Planned, fp: string): RunResult {
     const logFile = join(p.dir, `train-${t.label}.log`)
     const fd = openSync(logFile, 'w')
     const t0 = performance.now()
-    const r = spawnSync(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: sidecarEnv() })
+    const r = spawnSync(process.execPath, args, { cwd: REPO_ROOT, stdio: ['ignore', fd, fd], env: { ...sidecarEnv(), OMP_NUM_THREADS: THREADS } })
     wall += (performance.now() - t0) / 1000
     closeSync(fd)
     // Interrupted (Ctrl-C, a kill): stop the study, not just this run; --resume continues from here.
@@ -457,6 +463,7 @@ if (!planOnly && runs.length > 0) {
     commit: gitCommit(),
     cpu: cpuModel(),
     cores: cpus().length,
+    threads: THREADS,
     model: modelArg === 'small' ? 'small (Qwen2, hidden 256, 4 layers, 3.2M parameters, `make_tiny_model --size small`)' : modelArg,
     smoke,
     seeds,
