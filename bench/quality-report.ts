@@ -287,7 +287,7 @@ export function statsLine(s: RunStats): string {
         `their domain's right rows ${s.weight.cleanTwin.toFixed(3)}`,
     )
   if (s.reorder) parts.push(`last tenth of the rows trained: ${shares(s.reorder.lastTenth)}; wrong rows ${pct(s.reorder.corrupted)}`)
-  if (s.training) parts.push(`grad norm max ${s.training.maxGradNorm.toFixed(1)} (median ${s.training.medianGradNorm.toFixed(2)}), ${s.training.spikes} spike step(s)`)
+  if (s.training) parts.push(`grad norm max ${s.training.maxGradNorm.toFixed(1)} (median ${s.training.medianGradNorm.toFixed(2)}), ${Number.isInteger(s.training.spikes) ? s.training.spikes : s.training.spikes.toFixed(1)} spike step(s)`)
   return parts.join('; ') || '–'
 }
 
