@@ -88,7 +88,7 @@ def dataset_rows(model_args, data_args, training_args, stage: str, num_train: in
         reason = "val_size: the split shuffles the training rows"
     elif data_args.mix_strategy != "concat":
         reason = f"mix_strategy: {data_args.mix_strategy} interleaves the datasets"
-    elif getattr(data_args, "packing", False):
+    elif data_args.packing:
         reason = "packing: a packed row holds rows of several datasets"
     if reason is not None:
         return DatasetRows(names=names, rows=None, unavailable=reason)
