@@ -11,6 +11,10 @@ export default defineConfig({
     setupFiles: ['./test/cleanup.ts'],
     // forks, not threads: a zeromq socket torn down inside a worker thread can abort the whole run.
     pool: 'forks',
+    // One torch thread per sidecar: test files train several sidecars at once on 2 cores, and OpenMP threads that
+    // spin-wait for a busy core make an oversubscribed run 2-3x slower (test/reorder-e2e.test.ts: 240 s -> 111 s).
+    // A value the caller sets wins.
+    env: { OMP_NUM_THREADS: process.env['OMP_NUM_THREADS'] ?? '1' },
     // Generous: tests spawn Python sidecars (torch import) on a 2-core machine.
     testTimeout: 120_000,
     hookTimeout: 90_000,
