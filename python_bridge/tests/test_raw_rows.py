@@ -118,7 +118,7 @@ def test_load_without_a_field_traces_only(tmp_path) -> None:
         ({}, {"num_samples": 3}, r"^num_samples: dataset 'a' sets num_samples"),
         ({"packing": True}, {}, r"^packing: not supported with raw-row scores"),
         ({"streaming": True, "max_samples": None, "max_steps": 2}, {}, r"^streaming: not supported"),
-        ({"mix_strategy": "interleave_under"}, {}, r"^mix_strategy: 'interleave_under' not supported"),
+        ({"mix_strategy": "interleave_under"}, {}, r"^mix_strategy: not supported with raw-row scores \('interleave_under' interleaves"),
         ({"tokenized_path": "tok"}, {}, r"^tokenized_path: not supported"),
         ({"val_size": 0.2}, {}, r"^val_size: not supported"),
     ],

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from .errors import ConfigError
+from .row_trace import untraceable
 
 EVAL_SPLIT_PREFIX = "eval:"
 
@@ -41,22 +42,10 @@ class MixData:
 
 def check_config(data_args) -> None:
     """Refuse the settings under which per-domain rows would be wrong or silently unmixed."""
-    if data_args.tokenized_path is not None:
-        raise ConfigError(
-            "tokenized_path: not supported with domain mixing (a saved tokenized set has lost its domains); remove it"
-        )
-    if data_args.val_size > 1e-6:
-        raise ConfigError(
-            "val_size: not supported with domain mixing (a split of the merged set would mix the domains); "
-            "give held-out data as eval_dataset, or as the mixer's eval sets (mixer_eval_dataset)"
-        )
-    if data_args.streaming:
-        raise ConfigError("streaming: not supported with domain mixing (each domain's rows must be counted); remove it")
-    if data_args.mix_strategy != "concat":
-        raise ConfigError(
-            f"mix_strategy: '{data_args.mix_strategy}' conflicts with domain mixing (the mixer draws from the domains); "
-            "remove it or set it to concat"
-        )
+    bad = untraceable(data_args, per_dataset_processing=True)
+    if bad is not None:
+        hint = ", or as the mixer's eval sets (mixer_eval_dataset)" if bad.key == "val_size" else ""
+        raise ConfigError(bad.refusal("domain mixing") + hint)
     names = data_args.dataset or []
     if len(set(names)) != len(names):
         raise ConfigError(f"dataset: each domain must be listed once, got {names}")
@@ -79,19 +68,9 @@ def dataset_rows(model_args, data_args, training_args, stage: str, num_train: in
     without touching that path: LLaMA-Factory concatenates the datasets in list order, so each dataset's aligned
     row count is its range, provided nothing reorders or merges rows and preprocessing dropped none."""
     names = list(data_args.dataset or [])
-    reason = None
-    if data_args.tokenized_path is not None:
-        reason = "tokenized_path: a saved tokenized set does not record its datasets"
-    elif data_args.streaming:
-        reason = "streaming: the rows are not counted"
-    elif data_args.val_size > 1e-6:
-        reason = "val_size: the split shuffles the training rows"
-    elif data_args.mix_strategy != "concat":
-        reason = f"mix_strategy: {data_args.mix_strategy} interleaves the datasets"
-    elif data_args.packing:
-        reason = "packing: a packed row holds rows of several datasets"
-    if reason is not None:
-        return DatasetRows(names=names, rows=None, unavailable=reason)
+    bad = untraceable(data_args)
+    if bad is not None:
+        return DatasetRows(names=names, rows=None, unavailable=f"{bad.key}: {bad.why}")
     if len(names) == 1:
         return DatasetRows(names=names, rows=[num_train], unavailable=None)
     from llamafactory.data.loader import _get_merged_dataset

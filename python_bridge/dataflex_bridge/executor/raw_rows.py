@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import ConfigError
+from .row_trace import untraceable
 
 
 @dataclass(frozen=True)
@@ -38,20 +39,9 @@ class RawRows:
 
 def check_config(data_args, names: list[str], dataset_attrs) -> None:
     """Refuse the settings under which training rows cannot be traced back to raw rows reproducibly."""
-    if data_args.tokenized_path is not None:
-        raise ConfigError("tokenized_path: not supported with raw-row scores (a saved tokenized set has lost the "
-                          "raw rows and their columns); remove it")
-    if data_args.streaming:
-        raise ConfigError("streaming: not supported with raw-row scores (the raw rows must be counted); remove it")
-    if data_args.packing:
-        raise ConfigError("packing: not supported with raw-row scores (packed rows merge several raw rows); set "
-                          "packing: false (it defaults to true for stage: pt)")
-    if data_args.mix_strategy != "concat":
-        raise ConfigError(f"mix_strategy: '{data_args.mix_strategy}' not supported with raw-row scores (raw rows "
-                          "are the datasets concatenated in list order); remove it or set it to concat")
-    if data_args.val_size > 1e-6:
-        raise ConfigError("val_size: not supported with raw-row scores (the split shuffles the training rows); "
-                          "give held-out data as eval_dataset")
+    bad = untraceable(data_args)
+    if bad is not None:
+        raise ConfigError(bad.refusal("raw-row scores"))
     for name, attr in zip(names, dataset_attrs):
         if attr.num_samples is not None:
             raise ConfigError(f"num_samples: dataset '{name}' sets num_samples, which LLaMA-Factory "
