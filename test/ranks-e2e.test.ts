@@ -140,7 +140,8 @@ describe.skipIf(!HAS_PYTHON)('dataflex train on two ranks (torchrun, gloo)', () 
     const dir = tempDir('ranks-nodes')
     const out = join(dir, 'shared-out') // one output_dir, as on a shared file system
     const port = await masterPort({ nprocPerNode: 1, nnodes: 1, nodeRank: 0, masterAddr: '127.0.0.1', masterPort: undefined })
-    const env = (rank: number) => ({ NNODES: '2', NODE_RANK: String(rank), NPROC_PER_NODE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port) })
+    // DATAFLEX_DEBUG: a failing node's error then carries its sidecar's last lines.
+    const env = (rank: number) => ({ NNODES: '2', NODE_RANK: String(rank), NPROC_PER_NODE: '1', MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), DATAFLEX_DEBUG: '1' })
     const [node0, node1] = await Promise.all(
       [0, 1].map((rank) => trainCli(dir, `node${rank}`, () => base(out, 2, { max_steps: 3 }), LIMIT, [], env(rank))),
     )

@@ -9,6 +9,12 @@ import type { LogEntry } from './log.ts'
 const START_TIMEOUT_MS = 120_000
 /** Per-step grace of the stop an abort starts (shutdown op, SIGTERM, SIGKILL): short, someone is waiting. */
 const ABORT_GRACE_MS = 1_500
+/**
+ * Per-step grace of the normal stop of a torchrun launch: after the shutdown op, torchrun's agent on node 0 waits in
+ * its exit barrier until every node's ranks have ended, and it hosts the store those ranks use until then. Stopping it
+ * sooner (SIGTERM after 2 s) could fail another node's ranks on their way out.
+ */
+const TORCHRUN_STOP_GRACE_MS = 30_000
 
 export interface SidecarSessionOptions {
   /** Python interpreter (default: DATAFLEX_PYTHON, else the repo's .venv). */
@@ -44,7 +50,14 @@ export async function withSidecar<T>(opts: SidecarSessionOptions, body: (bridge:
   }
   const bridge =
     opts.connect === undefined
-      ? await startBridge({ python: opts.python, launcher: opts.launcher, log: onLog, readyTimeoutMs: START_TIMEOUT_MS, helloTimeoutMs: START_TIMEOUT_MS })
+      ? await startBridge({
+          python: opts.python,
+          launcher: opts.launcher,
+          log: onLog,
+          readyTimeoutMs: START_TIMEOUT_MS,
+          helloTimeoutMs: START_TIMEOUT_MS,
+          ...(opts.launcher === undefined ? {} : { stopGraceMs: TORCHRUN_STOP_GRACE_MS }),
+        })
       : await connectBridge({ ...opts.connect, log: onLog, helloTimeoutMs: START_TIMEOUT_MS })
   const abort = (): void => void bridge.close({ graceMs: ABORT_GRACE_MS })
   opts.signal?.addEventListener('abort', abort, { once: true })
