@@ -58,8 +58,6 @@ export interface SuiteResult {
   machine: Machine
   /** The script's own Markdown report, relative to the CPU folder. */
   report?: string
-  /** Set when the figures were parsed from an existing Markdown report rather than measured by the harness. */
-  imported_from?: string
   measurements: Record<string, Summary>
 }
 
@@ -160,7 +158,6 @@ export function suiteMarkdown(r: SuiteResult): string {
     '',
     `\`${r.command}\` at ${r.machine.git_commit}, ${m.date}; ${m.cores} cores (${m.cpu_model}), Node ${m.node}; ` +
       `load average before ${m.load_before.join(' ')}, after ${m.load_after.join(' ')}.`,
-    ...(r.imported_from ? ['', `Imported from the Markdown report \`${r.imported_from}\` (not re-measured).`] : []),
     ...(r.report ? ['', `Details, setup and caveats: [${r.report}](${r.report}).`] : []),
     '',
     'Ratio = this quantity / its baseline: of the medians, and per round where both ran in the same round (median, min–max).',
