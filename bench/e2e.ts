@@ -107,14 +107,7 @@ async function runOnce(name: string, yaml: string, tag: string): Promise<Run> {
 
 const families = opts.families.split(',')
 for (const f of families) if (!FAMILIES[f]) throw new Error(`unknown family ${f}; known: ${Object.keys(FAMILIES).join(', ')}`)
-const walls: Record<string, number[]> = { static: [] }
-const trains: Record<string, number[]> = { static: [] }
-const stepsSeen: Record<string, Set<number>> = { static: new Set() }
-for (const f of families) {
-  walls[f] = []
-  trains[f] = []
-  stepsSeen[f] = new Set()
-}
+const runs: Record<string, Run[]> = Object.fromEntries(['static', ...families].map((name) => [name, []]))
 // One unrecorded warm-up run of every kind first: the first process pays for cold file caches (Python imports, the
 // CLI bundle, the datasets cache), which would otherwise land on whichever run round 0 starts with.
 const order = ['static', ...families]
@@ -128,26 +121,27 @@ for (let r = 0; r < pairs; r++) {
   const k = r % order.length
   for (const name of [...order.slice(k), ...order.slice(0, k)]) {
     const got = await runOnce(name, trainYaml(name === 'static' ? null : name), `r${r}`)
-    walls[name]!.push(got.wall)
-    trains[name]!.push(got.train)
-    stepsSeen[name]!.add(got.steps)
+    runs[name]!.push(got)
     console.log(`round ${r}: ${name} ${got.wall.toFixed(1)} s, ${got.steps} steps`)
   }
 }
 
+const walls = (name: string): number[] => runs[name]!.map((r) => r.wall)
+const trains = (name: string): number[] => runs[name]!.map((r) => r.train)
+const stepsOf = (name: string): string => [...new Set(runs[name]!.map((r) => r.steps))].join(', ')
 const tags = Array.from({ length: pairs }, (_, r) => `r${r}`)
 const measurements: Record<string, RawMeasurement> = {
-  'static/wall_s': { unit: 's', samples: walls.static!, tags },
-  'static/train_s': { unit: 's', samples: trains.static!, tags },
+  'static/wall_s': { unit: 's', samples: walls('static'), tags },
+  'static/train_s': { unit: 's', samples: trains('static'), tags },
 }
 for (const f of families) {
   const m = FAMILIES[f]!.method
-  measurements[`${f}/${m}/wall_s`] = { unit: 's', samples: walls[f]!, tags, baseline: 'static/wall_s' }
-  measurements[`${f}/${m}/train_s`] = { unit: 's', samples: trains[f]!, tags, baseline: 'static/train_s' }
+  measurements[`${f}/${m}/wall_s`] = { unit: 's', samples: walls(f), tags, baseline: 'static/wall_s' }
+  measurements[`${f}/${m}/train_s`] = { unit: 's', samples: trains(f), tags, baseline: 'static/train_s' }
 }
 
-const base = median(walls.static!)
-const trainBase = median(trains.static!)
+const base = median(walls('static'))
+const trainBase = median(trains('static'))
 const lines = [
   '# End to end: each family against a static run of the same steps',
   '',
@@ -159,13 +153,13 @@ const lines = [
   '',
   '| run | method | median wall (s) | runs (s) | × static | training alone (s) | × static | steps |',
   '|---|---|---|---|---|---|---|---|',
-  `| static | – | ${base.toFixed(1)} | ${walls.static!.map((x) => x.toFixed(1)).join(', ')} | 1.000 | ${trainBase.toFixed(2)} | 1.000 | ` +
-    `${[...stepsSeen.static!].join(', ')} |`,
+  `| static | – | ${base.toFixed(1)} | ${walls('static').map((x) => x.toFixed(1)).join(', ')} | 1.000 | ${trainBase.toFixed(2)} | 1.000 | ` +
+    `${stepsOf('static')} |`,
   ...families.map(
     (f) =>
-      `| ${f} | ${FAMILIES[f]!.method} | ${median(walls[f]!).toFixed(1)} | ${walls[f]!.map((x) => x.toFixed(1)).join(', ')} | ` +
-      `${(median(walls[f]!) / base).toFixed(3)} | ${median(trains[f]!).toFixed(2)} | ${(median(trains[f]!) / trainBase).toFixed(3)} | ` +
-      `${[...stepsSeen[f]!].join(', ')} |`,
+      `| ${f} | ${FAMILIES[f]!.method} | ${median(walls(f)).toFixed(1)} | ${walls(f).map((x) => x.toFixed(1)).join(', ')} | ` +
+      `${(median(walls(f)) / base).toFixed(3)} | ${median(trains(f)).toFixed(2)} | ${(median(trains(f)) / trainBase).toFixed(3)} | ` +
+      `${stepsOf(f)} |`,
   ),
   '',
 ]
